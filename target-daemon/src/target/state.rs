@@ -1,0 +1,169 @@
+//! Control-plane state that initiators can change: the config string, the MAC mask list
+//! (an ACL) and the reservation. Rarely written, read on every ATA request, shared by all
+//! workers of a target. The lists are fixed-capacity arrays: no allocation after start-up.
+
+use aoe_proto::config::MAX_STRING_LEN;
+use aoe_proto::Mac;
+
+/// Most MACs the mask list holds (a full list answers edits with MError 3, "list full").
+pub const MAX_MASK_ENTRIES: usize = 64;
+/// Most MACs a reservation holds.
+pub const MAX_RESERVE_ENTRIES: usize = 64;
+
+/// A set of MAC addresses in insertion order with a fixed capacity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MacList<const N: usize> {
+    macs: [Mac; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for MacList<N> {
+    fn default() -> Self {
+        Self { macs: [Mac::ZERO; N], len: 0 }
+    }
+}
+
+/// A list that is already at capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListFull;
+
+impl<const N: usize> MacList<N> {
+    pub fn capacity(&self) -> usize {
+        N
+    }
+
+    pub fn as_slice(&self) -> &[Mac] {
+        &self.macs[..self.len]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn contains(&self, mac: Mac) -> bool {
+        self.as_slice().contains(&mac)
+    }
+
+    /// Adds `mac` unless present.
+    pub fn add(&mut self, mac: Mac) -> Result<(), ListFull> {
+        if self.contains(mac) {
+            return Ok(());
+        }
+        let slot = self.macs.get_mut(self.len).ok_or(ListFull)?;
+        *slot = mac;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes `mac` if present, keeping the order of the others.
+    pub fn remove(&mut self, mac: Mac) {
+        if let Some(i) = self.as_slice().iter().position(|m| *m == mac) {
+            self.macs.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// The whole control-plane state of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetState {
+    config: [u8; MAX_STRING_LEN],
+    config_len: usize,
+    pub mask: MacList<MAX_MASK_ENTRIES>,
+    pub reservation: MacList<MAX_RESERVE_ENTRIES>,
+}
+
+impl Default for TargetState {
+    fn default() -> Self {
+        Self {
+            config: [0; MAX_STRING_LEN],
+            config_len: 0,
+            mask: MacList::default(),
+            reservation: MacList::default(),
+        }
+    }
+}
+
+/// A config string longer than [`MAX_STRING_LEN`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringTooLong;
+
+impl TargetState {
+    pub fn config_string(&self) -> &[u8] {
+        &self.config[..self.config_len]
+    }
+
+    pub fn set_config_string(&mut self, value: &[u8]) -> Result<(), StringTooLong> {
+        let dst = self.config.get_mut(..value.len()).ok_or(StringTooLong)?;
+        dst.copy_from_slice(value);
+        self.config_len = value.len();
+        Ok(())
+    }
+
+    /// True when `src` may use the target at all (the mask list is empty or lists it).
+    pub fn admits(&self, src: Mac) -> bool {
+        self.mask.is_empty() || self.mask.contains(src)
+    }
+
+    /// True when `src` may issue commands a reservation guards (unreserved, or a holder).
+    pub fn reservation_allows(&self, src: Mac) -> bool {
+        self.reservation.is_empty() || self.reservation.contains(src)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, n])
+    }
+
+    #[test]
+    fn mac_list_add_remove_keeps_order_and_capacity() {
+        let mut list = MacList::<3>::default();
+        list.add(mac(1)).unwrap();
+        list.add(mac(2)).unwrap();
+        list.add(mac(2)).unwrap();
+        list.add(mac(3)).unwrap();
+        assert_eq!(list.as_slice(), &[mac(1), mac(2), mac(3)]);
+        assert_eq!(list.add(mac(4)), Err(ListFull));
+        assert_eq!(list.add(mac(3)), Ok(()), "present: not an add");
+        list.remove(mac(2));
+        assert_eq!(list.as_slice(), &[mac(1), mac(3)]);
+        list.remove(mac(9));
+        assert_eq!(list.len(), 2);
+        list.add(mac(4)).unwrap();
+        assert_eq!(list.as_slice(), &[mac(1), mac(3), mac(4)]);
+        list.clear();
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn config_string_bounds() {
+        let mut s = TargetState::default();
+        assert_eq!(s.config_string(), b"");
+        s.set_config_string(&[b'x'; MAX_STRING_LEN]).unwrap();
+        assert_eq!(s.config_string().len(), MAX_STRING_LEN);
+        assert_eq!(s.set_config_string(&[0; MAX_STRING_LEN + 1]), Err(StringTooLong));
+        assert_eq!(s.config_string().len(), MAX_STRING_LEN, "unchanged on error");
+    }
+
+    #[test]
+    fn admission_and_reservation() {
+        let mut s = TargetState::default();
+        assert!(s.admits(mac(1)) && s.reservation_allows(mac(1)));
+        s.mask.add(mac(2)).unwrap();
+        assert!(!s.admits(mac(1)) && s.admits(mac(2)));
+        s.reservation.add(mac(3)).unwrap();
+        assert!(!s.reservation_allows(mac(2)) && s.reservation_allows(mac(3)));
+    }
+}
