@@ -142,7 +142,7 @@ impl Target {
             config.size_sectors,
             IdentifyStrings {
                 serial: &config.serial,
-                firmware: &format!("{}", config.firmware_version),
+                firmware: env!("CARGO_PKG_VERSION"),
                 model: &config.model,
             },
         );

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, clippy, unit tests, and the root integration tests in
+# network namespaces (veth pairs the tests create and remove; vblade and aoetools as
+# reference peers). Installs what the tests need when missing.
+#
+#   sudo ./scripts/test.sh
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+cd "$REPO"
+
+need_root "test.sh"
+ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools
+find_cargo
+
+log "cargo fmt --check"
+cargo_run fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo_run clippy --workspace --all-targets --locked -- -D warnings
+log "building release binaries (integration tests run them)"
+cargo_run build --release --locked -p xblade -p aoe-initiator
+log "cargo test (unit + namespace integration tests)"
+XBLADE_BIN="$REPO/target/release/xblade" cargo_run test --workspace --locked -- --test-threads=2

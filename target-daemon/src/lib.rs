@@ -1,0 +1,18 @@
+//! xblade: an ATA over Ethernet (AoE r11) target. An XDP program steers AoE frames into
+//! AF_XDP sockets, one per RX queue, each served by a worker thread with its own io_uring;
+//! sector data moves between the disk and the very UMEM frames it arrived or leaves in.
+//!
+//! Layout: [`target`] is the pure protocol logic; [`xdp`], [`xsk`] and [`uring`] are thin
+//! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
+//! it all; [`backend`], [`stats`], [`config`] and [`netdev`] do what they say.
+
+pub mod backend;
+pub mod config;
+pub mod daemon;
+pub mod netdev;
+pub mod stats;
+pub mod target;
+pub mod uring;
+pub mod worker;
+pub mod xdp;
+pub mod xsk;

@@ -1,0 +1,297 @@
+//! Counters and service-latency histograms: written by one worker each, read by the main
+//! thread for periodic reports and the exit summary.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::target::{DropReason, ReplyKind};
+
+/// One worker's counters. Each has a single writer (its worker, Relaxed increments on a
+/// cache line no other worker writes) and is read racily for reports.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    pub rx_frames: AtomicU64,
+    pub tx_frames: AtomicU64,
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub written_bytes: AtomicU64,
+    /// Replies without disk I/O: identify, power mode, config, mask, reserve.
+    pub immediate_replies: AtomicU64,
+    pub ata_errors: AtomicU64,
+    pub aoe_errors: AtomicU64,
+    /// Disk I/O that failed (reported to the initiator as an ATA error).
+    pub io_errors: AtomicU64,
+    /// Sector data copied through a bounce buffer (alignment).
+    pub bounced: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub dropped_response: AtomicU64,
+    pub dropped_not_for_us: AtomicU64,
+    pub dropped_masked: AtomicU64,
+    pub dropped_config_mismatch: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+impl WorkerCounters {
+    /// Adds `by` to a counter this worker alone writes: a plain load and store, no
+    /// locked read-modify-write.
+    pub fn add(&self, field: impl Fn(&Self) -> &AtomicU64, by: u64) {
+        bump(field(self), by);
+    }
+
+    pub fn count_drop(&self, reason: DropReason) {
+        bump(
+            match reason {
+                DropReason::Malformed => &self.dropped_malformed,
+                DropReason::Response => &self.dropped_response,
+                DropReason::NotForUs => &self.dropped_not_for_us,
+                DropReason::Masked => &self.dropped_masked,
+                DropReason::ConfigMismatch => &self.dropped_config_mismatch,
+            },
+            1,
+        );
+    }
+
+    pub fn count_reply(&self, kind: ReplyKind) {
+        bump(
+            match kind {
+                ReplyKind::AtaError => &self.ata_errors,
+                ReplyKind::AoeError(_) => &self.aoe_errors,
+                _ => &self.immediate_replies,
+            },
+            1,
+        );
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            rx_frames: get(&self.rx_frames),
+            tx_frames: get(&self.tx_frames),
+            reads: get(&self.reads),
+            writes: get(&self.writes),
+            flushes: get(&self.flushes),
+            read_bytes: get(&self.read_bytes),
+            written_bytes: get(&self.written_bytes),
+            immediate_replies: get(&self.immediate_replies),
+            ata_errors: get(&self.ata_errors),
+            aoe_errors: get(&self.aoe_errors),
+            io_errors: get(&self.io_errors),
+            bounced: get(&self.bounced),
+            dropped: get(&self.dropped_malformed)
+                + get(&self.dropped_response)
+                + get(&self.dropped_not_for_us)
+                + get(&self.dropped_masked)
+                + get(&self.dropped_config_mismatch),
+            dropped_masked: get(&self.dropped_masked),
+        }
+    }
+}
+
+/// Plain values of [`WorkerCounters`] at one moment; sums over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    pub immediate_replies: u64,
+    pub ata_errors: u64,
+    pub aoe_errors: u64,
+    pub io_errors: u64,
+    pub bounced: u64,
+    pub dropped: u64,
+    pub dropped_masked: u64,
+}
+
+impl CounterSnapshot {
+    pub fn requests(&self) -> u64 {
+        self.reads + self.writes + self.flushes + self.immediate_replies + self.ata_errors + self.aoe_errors
+    }
+
+    pub fn merge(&mut self, other: &CounterSnapshot) {
+        self.rx_frames += other.rx_frames;
+        self.tx_frames += other.tx_frames;
+        self.reads += other.reads;
+        self.writes += other.writes;
+        self.flushes += other.flushes;
+        self.read_bytes += other.read_bytes;
+        self.written_bytes += other.written_bytes;
+        self.immediate_replies += other.immediate_replies;
+        self.ata_errors += other.ata_errors;
+        self.aoe_errors += other.aoe_errors;
+        self.io_errors += other.io_errors;
+        self.bounced += other.bounced;
+        self.dropped += other.dropped;
+        self.dropped_masked += other.dropped_masked;
+    }
+
+    /// The change since `earlier`, for rates.
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            rx_frames: self.rx_frames - earlier.rx_frames,
+            tx_frames: self.tx_frames - earlier.tx_frames,
+            reads: self.reads - earlier.reads,
+            writes: self.writes - earlier.writes,
+            flushes: self.flushes - earlier.flushes,
+            read_bytes: self.read_bytes - earlier.read_bytes,
+            written_bytes: self.written_bytes - earlier.written_bytes,
+            immediate_replies: self.immediate_replies - earlier.immediate_replies,
+            ata_errors: self.ata_errors - earlier.ata_errors,
+            aoe_errors: self.aoe_errors - earlier.aoe_errors,
+            io_errors: self.io_errors - earlier.io_errors,
+            bounced: self.bounced - earlier.bounced,
+            dropped: self.dropped - earlier.dropped,
+            dropped_masked: self.dropped_masked - earlier.dropped_masked,
+        }
+    }
+}
+
+/// Service latency (frame taken off the RX ring to reply posted on the TX ring), in ns.
+pub struct LatencyHistogram {
+    histogram: Histogram<u64>,
+}
+
+/// Highest latency the histogram resolves; above it values are clamped (60 s).
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+impl LatencyHistogram {
+    /// Allocates the histogram once (3 significant digits, 1 ns .. 60 s): recording never
+    /// allocates.
+    pub fn new() -> LatencyHistogram {
+        let histogram = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+            .expect("constant histogram bounds are valid");
+        LatencyHistogram { histogram }
+    }
+
+    pub fn record(&mut self, latency_ns: u64) {
+        // Within bounds after the clamp: saturating_record cannot fail.
+        self.histogram.saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
+    }
+
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    pub fn quantile_ns(&self, quantile: f64) -> u64 {
+        self.histogram.value_at_quantile(quantile)
+    }
+
+    pub fn max_ns(&self) -> u64 {
+        self.histogram.max()
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LatencyHistogram({} samples)", self.count())
+    }
+}
+
+/// The exit summary: totals and latency percentiles.
+pub struct Summary<'a> {
+    pub counters: CounterSnapshot,
+    pub latency: &'a LatencyHistogram,
+    pub elapsed_s: f64,
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        let us = |q: f64| self.latency.quantile_ns(q) as f64 / 1000.0;
+        writeln!(f, "xblade summary after {:.1} s", self.elapsed_s)?;
+        writeln!(
+            f,
+            "  requests {} (reads {}, writes {}, flushes {}, other {})",
+            c.requests(),
+            c.reads,
+            c.writes,
+            c.flushes,
+            c.immediate_replies
+        )?;
+        writeln!(
+            f,
+            "  bytes    read {} MiB, written {} MiB",
+            c.read_bytes >> 20,
+            c.written_bytes >> 20
+        )?;
+        writeln!(
+            f,
+            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}); bounced {}",
+            c.ata_errors, c.aoe_errors, c.io_errors, c.dropped, c.dropped_masked, c.bounced
+        )?;
+        if self.latency.count() == 0 {
+            write!(f, "  latency  no samples")
+        } else {
+            write!(
+                f,
+                "  latency  p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us ({} samples)",
+                us(0.5),
+                us(0.99),
+                us(0.999),
+                self.latency.max_ns() as f64 / 1000.0,
+                self.latency.count()
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_snapshot_and_merge() {
+        let c = WorkerCounters::default();
+        c.add(|c| &c.reads, 3);
+        c.add(|c| &c.read_bytes, 3 * 1024);
+        c.count_drop(DropReason::Masked);
+        c.count_drop(DropReason::Malformed);
+        c.count_reply(ReplyKind::AtaError);
+        c.count_reply(ReplyKind::Config);
+        let s = c.snapshot();
+        assert_eq!((s.reads, s.read_bytes, s.dropped, s.dropped_masked), (3, 3072, 2, 1));
+        assert_eq!((s.ata_errors, s.immediate_replies, s.requests()), (1, 1, 5));
+        let mut total = s;
+        total.merge(&s);
+        assert_eq!(total.requests(), 10);
+        assert_eq!(total.since(&s), s);
+    }
+
+    #[test]
+    fn histogram_percentiles() {
+        let mut h = LatencyHistogram::new();
+        for ns in 1..=1000u64 {
+            h.record(ns * 1000);
+        }
+        h.record(u64::MAX);
+        let p50 = h.quantile_ns(0.5);
+        assert!((499_000..=502_000).contains(&p50), "{p50}");
+        assert!(h.max_ns() >= MAX_LATENCY_NS);
+        let mut g = LatencyHistogram::new();
+        g.merge(&h);
+        assert_eq!(g.count(), 1001);
+        let text = Summary { counters: CounterSnapshot::default(), latency: &g, elapsed_s: 1.0 }.to_string();
+        assert!(text.contains("p99.9"), "{text}");
+    }
+}

@@ -1,0 +1,203 @@
+//! A thin typed layer over one io_uring instance (io_uring_setup(2), io_uring_enter(2),
+//! io_uring_register(2)) for one worker thread: the backing file registered as fixed file 0,
+//! the worker's whole buffer region registered as fixed buffer 0, and the handful of
+//! operations the data path submits.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+/// Index of the backing file in the registered file table (IORING_REGISTER_FILES).
+const FIXED_FILE: types::Fixed = types::Fixed(0);
+/// Index of the worker's buffer region in the registered buffer table (IORING_REGISTER_BUFFERS).
+const FIXED_BUFFER: u16 = 0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UringError {
+    #[error("io_uring_setup failed: {0} (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)")]
+    Setup(#[source] io::Error),
+    #[error("registering {what} with io_uring failed: {source} (RLIMIT_MEMLOCK too small? try `ulimit -l unlimited`)")]
+    Register { what: &'static str, source: io::Error },
+    #[error("io_uring_enter failed: {0}")]
+    Enter(#[source] io::Error),
+}
+
+/// How the ring was set up, for the start-up log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingFlavour {
+    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG.
+    DeferTaskrun,
+    /// IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, for kernels without the above.
+    CoopTaskrun,
+}
+
+/// One completion (struct io_uring_cqe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub user_data: u64,
+    /// Bytes transferred, or a negative errno.
+    pub result: i32,
+    /// IORING_CQE_F_MORE: a multishot request stays armed.
+    pub more: bool,
+}
+
+/// One io_uring, owned by the thread that created it (required by SINGLE_ISSUER and
+/// DEFER_TASKRUN: completions run only when this thread enters the ring).
+pub struct Ring {
+    ring: IoUring,
+    flavour: RingFlavour,
+    /// The registered buffer region: fixed reads and writes must fall inside it.
+    buffer_start: usize,
+    buffer_end: usize,
+}
+
+impl Ring {
+    /// Sets up a ring with `entries` submission slots (completion queue twice that).
+    pub fn new(entries: u32) -> Result<Ring, UringError> {
+        let deferred = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(entries * 2)
+            .build(entries);
+        let (ring, flavour) = match deferred {
+            Ok(ring) => (ring, RingFlavour::DeferTaskrun),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_coop_taskrun()
+                    .setup_taskrun_flag()
+                    .setup_cqsize(entries * 2)
+                    .build(entries)
+                    .map_err(UringError::Setup)?,
+                RingFlavour::CoopTaskrun,
+            ),
+        };
+        Ok(Ring { ring, flavour, buffer_start: 0, buffer_end: 0 })
+    }
+
+    pub fn flavour(&self) -> RingFlavour {
+        self.flavour
+    }
+
+    /// Registers `fd` as fixed file 0 (IORING_REGISTER_FILES).
+    pub fn register_file(&mut self, fd: RawFd) -> Result<(), UringError> {
+        self.ring
+            .submitter()
+            .register_files(&[fd])
+            .map_err(|source| UringError::Register { what: "the backing file", source })
+    }
+
+    /// Registers `[base, base + len)` as fixed buffer 0 (IORING_REGISTER_BUFFERS): the
+    /// kernel pins the pages once instead of on every read and write.
+    ///
+    /// # Safety
+    /// The region must stay mapped, and must not be unmapped or remapped, for as long as
+    /// this ring exists (the worker owns both and drops the ring first).
+    pub unsafe fn register_buffer(&mut self, base: *mut u8, len: usize) -> Result<(), UringError> {
+        let iovec = libc::iovec { iov_base: base.cast(), iov_len: len };
+        // SAFETY: the caller guarantees the region outlives the ring; the kernel copies the
+        // iovec array during the call.
+        unsafe { self.ring.submitter().register_buffers(&[iovec]) }
+            .map_err(|source| UringError::Register { what: "the UMEM buffers", source })?;
+        self.buffer_start = base as usize;
+        self.buffer_end = base as usize + len;
+        Ok(())
+    }
+
+    fn in_fixed_buffer(&self, buf: *const u8, len: u32) -> bool {
+        let start = buf as usize;
+        start >= self.buffer_start && start.saturating_add(len as usize) <= self.buffer_end
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        // SAFETY: every entry is built by the push_* methods below, whose callers
+        // guarantee that the buffers they name stay valid until the completion is reaped.
+        let pushed = unsafe { self.ring.submission().push(&entry) };
+        // The worker sizes the ring for every frame it owns plus its polls, and submits
+        // before the queue can fill: a full queue is a sizing bug, not an input error.
+        assert!(pushed.is_ok(), "io_uring submission queue full: ring sized too small");
+    }
+
+    /// Queues IORING_OP_READ_FIXED of `len` bytes at file `offset` into `buf`.
+    ///
+    /// # Safety
+    /// `buf..buf + len` must lie in the registered buffer and stay untouched by anyone else
+    /// until the completion for `user_data` is reaped.
+    pub unsafe fn push_read(&mut self, buf: *mut u8, len: u32, offset: u64, user_data: u64) {
+        debug_assert!(self.in_fixed_buffer(buf, len));
+        let entry = opcode::ReadFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+            .offset(offset)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Queues IORING_OP_WRITE_FIXED of `len` bytes from `buf` to file `offset`.
+    ///
+    /// # Safety
+    /// As for [`Ring::push_read`]; the bytes must not change until the completion.
+    pub unsafe fn push_write(&mut self, buf: *const u8, len: u32, offset: u64, user_data: u64) {
+        debug_assert!(self.in_fixed_buffer(buf, len));
+        let entry = opcode::WriteFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+            .offset(offset)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync(2)) of the backing file.
+    pub fn push_fdatasync(&mut self, user_data: u64) {
+        let entry = opcode::Fsync::new(FIXED_FILE)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Queues a multishot IORING_OP_POLL_ADD of `events` (POLLIN, ...) on `fd`: one
+    /// completion per readiness wake-up until it ends (a completion without `more`).
+    pub fn push_poll_multishot(&mut self, fd: RawFd, events: u32, user_data: u64) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), events)
+            .multi(true)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Submits what is queued without waiting (and runs deferred completions if the
+    /// kernel flagged some: IORING_SQ_TASKRUN).
+    pub fn submit(&mut self) -> Result<(), UringError> {
+        enter_outcome(|| self.ring.submit())
+    }
+
+    /// Submits what is queued and waits for at least one completion.
+    pub fn submit_and_wait(&mut self) -> Result<(), UringError> {
+        enter_outcome(|| self.ring.submit_and_wait(1))
+    }
+
+    /// Moves up to `out.len()` completions into `out`; returns how many.
+    pub fn reap(&mut self, out: &mut [Completion]) -> usize {
+        let mut n = 0;
+        for (slot, cqe) in out.iter_mut().zip(self.ring.completion()) {
+            *slot = Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                more: cqueue::more(cqe.flags()),
+            };
+            n += 1;
+        }
+        n
+    }
+}
+
+/// io_uring_enter's transient failures are not errors for a loop that reaps and comes
+/// back: EINTR (a signal; the caller checks its state) and EBUSY (the completion queue
+/// overflowed; reaping makes room).
+fn enter_outcome(f: impl FnOnce() -> io::Result<usize>) -> Result<(), UringError> {
+    match f() {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+        Err(e) => Err(UringError::Enter(e)),
+    }
+}

@@ -1,0 +1,492 @@
+//! The per-queue worker: one AF_XDP socket, one UMEM, one io_uring, one thread.
+//!
+//! Every UMEM frame cycles: fill ring → (kernel receives into it) → RX ring → the target
+//! decides → either straight to the TX ring, or disk I/O from/into the frame itself and then
+//! the TX ring → completion ring → fill ring. Frames never leave the UMEM and sector data
+//! is never copied in userspace (except through a bounce buffer when O_DIRECT alignment
+//! forces it, which is counted).
+//!
+//! One wait covers everything: a multishot poll on the XSK socket (RX readiness), the
+//! shutdown eventfd and the disk completions all arrive on the same io_uring.
+
+mod frames;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::backend::IoMode;
+use crate::stats::{LatencyHistogram, WorkerCounters};
+use crate::target::{Action, IoKind, IoOutcome, IoRequest, StateChange, Target};
+use crate::uring::{Completion, Ring, UringError};
+use crate::xsk::{BindMode, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM};
+
+use frames::FrameMap;
+
+/// user_data of the multishot poll on the XSK socket.
+const USER_DATA_XSK_POLL: u64 = u64::MAX;
+/// user_data of the poll on the shutdown eventfd.
+const USER_DATA_SHUTDOWN: u64 = u64::MAX - 1;
+/// How long a stopping worker waits for in-flight I/O and transmissions.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest RX batch (the stack buffer of descriptors).
+pub const MAX_BATCH: u32 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("queue {queue_id}: {source}")]
+    Uring { queue_id: u32, source: UringError },
+    #[error("queue {queue_id}: {source}")]
+    Xsk { queue_id: u32, source: XskError },
+    #[error("queue {queue_id}: worker thread panicked")]
+    Panicked { queue_id: u32 },
+}
+
+/// Everything a worker thread needs; built by the main thread, moved into the worker.
+pub struct WorkerSetup {
+    pub queue_id: u32,
+    pub socket: XskSocket,
+    pub umem: UmemRegion,
+    pub umem_config: UmemConfig,
+    pub target: Target,
+    pub backing_fd: RawFd,
+    pub io_mode: IoMode,
+    pub batch: u32,
+    pub cpu: Option<usize>,
+    /// Send the start-up announcement (one worker does).
+    pub announce: bool,
+    /// Readable once the daemon is stopping.
+    pub shutdown_fd: RawFd,
+    pub counters: Arc<WorkerCounters>,
+    pub changes: Sender<StateChange>,
+}
+
+/// What a worker hands back when it stops.
+#[derive(Debug)]
+pub struct WorkerReport {
+    pub queue_id: u32,
+    pub latency: LatencyHistogram,
+    pub bind_mode: BindMode,
+    pub xsk_statistics: Option<XskStatistics>,
+}
+
+/// Bytes of UMEM-adjacent memory a worker needs for bounce buffers.
+pub fn bounce_bytes(io_mode: IoMode, config: &UmemConfig) -> usize {
+    match io_mode {
+        IoMode::Direct { .. } => config.frame_count as usize * config.frame_size as usize,
+        IoMode::Buffered => 0,
+    }
+}
+
+/// A reply waiting for the TX ring.
+#[derive(Clone, Copy, Debug)]
+struct PendingTx {
+    desc: libc::xdp_desc,
+    /// When its request came off the RX ring; `None` for the announcement.
+    started_ns: Option<u64>,
+}
+
+/// A disk I/O in flight: which frame it belongs to and what the reply needs.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    io: IoRequest,
+    /// The packet's address in the UMEM (as the RX descriptor gave it).
+    packet_addr: u64,
+    started_ns: u64,
+    bounced: bool,
+}
+
+struct Worker {
+    queue_id: u32,
+    socket: XskSocket,
+    ring: Ring,
+    frames: FrameMap,
+    target: Target,
+    io_mode: IoMode,
+    batch: u32,
+    shutdown_fd: RawFd,
+    counters: Arc<WorkerCounters>,
+    changes: Sender<StateChange>,
+    latency: LatencyHistogram,
+    epoch: Instant,
+    /// In-flight disk I/O by frame index; `None` for frames not waiting on the disk.
+    in_flight: Vec<Option<InFlight>>,
+    in_flight_count: u32,
+    /// Frames to give back to the fill ring (chunk addresses).
+    recycle: Vec<u64>,
+    /// Replies ready for the TX ring.
+    tx_pending: Vec<PendingTx>,
+    /// Frames on the TX ring whose completion has not come back.
+    tx_outstanding: u32,
+    completions: Vec<Completion>,
+    draining_since: Option<Instant>,
+}
+
+/// Runs a worker until shutdown. `ready` hears `Ok` once the worker serves, or the
+/// set-up error.
+pub fn run(setup: WorkerSetup, ready: Sender<Result<(), String>>) -> Result<WorkerReport, WorkerError> {
+    let queue_id = setup.queue_id;
+    let mut worker = match Worker::new(setup) {
+        Ok(worker) => worker,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return Err(e);
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let result = worker.serve();
+    let xsk_statistics = worker.socket.statistics().ok();
+    result.map(|()| WorkerReport {
+        queue_id,
+        latency: std::mem::take(&mut worker.latency),
+        bind_mode: worker.socket.bind_mode(),
+        xsk_statistics,
+    })
+}
+
+impl Worker {
+    fn new(setup: WorkerSetup) -> Result<Worker, WorkerError> {
+        let queue_id = setup.queue_id;
+        let uring = |source| WorkerError::Uring { queue_id, source };
+        if let Some(cpu) = setup.cpu {
+            pin_to_cpu(cpu);
+        }
+        let frame_count = setup.umem_config.frame_count;
+        // Every frame can be in flight at once, plus the two polls.
+        let mut ring = Ring::new((frame_count + 2).next_power_of_two()).map_err(uring)?;
+        ring.register_file(setup.backing_fd).map_err(uring)?;
+        // SAFETY: the region is owned by `frames`, which the worker drops after the ring
+        // (field order: `ring` before `frames`), and it is never remapped.
+        unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
+        debug!(queue_id, flavour = ?ring.flavour(), "io_uring ready");
+
+        let frames = FrameMap::new(setup.umem, &setup.umem_config);
+        let mut worker = Worker {
+            queue_id,
+            socket: setup.socket,
+            ring,
+            frames,
+            target: setup.target,
+            io_mode: setup.io_mode,
+            batch: setup.batch.min(MAX_BATCH),
+            shutdown_fd: setup.shutdown_fd,
+            counters: setup.counters,
+            changes: setup.changes,
+            latency: LatencyHistogram::new(),
+            epoch: Instant::now(),
+            in_flight: vec![None; frame_count as usize],
+            in_flight_count: 0,
+            recycle: Vec::with_capacity(frame_count as usize),
+            tx_pending: Vec::with_capacity(frame_count as usize),
+            tx_outstanding: 0,
+            completions: vec![Completion { user_data: 0, result: 0, more: false }; 2 * frame_count as usize + 4],
+            draining_since: None,
+        };
+        let first_free = if setup.announce { worker.announce() } else { 0 };
+        worker.recycle.extend((first_free..frame_count).map(|i| worker.frames.chunk_addr(i)));
+        worker.refill()?;
+        worker.transmit()?;
+        Ok(worker)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Queues the start-up announcement in frame 0; returns the first frame left free.
+    fn announce(&mut self) -> u32 {
+        let packet_addr = self.frames.chunk_addr(0) + self.frames.packet_offset();
+        let frame = self.frames.frame_mut(packet_addr);
+        match self.target.announcement(frame) {
+            Some(len) => {
+                let desc = libc::xdp_desc { addr: packet_addr, len: len as u32, options: 0 };
+                self.tx_pending.push(PendingTx { desc, started_ns: None });
+                1
+            }
+            None => 0,
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), WorkerError> {
+        let xsk_fd = self.socket.fd().as_raw_fd();
+        self.ring.push_poll_multishot(xsk_fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
+        self.ring.push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
+        self.submit(false)?;
+        loop {
+            let mut progressed = self.reap_ring()?;
+            progressed |= self.reap_tx_completions();
+            if self.draining_since.is_none() {
+                progressed |= self.receive();
+            }
+            self.refill()?;
+            progressed |= self.transmit()?;
+            if let Some(since) = self.draining_since {
+                if self.in_flight_count == 0 && self.tx_outstanding == 0 {
+                    return Ok(());
+                }
+                if since.elapsed() > DRAIN_TIMEOUT {
+                    warn!(
+                        queue_id = self.queue_id,
+                        in_flight = self.in_flight_count,
+                        tx_outstanding = self.tx_outstanding,
+                        "gave up waiting for in-flight work at shutdown"
+                    );
+                    return Ok(());
+                }
+                if self.in_flight_count == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                    progressed = true;
+                }
+            }
+            // Transmitted frames come back on the completion ring without a wake-up of
+            // their own: keep turning until they have.
+            self.submit(!progressed && self.tx_outstanding == 0)?;
+        }
+    }
+
+    fn submit(&mut self, wait: bool) -> Result<(), WorkerError> {
+        let result = if wait { self.ring.submit_and_wait() } else { self.ring.submit() };
+        result.map_err(|source| WorkerError::Uring { queue_id: self.queue_id, source })
+    }
+
+    /// Handles every io_uring completion: disk I/O, socket readiness, shutdown.
+    fn reap_ring(&mut self) -> Result<bool, WorkerError> {
+        let n = self.ring.reap(&mut self.completions);
+        for i in 0..n {
+            let c = self.completions[i];
+            match c.user_data {
+                USER_DATA_XSK_POLL => {
+                    if !c.more {
+                        let fd = self.socket.fd().as_raw_fd();
+                        self.ring.push_poll_multishot(fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
+                    }
+                }
+                USER_DATA_SHUTDOWN => {
+                    if self.draining_since.is_none() {
+                        debug!(queue_id = self.queue_id, in_flight = self.in_flight_count, "draining");
+                        self.draining_since = Some(Instant::now());
+                    }
+                }
+                index => self.complete_io(index as usize, c.result),
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// Takes up to a batch of frames off the RX ring and acts on each.
+    fn receive(&mut self) -> bool {
+        let mut descs = [libc::xdp_desc { addr: 0, len: 0, options: 0 }; MAX_BATCH as usize];
+        let rx = self.socket.rx();
+        let n = rx.peek(self.batch);
+        for (i, desc) in descs.iter_mut().enumerate().take(n as usize) {
+            *desc = rx.desc(i as u32);
+        }
+        rx.release(n);
+        if n == 0 {
+            return false;
+        }
+        self.counters.add(|c| &c.rx_frames, u64::from(n));
+        let now_ns = self.now_ns();
+        for desc in &descs[..n as usize] {
+            self.handle_frame(*desc, now_ns);
+        }
+        true
+    }
+
+    fn handle_frame(&mut self, desc: libc::xdp_desc, now_ns: u64) {
+        let Some(index) = self.frames.index_of(desc.addr) else {
+            warn!(queue_id = self.queue_id, addr = desc.addr, "RX descriptor outside the UMEM; ignored");
+            return;
+        };
+        let frame = self.frames.frame_mut(desc.addr);
+        match self.target.decide(frame, desc.len as usize) {
+            Action::Drop(reason) => {
+                self.counters.count_drop(reason);
+                self.recycle.push(self.frames.chunk_addr(index));
+            }
+            Action::Reply { len, kind, change } => {
+                self.counters.count_reply(kind);
+                if let Some(change) = change {
+                    let _ = self.changes.send(change);
+                }
+                self.queue_tx(desc.addr, len, now_ns);
+            }
+            Action::Io(io) => self.submit_io(index, desc.addr, io, now_ns),
+        }
+    }
+
+    fn submit_io(&mut self, index: u32, packet_addr: u64, io: IoRequest, now_ns: u64) {
+        let data = self.frames.data_ptr(packet_addr, io.data_offset);
+        let bounced = match self.io_mode {
+            IoMode::Direct { mem_align } => io.kind != IoKind::Flush && !(data as usize).is_multiple_of(mem_align as usize),
+            IoMode::Buffered => false,
+        };
+        let buf = if bounced { self.frames.bounce_ptr(index) } else { data };
+        let user_data = u64::from(index);
+        match io.kind {
+            IoKind::Read => {
+                // SAFETY: `buf` is this frame's data area or its bounce buffer, both inside
+                // the registered region with room for len_bytes (decide() checked the frame
+                // capacity; bounce buffers are a whole frame). The frame is owned by this
+                // worker until its reply is transmitted, after this completion.
+                unsafe { self.ring.push_read(buf, io.len_bytes, io.offset_bytes, user_data) };
+            }
+            IoKind::Write => {
+                if bounced {
+                    // SAFETY: as above; source and bounce buffer are distinct frames' worth
+                    // of memory in the same mapping and do not overlap.
+                    unsafe { std::ptr::copy_nonoverlapping(data, buf, io.len_bytes as usize) };
+                    self.counters.add(|c| &c.bounced, 1);
+                }
+                // SAFETY: as for reads; nothing writes the frame until the completion.
+                unsafe { self.ring.push_write(buf, io.len_bytes, io.offset_bytes, user_data) };
+            }
+            IoKind::Flush => self.ring.push_fdatasync(user_data),
+        }
+        let slot = &mut self.in_flight[index as usize];
+        debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
+        *slot = Some(InFlight { io, packet_addr, started_ns: now_ns, bounced });
+        self.in_flight_count += 1;
+    }
+
+    fn complete_io(&mut self, index: usize, result: i32) {
+        let Some(flight) = self.in_flight.get_mut(index).and_then(Option::take) else {
+            warn!(queue_id = self.queue_id, index, "completion for a frame with no I/O in flight");
+            return;
+        };
+        self.in_flight_count -= 1;
+        let io = flight.io;
+        let done = match io.kind {
+            IoKind::Flush => result >= 0,
+            IoKind::Read | IoKind::Write => result == io.len_bytes as i32,
+        };
+        let outcome = if done {
+            match io.kind {
+                IoKind::Read => {
+                    self.counters.add(|c| &c.reads, 1);
+                    self.counters.add(|c| &c.read_bytes, u64::from(io.len_bytes));
+                }
+                IoKind::Write => {
+                    self.counters.add(|c| &c.writes, 1);
+                    self.counters.add(|c| &c.written_bytes, u64::from(io.len_bytes));
+                }
+                IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
+            }
+            IoOutcome::Done
+        } else {
+            self.counters.add(|c| &c.io_errors, 1);
+            let errors = self.counters.io_errors.load(std::sync::atomic::Ordering::Relaxed);
+            if errors.is_power_of_two() {
+                let cause = if result < 0 {
+                    std::io::Error::from_raw_os_error(-result).to_string()
+                } else {
+                    format!("short transfer: {result} of {} bytes", io.len_bytes)
+                };
+                warn!(queue_id = self.queue_id, kind = ?io.kind, offset_bytes = io.offset_bytes, errors, "disk I/O failed: {cause}; answered with an ATA error");
+            }
+            IoOutcome::Failed
+        };
+        if done && flight.bounced && io.kind == IoKind::Read {
+            let data = self.frames.data_ptr(flight.packet_addr, io.data_offset);
+            // SAFETY: the bounce buffer of this frame holds len_bytes just read; the frame's
+            // data area has room for them (decide() checked); they do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(self.frames.bounce_ptr(index as u32), data, io.len_bytes as usize) };
+            self.counters.add(|c| &c.bounced, 1);
+        }
+        let frame = self.frames.frame_mut(flight.packet_addr);
+        let len = self.target.complete(frame, &io, outcome);
+        self.queue_tx(flight.packet_addr, len, flight.started_ns);
+    }
+
+    fn queue_tx(&mut self, packet_addr: u64, len: usize, started_ns: u64) {
+        let desc = libc::xdp_desc { addr: packet_addr, len: len as u32, options: 0 };
+        self.tx_pending.push(PendingTx { desc, started_ns: Some(started_ns) });
+    }
+
+    /// Posts every pending reply on the TX ring with one kick. Returns whether it sent any.
+    fn transmit(&mut self) -> Result<bool, WorkerError> {
+        let pending = self.tx_pending.len() as u32;
+        if pending == 0 {
+            return Ok(false);
+        }
+        let now_ns = self.now_ns();
+        let tx = self.socket.tx();
+        let reserved = tx.reserve(pending);
+        // The TX ring holds as many entries as there are frames.
+        assert_eq!(reserved, pending, "TX ring smaller than the frame pool");
+        for (i, pending) in self.tx_pending.iter().enumerate() {
+            tx.write(i as u32, pending.desc);
+            if let Some(started_ns) = pending.started_ns {
+                self.latency.record(now_ns.saturating_sub(started_ns));
+            }
+        }
+        tx.submit(reserved);
+        let kick = tx.needs_wakeup();
+        self.tx_pending.clear();
+        self.tx_outstanding += reserved;
+        self.counters.add(|c| &c.tx_frames, u64::from(reserved));
+        if kick {
+            self.socket
+                .kick_tx()
+                .map_err(|source| WorkerError::Xsk { queue_id: self.queue_id, source })?;
+        }
+        Ok(true)
+    }
+
+    /// Takes transmitted frames back from the completion ring.
+    fn reap_tx_completions(&mut self) -> bool {
+        let comp = self.socket.comp();
+        let n = comp.peek(u32::MAX);
+        for i in 0..n {
+            let addr = comp.addr(i);
+            self.recycle.push(addr & !(u64::from(self.frames.frame_size()) - 1));
+        }
+        comp.release(n);
+        self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
+        n > 0
+    }
+
+    /// Gives recycled frames back to the kernel on the fill ring.
+    fn refill(&mut self) -> Result<(), WorkerError> {
+        if self.recycle.is_empty() {
+            return Ok(());
+        }
+        let fill = self.socket.fill();
+        let wanted = self.recycle.len() as u32;
+        let reserved = fill.reserve(wanted);
+        // The fill ring holds as many entries as there are frames.
+        assert_eq!(reserved, wanted, "fill ring smaller than the frame pool");
+        for (i, addr) in self.recycle.iter().enumerate() {
+            fill.write(i as u32, *addr);
+        }
+        fill.submit(reserved);
+        self.recycle.clear();
+        if fill.needs_wakeup() {
+            self.socket
+                .wake_rx()
+                .map_err(|source| WorkerError::Xsk { queue_id: self.queue_id, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// sched_setaffinity(2) for the calling thread; a failure is logged, not fatal.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit inside `set` (cpu is reduced below CPU_SETSIZE).
+    unsafe { libc::CPU_SET(cpu % libc::CPU_SETSIZE as usize, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is valid for its size.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        info!(cpu, "could not pin worker to CPU: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The frame capacity a UMEM geometry gives a received packet.
+pub fn frame_capacity(config: &UmemConfig) -> u32 {
+    config.frame_size - XDP_PACKET_HEADROOM - config.frame_headroom
+}
