@@ -197,9 +197,9 @@ pub fn identify_data(size_sectors: u64, strings: IdentifyStrings<'_>) -> [u8; SE
     words[60] = lba28 as u16;
     words[61] = (lba28 >> 16) as u16;
     words[80] = 0x00f0; // ATA-4 .. ATA-7
-    // Words 82-87: command sets supported (82-84) and enabled (85-87).
-    // Bit 10: 48-bit address feature set; bit 12: FLUSH CACHE; bit 13: FLUSH CACHE EXT.
-    // Bit 14 of words 83, 84 and 87 must be one (the word is valid).
+                        // Words 82-87: command sets supported (82-84) and enabled (85-87).
+                        // Bit 10: 48-bit address feature set; bit 12: FLUSH CACHE; bit 13: FLUSH CACHE EXT.
+                        // Bit 14 of words 83, 84 and 87 must be one (the word is valid).
     words[83] = 0x4000 | 0x2000 | 0x1000 | 0x0400;
     words[84] = 0x4000;
     words[86] = 0x2000 | 0x1000 | 0x0400;
@@ -249,7 +249,9 @@ pub fn identify_word(data: &[u8; SECTOR_SIZE], index: usize) -> u16 {
 pub fn identify_capacity_sectors(data: &[u8; SECTOR_SIZE]) -> u64 {
     let lba48 = (identify_word(data, 83) | identify_word(data, 86)) & 0x0400 != 0;
     if lba48 {
-        (0..4).fold(0u64, |acc, i| acc | u64::from(identify_word(data, 100 + i)) << (16 * i))
+        (0..4).fold(0u64, |acc, i| {
+            acc | u64::from(identify_word(data, 100 + i)) << (16 * i)
+        })
     } else {
         u64::from(identify_word(data, 60)) | u64::from(identify_word(data, 61)) << 16
     }
@@ -326,7 +328,14 @@ mod tests {
         assert_eq!(identify_string(&id, 27..47), "xblade");
         // Byte-swapped pairs: "xb" is stored as 'b','x'.
         assert_eq!(&id[54..56], b"bx");
-        let small = identify_data(1000, IdentifyStrings { serial: "", firmware: "", model: "" });
+        let small = identify_data(
+            1000,
+            IdentifyStrings {
+                serial: "",
+                firmware: "",
+                model: "",
+            },
+        );
         assert_eq!(identify_word(&small, 60), 1000);
         assert_eq!(identify_capacity_sectors(&small), 1000);
     }

@@ -15,7 +15,9 @@ impl fmt::Display for ParseError {
             Self::TooShort { needed, actual } => {
                 write!(f, "frame too short: {actual} bytes, need {needed}")
             }
-            Self::NotAoe { ethertype } => write!(f, "not an AoE frame (ethertype {ethertype:#06x})"),
+            Self::NotAoe { ethertype } => {
+                write!(f, "not an AoE frame (ethertype {ethertype:#06x})")
+            }
         }
     }
 }

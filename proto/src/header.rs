@@ -119,7 +119,12 @@ impl Header {
 
     /// Length of the Ethernet header including the VLAN tag: where the AoE header starts.
     pub fn l2_len(&self) -> usize {
-        ETH_HEADER_LEN + if self.vlan_tci.is_some() { VLAN_TAG_LEN } else { 0 }
+        ETH_HEADER_LEN
+            + if self.vlan_tci.is_some() {
+                VLAN_TAG_LEN
+            } else {
+                0
+            }
     }
 
     /// Where the command-specific header starts (24 in an untagged frame).

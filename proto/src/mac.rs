@@ -68,7 +68,7 @@ impl FromStr for Mac {
         }
         let mut mac = [0u8; 6];
         for (octet, text) in mac.iter_mut().zip(hex) {
-            if text.is_empty() || text.len() > 2 {
+            if text.is_empty() || text.len() > 2 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *octet = u8::from_str_radix(text, 16).map_err(|_| err())?;
@@ -92,7 +92,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "02:00:00:aa:bb", "02:00:00:aa:bb:cc:dd", "0200zzaabbcc", "02::00:aa:bb:cc", "123:0:0:0:0:0", "é2000aabbcc"] {
+        for bad in [
+            "",
+            "02:00:00:aa:bb",
+            "02:00:00:aa:bb:cc:dd",
+            "0200zzaabbcc",
+            "02::00:aa:bb:cc",
+            "123:0:0:0:0:0",
+            "é2000aabbcc",
+            "+1:02:03:04:05:06",
+            "+1+2+3+4+5+6",
+            "02-+a-03-04-05-06",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }

@@ -77,7 +77,12 @@ impl Directive {
         })
     }
 
-    pub fn encode(&self, frame: &mut [u8], body_offset: usize, index: usize) -> Result<(), ParseError> {
+    pub fn encode(
+        &self,
+        frame: &mut [u8],
+        body_offset: usize,
+        index: usize,
+    ) -> Result<(), ParseError> {
         let b = field_mut(frame, directive_offset(body_offset, index), DIRECTIVE_LEN)?;
         b[0] = 0;
         b[1] = self.dcmd;
@@ -98,11 +103,21 @@ mod tests {
     #[test]
     fn wire_layout() {
         let mut frame = [0u8; 44];
-        MaskHeader { mcmd: mcmd::EDIT, merror: 0, directive_count: 2 }
-            .encode(&mut frame, 24)
-            .unwrap();
-        let a = Directive { dcmd: dcmd::ADD, mac: Mac([2, 0, 0, 0, 0, 1]) };
-        let d = Directive { dcmd: dcmd::DELETE, mac: Mac([2, 0, 0, 0, 0, 2]) };
+        MaskHeader {
+            mcmd: mcmd::EDIT,
+            merror: 0,
+            directive_count: 2,
+        }
+        .encode(&mut frame, 24)
+        .unwrap();
+        let a = Directive {
+            dcmd: dcmd::ADD,
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+        };
+        let d = Directive {
+            dcmd: dcmd::DELETE,
+            mac: Mac([2, 0, 0, 0, 0, 2]),
+        };
         a.encode(&mut frame, 24, 0).unwrap();
         d.encode(&mut frame, 24, 1).unwrap();
         assert_eq!(&frame[24..28], &[0, 1, 0, 2]);

@@ -22,7 +22,10 @@ pub struct ReserveHeader {
 impl ReserveHeader {
     pub fn parse(frame: &[u8], body_offset: usize) -> Result<ReserveHeader, ParseError> {
         let b = field(frame, body_offset, HEADER_LEN)?;
-        Ok(ReserveHeader { rcmd: b[0], nmacs: b[1] })
+        Ok(ReserveHeader {
+            rcmd: b[0],
+            nmacs: b[1],
+        })
     }
 
     pub fn encode(&self, frame: &mut [u8], body_offset: usize) -> Result<(), ParseError> {
@@ -43,7 +46,12 @@ pub fn mac(frame: &[u8], body_offset: usize, index: usize) -> Result<Mac, ParseE
     Ok(Mac::read(b, 0).unwrap_or_default())
 }
 
-pub fn write_mac(frame: &mut [u8], body_offset: usize, index: usize, mac: Mac) -> Result<(), ParseError> {
+pub fn write_mac(
+    frame: &mut [u8],
+    body_offset: usize,
+    index: usize,
+    mac: Mac,
+) -> Result<(), ParseError> {
     field_mut(frame, mac_offset(body_offset, index), 6)?.copy_from_slice(&mac.0);
     Ok(())
 }
@@ -60,7 +68,12 @@ mod tests {
     #[test]
     fn wire_layout() {
         let mut frame = [0u8; 38];
-        ReserveHeader { rcmd: rcmd::SET, nmacs: 2 }.encode(&mut frame, 24).unwrap();
+        ReserveHeader {
+            rcmd: rcmd::SET,
+            nmacs: 2,
+        }
+        .encode(&mut frame, 24)
+        .unwrap();
         write_mac(&mut frame, 24, 0, Mac([1; 6])).unwrap();
         write_mac(&mut frame, 24, 1, Mac([2; 6])).unwrap();
         assert_eq!(&frame[24..26], &[1, 2]);
@@ -68,6 +81,9 @@ mod tests {
         assert_eq!(mac(&frame, 24, 1), Ok(Mac([2; 6])));
         assert!(mac(&frame, 24, 2).is_err());
         assert_eq!(frame_len(24, 2), 38);
-        assert_eq!(ReserveHeader::parse(&frame, 24), Ok(ReserveHeader { rcmd: 1, nmacs: 2 }));
+        assert_eq!(
+            ReserveHeader::parse(&frame, 24),
+            Ok(ReserveHeader { rcmd: 1, nmacs: 2 })
+        );
     }
 }

@@ -62,9 +62,16 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     })?;
     match (backend.io_mode, &backend.buffered_reason) {
         (IoMode::Direct { mem_align }, _) if mem_align > FRAME_SIZE => {
-            return Err(DaemonError::AlignmentUnsupported { path: backend.path.display().to_string(), mem_align });
+            return Err(DaemonError::AlignmentUnsupported {
+                path: backend.path.display().to_string(),
+                mem_align,
+            });
         }
-        (IoMode::Direct { mem_align }, _) => info!(mem_align, "direct I/O (O_DIRECT{})", if cli.sync_writes { " | O_DSYNC" } else { "" }),
+        (IoMode::Direct { mem_align }, _) => info!(
+            mem_align,
+            "direct I/O (O_DIRECT{})",
+            if cli.sync_writes { " | O_DSYNC" } else { "" }
+        ),
         (IoMode::Buffered, Some(reason)) => warn!("buffered I/O: {reason}"),
         (IoMode::Buffered, None) => warn!("buffered I/O"),
     }
@@ -75,9 +82,13 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         frame_headroom: FRAME_HEADROOM,
         ring_size: cli.frames,
     };
-    let max_sectors = netdev::max_sectors_per_frame(netdev.mtu, worker::frame_capacity(&umem_config));
+    let max_sectors =
+        netdev::max_sectors_per_frame(netdev.mtu, worker::frame_capacity(&umem_config));
     if max_sectors == 0 {
-        return Err(DaemonError::MtuTooSmall { iface: netdev.name.clone(), mtu: netdev.mtu });
+        return Err(DaemonError::MtuTooSmall {
+            iface: netdev.name.clone(),
+            mtu: netdev.mtu,
+        });
     }
     let initial = initial_state(&cli);
     let target = Target::new(
@@ -90,7 +101,10 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             max_sectors_per_frame: max_sectors,
             buffer_count: cli.buffer_count,
             firmware_version: firmware_version(),
-            serial: cli.serial.clone().unwrap_or_else(|| format!("XB{}.{}", cli.shelf, cli.slot)),
+            serial: cli
+                .serial
+                .clone()
+                .unwrap_or_else(|| format!("XB{}.{}", cli.shelf, cli.slot)),
             model: "xblade AoE target".to_owned(),
         },
         netdev.mac,
@@ -111,7 +125,10 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut workers = Vec::new();
     for queue_id in 0..queue_count {
-        let umem = UmemRegion::new(&umem_config, worker::bounce_bytes(backend.io_mode, &umem_config))?;
+        let umem = UmemRegion::new(
+            &umem_config,
+            worker::bounce_bytes(backend.io_mode, &umem_config),
+        )?;
         let socket = XskSocket::new(ifindex, queue_id, &umem, &umem_config)?;
         xdp.register_socket(queue_id, socket.fd())?;
         let bind_mode = socket.bind_mode();
@@ -139,10 +156,18 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(DaemonError::Setup(message)),
-            Err(_) => return Err(DaemonError::Setup(format!("worker for queue {queue_id} died during set-up"))),
+            Err(_) => {
+                return Err(DaemonError::Setup(format!(
+                    "worker for queue {queue_id} died during set-up"
+                )))
+            }
         }
         info!(queue_id, %bind_mode, "worker serving");
-        workers.push(RunningWorker { queue_id, handle: Some(handle), counters });
+        workers.push(RunningWorker {
+            queue_id,
+            handle: Some(handle),
+            counters,
+        });
     }
     info!(
         shelf = cli.shelf,
@@ -167,19 +192,32 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let mut latency = LatencyHistogram::new();
     let mut worker_error = None;
     for worker in &mut workers {
-        let Some(handle) = worker.handle.take() else { continue };
+        let Some(handle) = worker.handle.take() else {
+            continue;
+        };
         match handle.join() {
             Ok(Ok(report)) => merge_report(&mut latency, &report),
             Ok(Err(e)) => worker_error = Some(e),
-            Err(_) => worker_error = Some(WorkerError::Panicked { queue_id: worker.queue_id }),
+            Err(_) => {
+                worker_error = Some(WorkerError::Panicked {
+                    queue_id: worker.queue_id,
+                })
+            }
         }
     }
     drop(xdp);
-    let mut counters = CounterSnapshot::default();
-    for worker in &workers {
-        counters.merge(&worker.counters.snapshot());
-    }
-    println!("{}", Summary { counters, latency: &latency, elapsed_s: started.elapsed().as_secs_f64() });
+    let counters = total_counters(&workers);
+    let per_queue: Vec<(u32, u64)> = workers
+        .iter()
+        .map(|w| (w.queue_id, w.counters.snapshot().requests()))
+        .collect();
+    let summary = Summary {
+        counters,
+        per_queue: &per_queue,
+        latency: &latency,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    println!("{summary}");
     outcome?;
     match worker_error {
         Some(e) => Err(e.into()),
@@ -197,7 +235,11 @@ fn merge_report(latency: &mut LatencyHistogram, report: &WorkerReport) {
     latency.merge(&report.latency);
     if let Some(st) = report.xsk_statistics {
         if st.rx_dropped + st.rx_ring_full + st.rx_invalid_descs + st.tx_invalid_descs > 0 {
-            warn!(queue_id = report.queue_id, ?st, "AF_XDP socket dropped frames");
+            warn!(
+                queue_id = report.queue_id,
+                ?st,
+                "AF_XDP socket dropped frames"
+            );
         }
     }
 }
@@ -224,8 +266,14 @@ fn control_loop(
             info!("stopping: finishing in-flight I/O");
             return Ok(());
         }
-        if let Some(w) = workers.iter().find(|w| w.handle.as_ref().is_some_and(|h| h.is_finished())) {
-            warn!(queue_id = w.queue_id, "worker stopped unexpectedly; shutting down");
+        if let Some(w) = workers
+            .iter()
+            .find(|w| w.handle.as_ref().is_some_and(|h| h.is_finished()))
+        {
+            warn!(
+                queue_id = w.queue_id,
+                "worker stopped unexpectedly; shutting down"
+            );
             return Ok(());
         }
         let mut mask_changed = false;
@@ -269,7 +317,9 @@ fn total_counters(workers: &[RunningWorker]) -> CounterSnapshot {
 fn sync_acl(xdp: &mut XdpProgram, target: &Target) {
     let macs: Vec<[u8; 6]> = target.state().mask.as_slice().iter().map(|m| m.0).collect();
     if let Err(e) = xdp.set_acl(&macs) {
-        warn!("could not update the XDP ACL map ({e}); the mask list is still enforced in userspace");
+        warn!(
+            "could not update the XDP ACL map ({e}); the mask list is still enforced in userspace"
+        );
     }
 }
 
@@ -286,7 +336,9 @@ fn initial_state(cli: &Cli) -> TargetState {
 
 /// The firmware version advertised in Query Config: major and minor of the crate version.
 fn firmware_version() -> u16 {
-    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u16>().unwrap_or(0));
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u16>().unwrap_or(0));
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     (major << 8) | (minor & 0xff)
@@ -297,7 +349,10 @@ fn eventfd() -> Result<OwnedFd, DaemonError> {
     // SAFETY: plain syscall; the result is checked and owned at once.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
-        return Err(DaemonError::Setup(format!("eventfd: {}", std::io::Error::last_os_error())));
+        return Err(DaemonError::Setup(format!(
+            "eventfd: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -308,6 +363,9 @@ fn signal_eventfd(fd: &OwnedFd) {
     // SAFETY: writes 8 bytes from a valid u64 to an open eventfd.
     let rc = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     if rc != 8 {
-        warn!("could not signal workers to stop: {}", std::io::Error::last_os_error());
+        warn!(
+            "could not signal workers to stop: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

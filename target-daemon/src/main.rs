@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = xblade::config::Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match xblade::daemon::run(cli) {

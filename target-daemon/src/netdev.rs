@@ -10,7 +10,11 @@ pub enum NetdevError {
     #[error("no such network interface '{0}' (see `ip link`)")]
     NotFound(String),
     #[error("interface '{iface}': cannot read {what}: {detail}")]
-    Unreadable { iface: String, what: &'static str, detail: String },
+    Unreadable {
+        iface: String,
+        what: &'static str,
+        detail: String,
+    },
 }
 
 /// The interface facts that shape the AoE service.
@@ -33,19 +37,31 @@ impl Netdev {
         let read = |what: &'static str| {
             std::fs::read_to_string(dir.join(what))
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| NetdevError::Unreadable { iface: name.to_owned(), what, detail: e.to_string() })
+                .map_err(|e| NetdevError::Unreadable {
+                    iface: name.to_owned(),
+                    what,
+                    detail: e.to_string(),
+                })
         };
-        let mac = read("address")?.parse::<Mac>().map_err(|e| NetdevError::Unreadable {
-            iface: name.to_owned(),
-            what: "address",
-            detail: e.to_string(),
-        })?;
-        let mtu = read("mtu")?.parse::<u32>().map_err(|e| NetdevError::Unreadable {
-            iface: name.to_owned(),
-            what: "mtu",
-            detail: e.to_string(),
-        })?;
-        Ok(Netdev { name: name.to_owned(), mac, mtu })
+        let mac = read("address")?
+            .parse::<Mac>()
+            .map_err(|e| NetdevError::Unreadable {
+                iface: name.to_owned(),
+                what: "address",
+                detail: e.to_string(),
+            })?;
+        let mtu = read("mtu")?
+            .parse::<u32>()
+            .map_err(|e| NetdevError::Unreadable {
+                iface: name.to_owned(),
+                what: "mtu",
+                detail: e.to_string(),
+            })?;
+        Ok(Netdev {
+            name: name.to_owned(),
+            mac,
+            mtu,
+        })
     }
 }
 
@@ -74,7 +90,10 @@ mod tests {
     #[test]
     fn missing_interface_is_a_clear_error() {
         let e = Netdev::lookup("xbl-no-such0").unwrap_err();
-        assert_eq!(e.to_string(), "no such network interface 'xbl-no-such0' (see `ip link`)");
+        assert_eq!(
+            e.to_string(),
+            "no such network interface 'xbl-no-such0' (see `ip link`)"
+        );
         assert!(Netdev::lookup("../etc").is_err());
         assert!(Netdev::lookup("").is_err());
     }

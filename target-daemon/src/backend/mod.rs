@@ -29,9 +29,18 @@ pub enum BackendError {
     #[error("{}: {size_bytes} bytes is smaller than one 512-byte sector", .path.display())]
     TooSmall { path: PathBuf, size_bytes: u64 },
     #[error("{}: the window of {length_sectors} sectors at sector {offset_sectors} does not fit in its {file_sectors} sectors (check -o/-l)", .path.display())]
-    WindowOutside { path: PathBuf, offset_sectors: u64, length_sectors: u64, file_sectors: u64 },
+    WindowOutside {
+        path: PathBuf,
+        offset_sectors: u64,
+        length_sectors: u64,
+        file_sectors: u64,
+    },
     #[error("{}: {what} failed: {source}", .path.display())]
-    Io { path: PathBuf, what: &'static str, source: io::Error },
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 /// How the daemon wants the backing store opened.
@@ -74,7 +83,8 @@ pub struct Backend {
 impl Backend {
     pub fn open(options: &BackendOptions) -> Result<Backend, BackendError> {
         let path = options.path.clone();
-        let meta = std::fs::metadata(&path).map_err(|e| classify(&path, e, !options.read_only, "stat"))?;
+        let meta =
+            std::fs::metadata(&path).map_err(|e| classify(&path, e, !options.read_only, "stat"))?;
         let kind = meta.file_type();
         if kind.is_dir() {
             return Err(BackendError::IsDirectory(path));
@@ -86,7 +96,11 @@ impl Backend {
 
         let (offset_align, mem_align) = dio_alignment(&path);
         let direct_possible = offset_align.is_none_or(|a| a as usize <= SECTOR_SIZE);
-        let mut flags = if options.sync_writes { libc::O_DSYNC } else { 0 };
+        let mut flags = if options.sync_writes {
+            libc::O_DSYNC
+        } else {
+            0
+        };
         let mut buffered_reason = None;
         let file = if direct_possible {
             match open_with(&path, options.read_only, flags | libc::O_DIRECT) {
@@ -118,20 +132,36 @@ impl Backend {
         };
 
         let file_size_bytes = if is_block_device {
-            block_device_size(&file).map_err(|source| BackendError::Io { path: path.clone(), what: "BLKGETSIZE64", source })?
+            block_device_size(&file).map_err(|source| BackendError::Io {
+                path: path.clone(),
+                what: "BLKGETSIZE64",
+                source,
+            })?
         } else {
             meta.len()
         };
         let file_sectors = file_size_bytes / SECTOR_SIZE as u64;
         if file_sectors == 0 {
-            return Err(BackendError::TooSmall { path, size_bytes: file_size_bytes });
+            return Err(BackendError::TooSmall {
+                path,
+                size_bytes: file_size_bytes,
+            });
         }
         let offset_sectors = options.offset_sectors;
         let length_sectors = options
             .length_sectors
             .unwrap_or(file_sectors.saturating_sub(offset_sectors));
-        if length_sectors == 0 || offset_sectors.checked_add(length_sectors).is_none_or(|end| end > file_sectors) {
-            return Err(BackendError::WindowOutside { path, offset_sectors, length_sectors, file_sectors });
+        if length_sectors == 0
+            || offset_sectors
+                .checked_add(length_sectors)
+                .is_none_or(|end| end > file_sectors)
+        {
+            return Err(BackendError::WindowOutside {
+                path,
+                offset_sectors,
+                length_sectors,
+                file_sectors,
+            });
         }
         Ok(Backend {
             file,
@@ -161,8 +191,15 @@ fn open_with(path: &Path, read_only: bool, flags: i32) -> io::Result<File> {
 fn classify(path: &Path, error: io::Error, write: bool, what: &'static str) -> BackendError {
     match error.kind() {
         io::ErrorKind::NotFound => BackendError::NotFound(path.to_owned()),
-        io::ErrorKind::PermissionDenied => BackendError::PermissionDenied { path: path.to_owned(), write },
-        _ => BackendError::Io { path: path.to_owned(), what, source: error },
+        io::ErrorKind::PermissionDenied => BackendError::PermissionDenied {
+            path: path.to_owned(),
+            write,
+        },
+        _ => BackendError::Io {
+            path: path.to_owned(),
+            what,
+            source: error,
+        },
     }
 }
 
@@ -175,7 +212,15 @@ fn dio_alignment(path: &Path) -> (Option<u32>, Option<u32>) {
     // SAFETY: statx is plain old data; all-zero is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: c_path is NUL-terminated and outlives the call; stx is a valid out pointer.
-    let rc = unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), 0, libc::STATX_DIOALIGN, &mut stx) };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            0,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
     if rc != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
         return (None, None);
     }
@@ -199,11 +244,18 @@ mod tests {
     use super::*;
 
     fn options(path: &Path) -> BackendOptions {
-        BackendOptions { path: path.to_owned(), read_only: false, sync_writes: false, offset_sectors: 0, length_sectors: None }
+        BackendOptions {
+            path: path.to_owned(),
+            read_only: false,
+            sync_writes: false,
+            offset_sectors: 0,
+            length_sectors: None,
+        }
     }
 
     fn temp_file(name: &str, len: u64) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xblade-backend-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("xblade-backend-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("image");
         File::create(&path).unwrap().set_len(len).unwrap();
@@ -214,14 +266,39 @@ mod tests {
     fn opens_a_file_and_computes_the_window() {
         let path = temp_file("window", 100 * 512 + 100);
         let b = Backend::open(&options(&path)).unwrap();
-        assert_eq!(b.size_sectors, 100, "a partial trailing sector is not exported");
-        let b = Backend::open(&BackendOptions { offset_sectors: 10, length_sectors: Some(90), ..options(&path) }).unwrap();
+        assert_eq!(
+            b.size_sectors, 100,
+            "a partial trailing sector is not exported"
+        );
+        let b = Backend::open(&BackendOptions {
+            offset_sectors: 10,
+            length_sectors: Some(90),
+            ..options(&path)
+        })
+        .unwrap();
         assert_eq!((b.offset_sectors, b.size_sectors), (10, 90));
-        let b = Backend::open(&BackendOptions { offset_sectors: 10, ..options(&path) }).unwrap();
+        let b = Backend::open(&BackendOptions {
+            offset_sectors: 10,
+            ..options(&path)
+        })
+        .unwrap();
         assert_eq!(b.size_sectors, 90);
-        for (offset, length) in [(10, Some(91)), (100, None), (0, Some(0)), (u64::MAX, Some(2))] {
-            let e = Backend::open(&BackendOptions { offset_sectors: offset, length_sectors: length, ..options(&path) }).unwrap_err();
-            assert!(matches!(e, BackendError::WindowOutside { .. }), "{offset} {length:?}: {e}");
+        for (offset, length) in [
+            (10, Some(91)),
+            (100, None),
+            (0, Some(0)),
+            (u64::MAX, Some(2)),
+        ] {
+            let e = Backend::open(&BackendOptions {
+                offset_sectors: offset,
+                length_sectors: length,
+                ..options(&path)
+            })
+            .unwrap_err();
+            assert!(
+                matches!(e, BackendError::WindowOutside { .. }),
+                "{offset} {length:?}: {e}"
+            );
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -230,7 +307,16 @@ mod tests {
     fn clear_errors_for_missing_tiny_and_directory() {
         let path = temp_file("errors", 511);
         let e = Backend::open(&options(&path)).unwrap_err();
-        assert!(matches!(e, BackendError::TooSmall { size_bytes: 511, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                BackendError::TooSmall {
+                    size_bytes: 511,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = Backend::open(&options(&path.with_file_name("missing"))).unwrap_err();
         assert!(matches!(e, BackendError::NotFound(_)), "{e}");
         assert!(e.to_string().contains("no such file"));

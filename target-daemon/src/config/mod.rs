@@ -56,7 +56,12 @@ pub struct Cli {
     pub mask: Vec<Mac>,
 
     /// Export window: first sector of FILE to export.
-    #[arg(short = 'o', long = "offset", default_value_t = 0, value_name = "SECTORS")]
+    #[arg(
+        short = 'o',
+        long = "offset",
+        default_value_t = 0,
+        value_name = "SECTORS"
+    )]
     pub offset_sectors: u64,
 
     /// Export window: number of sectors to export (default: to the end of FILE).
@@ -126,12 +131,32 @@ mod tests {
 
     #[test]
     fn vblade_command_line() {
-        let cli = parse(&["-b", "64", "-d", "-s", "-r", "-m", "02:00:00:00:00:01,020000000002", "-o", "8", "-l", "100", "3", "4", "eth0", "/tmp/x"]).unwrap();
+        let cli = parse(&[
+            "-b",
+            "64",
+            "-d",
+            "-s",
+            "-r",
+            "-m",
+            "02:00:00:00:00:01,020000000002",
+            "-o",
+            "8",
+            "-l",
+            "100",
+            "3",
+            "4",
+            "eth0",
+            "/tmp/x",
+        ])
+        .unwrap();
         assert_eq!((cli.shelf, cli.slot, cli.iface.as_str()), (3, 4, "eth0"));
         assert_eq!(cli.file, PathBuf::from("/tmp/x"));
         assert_eq!(cli.buffer_count, 64);
         assert!(cli.direct && cli.sync_writes && cli.read_only);
-        assert_eq!(cli.mask, vec![Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2])]);
+        assert_eq!(
+            cli.mask,
+            vec![Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2])]
+        );
         assert_eq!((cli.offset_sectors, cli.length_sectors), (8, Some(100)));
         assert_eq!(cli.xdp_mode, XdpAttachMode::Auto);
     }
@@ -145,6 +170,16 @@ mod tests {
         assert!(parse(&["--frames", "1000", "1", "0", "eth0", "f"]).is_err());
         assert!(parse(&["--xdp-mode", "hw", "1", "0", "eth0", "f"]).is_err());
         assert!(parse(&["-b", "0", "1", "0", "eth0", "f"]).is_err());
-        assert!(parse(&["--xdp-mode", "generic", "--frames", "1024", "1", "0", "eth0", "f"]).is_ok());
+        assert!(parse(&[
+            "--xdp-mode",
+            "generic",
+            "--frames",
+            "1024",
+            "1",
+            "0",
+            "eth0",
+            "f"
+        ])
+        .is_ok());
     }
 }

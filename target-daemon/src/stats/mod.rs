@@ -115,7 +115,12 @@ pub struct CounterSnapshot {
 
 impl CounterSnapshot {
     pub fn requests(&self) -> u64 {
-        self.reads + self.writes + self.flushes + self.immediate_replies + self.ata_errors + self.aoe_errors
+        self.reads
+            + self.writes
+            + self.flushes
+            + self.immediate_replies
+            + self.ata_errors
+            + self.aoe_errors
     }
 
     pub fn merge(&mut self, other: &CounterSnapshot) {
@@ -175,7 +180,8 @@ impl LatencyHistogram {
 
     pub fn record(&mut self, latency_ns: u64) {
         // Within bounds after the clamp: saturating_record cannot fail.
-        self.histogram.saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
+        self.histogram
+            .saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
     }
 
     pub fn merge(&mut self, other: &LatencyHistogram) {
@@ -211,6 +217,8 @@ impl fmt::Debug for LatencyHistogram {
 /// The exit summary: totals and latency percentiles.
 pub struct Summary<'a> {
     pub counters: CounterSnapshot,
+    /// Requests served by each RX queue's worker: (queue id, requests).
+    pub per_queue: &'a [(u32, u64)],
     pub latency: &'a LatencyHistogram,
     pub elapsed_s: f64,
 }
@@ -240,6 +248,11 @@ impl fmt::Display for Summary<'_> {
             "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}); bounced {}",
             c.ata_errors, c.aoe_errors, c.io_errors, c.dropped, c.dropped_masked, c.bounced
         )?;
+        write!(f, "  queues  ")?;
+        for (queue_id, requests) in self.per_queue {
+            write!(f, " q{queue_id}: {requests} requests;")?;
+        }
+        writeln!(f)?;
         if self.latency.count() == 0 {
             write!(f, "  latency  no samples")
         } else {
@@ -270,7 +283,10 @@ mod tests {
         c.count_reply(ReplyKind::AtaError);
         c.count_reply(ReplyKind::Config);
         let s = c.snapshot();
-        assert_eq!((s.reads, s.read_bytes, s.dropped, s.dropped_masked), (3, 3072, 2, 1));
+        assert_eq!(
+            (s.reads, s.read_bytes, s.dropped, s.dropped_masked),
+            (3, 3072, 2, 1)
+        );
         assert_eq!((s.ata_errors, s.immediate_replies, s.requests()), (1, 1, 5));
         let mut total = s;
         total.merge(&s);
@@ -291,7 +307,14 @@ mod tests {
         let mut g = LatencyHistogram::new();
         g.merge(&h);
         assert_eq!(g.count(), 1001);
-        let text = Summary { counters: CounterSnapshot::default(), latency: &g, elapsed_s: 1.0 }.to_string();
+        let text = Summary {
+            counters: CounterSnapshot::default(),
+            per_queue: &[(0, 5), (1, 7)],
+            latency: &g,
+            elapsed_s: 1.0,
+        }
+        .to_string();
         assert!(text.contains("p99.9"), "{text}");
+        assert!(text.contains("q0: 5 requests; q1: 7 requests;"), "{text}");
     }
 }

@@ -28,10 +28,12 @@ pub(super) fn encode_config_reply(
     }
     .encode(frame, body)?;
     let start = config::string_offset(body);
-    let dst = frame.get_mut(start..start + string.len()).ok_or(ParseError::TooShort {
-        needed: start + string.len(),
-        actual: 0,
-    })?;
+    let dst = frame
+        .get_mut(start..start + string.len())
+        .ok_or(ParseError::TooShort {
+            needed: start + string.len(),
+            actual: 0,
+        })?;
     dst.copy_from_slice(string);
     aoe_proto::pad_reply(frame, start + string.len()).ok_or(ParseError::TooShort {
         needed: aoe_proto::MIN_FRAME_LEN,
@@ -163,16 +165,28 @@ pub(super) fn mask_list(
     }
     let encoded = reply.encode(frame).and_then(|_| match failure {
         Some((code, index)) => {
-            MaskHeader { mcmd: req.mcmd, merror: code, directive_count: index as u8 }
-                .encode(frame, body)?;
+            MaskHeader {
+                mcmd: req.mcmd,
+                merror: code,
+                directive_count: index as u8,
+            }
+            .encode(frame, body)?;
             Ok(mask::frame_len(body, 0))
         }
         None => {
             let list = state.mask.as_slice();
-            MaskHeader { mcmd: req.mcmd, merror: 0, directive_count: list.len() as u8 }
-                .encode(frame, body)?;
+            MaskHeader {
+                mcmd: req.mcmd,
+                merror: 0,
+                directive_count: list.len() as u8,
+            }
+            .encode(frame, body)?;
             for (index, mac) in list.iter().enumerate() {
-                Directive { dcmd: dcmd::NONE, mac: *mac }.encode(frame, body, index)?;
+                Directive {
+                    dcmd: dcmd::NONE,
+                    mac: *mac,
+                }
+                .encode(frame, body, index)?;
             }
             Ok(mask::frame_len(body, list.len()))
         }
@@ -229,7 +243,11 @@ pub(super) fn reserve(
     }
     let list = state.reservation.as_slice();
     let encoded = reply.encode(frame).and_then(|_| {
-        ReserveHeader { rcmd: req.rcmd, nmacs: list.len() as u8 }.encode(frame, body)?;
+        ReserveHeader {
+            rcmd: req.rcmd,
+            nmacs: list.len() as u8,
+        }
+        .encode(frame, body)?;
         for (index, mac) in list.iter().enumerate() {
             reserve::write_mac(frame, body, index, *mac)?;
         }

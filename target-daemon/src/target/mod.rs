@@ -6,6 +6,8 @@
 //! decision is unit-tested without root.
 
 mod control;
+#[cfg(test)]
+mod proptests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -91,7 +93,11 @@ pub enum StateChange {
 pub enum Action {
     Drop(DropReason),
     /// The reply is in the frame: send `len` bytes.
-    Reply { len: usize, kind: ReplyKind, change: Option<StateChange> },
+    Reply {
+        len: usize,
+        kind: ReplyKind,
+        change: Option<StateChange>,
+    },
     /// Submit the I/O, then call [`Target::complete`].
     Io(IoRequest),
 }
@@ -227,9 +233,11 @@ impl Target {
             (IoOutcome::Failed, IoKind::Read) => {
                 (ata::status::FAILED, ata::error::UNC, ata::data_offset(body))
             }
-            (IoOutcome::Failed, IoKind::Write | IoKind::Flush) => {
-                (ata::status::FAILED, ata::error::ABRT, ata::data_offset(body))
-            }
+            (IoOutcome::Failed, IoKind::Write | IoKind::Flush) => (
+                ata::status::FAILED,
+                ata::error::ABRT,
+                ata::data_offset(body),
+            ),
         };
         // The header fit when decide() accepted the request, and the frame is the same.
         let encoded = AtaHeader::encode_reply(frame, body, status, error, 0);
@@ -259,7 +267,13 @@ impl Target {
     /// Writes `reply` with the E flag and `error` over the frame's header. The command
     /// header stays as the request had it (an error reply echoes it); data past it is not
     /// sent. `request_len` is the received length.
-    fn aoe_error(&self, frame: &mut [u8], request_len: usize, reply: Header, error: AoeError) -> Action {
+    fn aoe_error(
+        &self,
+        frame: &mut [u8],
+        request_len: usize,
+        reply: Header,
+        error: AoeError,
+    ) -> Action {
         let reply = reply.with_error(error);
         let Ok(body) = reply.encode(frame) else {
             return Action::Drop(DropReason::Malformed);
@@ -276,7 +290,13 @@ impl Target {
     }
 
     /// Pads the `len`-byte reply in `frame` and returns the action that sends it.
-    fn reply(&self, frame: &mut [u8], len: usize, kind: ReplyKind, change: Option<StateChange>) -> Action {
+    fn reply(
+        &self,
+        frame: &mut [u8],
+        len: usize,
+        kind: ReplyKind,
+        change: Option<StateChange>,
+    ) -> Action {
         match pad_reply(frame, len) {
             Some(len) => Action::Reply { len, kind, change },
             None => Action::Drop(DropReason::Malformed),
@@ -336,8 +356,16 @@ impl Target {
                 if count == 0 {
                     return ok(frame, 0, data_offset);
                 }
-                let kind = if is_write { IoKind::Write } else { IoKind::Read };
-                let reply_len = if is_write { data_offset } else { data_offset + data_len };
+                let kind = if is_write {
+                    IoKind::Write
+                } else {
+                    IoKind::Read
+                };
+                let reply_len = if is_write {
+                    data_offset
+                } else {
+                    data_offset + data_len
+                };
                 Action::Io(IoRequest {
                     kind,
                     offset_bytes: (self.config.offset_sectors + lba) * SECTOR_SIZE as u64,

@@ -19,7 +19,10 @@ pub struct MacList<const N: usize> {
 
 impl<const N: usize> Default for MacList<N> {
     fn default() -> Self {
-        Self { macs: [Mac::ZERO; N], len: 0 }
+        Self {
+            macs: [Mac::ZERO; N],
+            len: 0,
+        }
     }
 }
 
@@ -153,8 +156,15 @@ mod tests {
         assert_eq!(s.config_string(), b"");
         s.set_config_string(&[b'x'; MAX_STRING_LEN]).unwrap();
         assert_eq!(s.config_string().len(), MAX_STRING_LEN);
-        assert_eq!(s.set_config_string(&[0; MAX_STRING_LEN + 1]), Err(StringTooLong));
-        assert_eq!(s.config_string().len(), MAX_STRING_LEN, "unchanged on error");
+        assert_eq!(
+            s.set_config_string(&[0; MAX_STRING_LEN + 1]),
+            Err(StringTooLong)
+        );
+        assert_eq!(
+            s.config_string().len(),
+            MAX_STRING_LEN,
+            "unchanged on error"
+        );
     }
 
     #[test]

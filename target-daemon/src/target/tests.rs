@@ -79,9 +79,14 @@ impl Frame {
 
     fn config(src: Mac, ccmd: u8, string: &[u8]) -> Frame {
         let mut f = Frame::new(header(src, Command::QueryConfig));
-        ConfigHeader { ccmd, aoe_version: 1, string_len: string.len() as u16, ..Default::default() }
-            .encode(&mut f.buf, 24)
-            .unwrap();
+        ConfigHeader {
+            ccmd,
+            aoe_version: 1,
+            string_len: string.len() as u16,
+            ..Default::default()
+        }
+        .encode(&mut f.buf, 24)
+        .unwrap();
         f.buf[32..32 + string.len()].copy_from_slice(string);
         f.len = 32 + string.len();
         f
@@ -89,11 +94,20 @@ impl Frame {
 
     fn mask(src: Mac, command: u8, directives: &[(u8, Mac)]) -> Frame {
         let mut f = Frame::new(header(src, Command::MacMaskList));
-        MaskHeader { mcmd: command, merror: 0, directive_count: directives.len() as u8 }
-            .encode(&mut f.buf, 24)
-            .unwrap();
+        MaskHeader {
+            mcmd: command,
+            merror: 0,
+            directive_count: directives.len() as u8,
+        }
+        .encode(&mut f.buf, 24)
+        .unwrap();
         for (i, (dcmd, mac)) in directives.iter().enumerate() {
-            Directive { dcmd: *dcmd, mac: *mac }.encode(&mut f.buf, 24, i).unwrap();
+            Directive {
+                dcmd: *dcmd,
+                mac: *mac,
+            }
+            .encode(&mut f.buf, 24, i)
+            .unwrap();
         }
         f.len = mask::frame_len(24, directives.len());
         f
@@ -101,7 +115,12 @@ impl Frame {
 
     fn reserve(src: Mac, command: u8, macs: &[Mac]) -> Frame {
         let mut f = Frame::new(header(src, Command::ReserveRelease));
-        ReserveHeader { rcmd: command, nmacs: macs.len() as u8 }.encode(&mut f.buf, 24).unwrap();
+        ReserveHeader {
+            rcmd: command,
+            nmacs: macs.len() as u8,
+        }
+        .encode(&mut f.buf, 24)
+        .unwrap();
         for (i, mac) in macs.iter().enumerate() {
             reserve::write_mac(&mut f.buf, 24, i, *mac).unwrap();
         }
@@ -149,7 +168,14 @@ fn assert_reply_addressing(f: &Frame) {
 #[test]
 fn read_becomes_io_into_the_frame_with_window_offset() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 998, 2, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        998,
+        2,
+        &[],
+    );
     let io = expect_io(f.decide(&t));
     assert_eq!(io.kind, IoKind::Read);
     assert_eq!(io.offset_bytes, (10 + 998) * 512);
@@ -161,7 +187,10 @@ fn read_becomes_io_into_the_frame_with_window_offset() {
     let len = t.complete(&mut f.buf, &io, IoOutcome::Done);
     assert_eq!(len, 1060);
     let r = f.ata_reply();
-    assert_eq!((r.cmd_status, r.err_feature, r.sector_count), (ata::status::OK, 0, 0));
+    assert_eq!(
+        (r.cmd_status, r.err_feature, r.sector_count),
+        (ata::status::OK, 0, 0)
+    );
     assert_eq!(r.lba(), 998, "LBA echoed");
 }
 
@@ -169,10 +198,24 @@ fn read_becomes_io_into_the_frame_with_window_offset() {
 fn write_becomes_io_from_the_frame_and_replies_without_data() {
     let t = target();
     let data = [0x5a; 1024];
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::WRITE_SECTORS_EXT, ata::AFLAG_EXTENDED | ata::AFLAG_WRITE, 0, 2, &data);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | ata::AFLAG_WRITE,
+        0,
+        2,
+        &data,
+    );
     let io = expect_io(f.decide(&t));
-    assert_eq!((io.kind, io.offset_bytes, io.len_bytes, io.data_offset), (IoKind::Write, 5120, 1024, 36));
-    assert_eq!(&f.buf[36..36 + 1024], &data[..], "payload untouched by the reply header");
+    assert_eq!(
+        (io.kind, io.offset_bytes, io.len_bytes, io.data_offset),
+        (IoKind::Write, 5120, 1024, 36)
+    );
+    assert_eq!(
+        &f.buf[36..36 + 1024],
+        &data[..],
+        "payload untouched by the reply header"
+    );
     assert_eq!(t.complete(&mut f.buf, &io, IoOutcome::Done), MIN_FRAME_LEN);
     assert_eq!(f.ata_reply().cmd_status, ata::status::OK);
 }
@@ -180,16 +223,40 @@ fn write_becomes_io_from_the_frame_and_replies_without_data() {
 #[test]
 fn failed_io_maps_to_ata_errors_never_the_aoe_error_flag() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     let io = expect_io(f.decide(&t));
-    assert_eq!(t.complete(&mut f.buf, &io, IoOutcome::Failed), MIN_FRAME_LEN, "no data on failure");
-    assert_eq!((f.ata_reply().cmd_status, f.ata_reply().err_feature), (0x41, ata::error::UNC));
+    assert_eq!(
+        t.complete(&mut f.buf, &io, IoOutcome::Failed),
+        MIN_FRAME_LEN,
+        "no data on failure"
+    );
+    assert_eq!(
+        (f.ata_reply().cmd_status, f.ata_reply().err_feature),
+        (0x41, ata::error::UNC)
+    );
     assert_eq!(f.reply_header().flags & FLAG_ERROR, 0);
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::WRITE_SECTORS_EXT, ata::AFLAG_EXTENDED | 1, 0, 1, &[0; 512]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | 1,
+        0,
+        1,
+        &[0; 512],
+    );
     let io = expect_io(f.decide(&t));
     t.complete(&mut f.buf, &io, IoOutcome::Failed);
-    assert_eq!((f.ata_reply().cmd_status, f.ata_reply().err_feature), (0x41, ata::error::ABRT));
+    assert_eq!(
+        (f.ata_reply().cmd_status, f.ata_reply().err_feature),
+        (0x41, ata::error::ABRT)
+    );
     assert_eq!(f.reply_header().flags & FLAG_ERROR, 0);
 }
 
@@ -197,20 +264,48 @@ fn failed_io_maps_to_ata_errors_never_the_aoe_error_flag() {
 fn range_past_the_end_is_idnf_including_overflowing_lba() {
     let t = target();
     for (lba, count) in [(999u64, 2u8), (1000, 1), (0xFFFF_FFFF_FFFF, 2)] {
-        let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, lba, count, &[]);
+        let mut f = Frame::ata(
+            header(CLIENT, Command::Ata),
+            opcode::READ_SECTORS_EXT,
+            ata::AFLAG_EXTENDED,
+            lba,
+            count,
+            &[],
+        );
         let (len, kind, _) = expect_reply(f.decide(&t));
-        assert_eq!((len, kind), (MIN_FRAME_LEN, ReplyKind::AtaError), "lba {lba}");
-        assert_eq!((f.ata_reply().cmd_status, f.ata_reply().err_feature), (0x41, ata::error::IDNF));
+        assert_eq!(
+            (len, kind),
+            (MIN_FRAME_LEN, ReplyKind::AtaError),
+            "lba {lba}"
+        );
+        assert_eq!(
+            (f.ata_reply().cmd_status, f.ata_reply().err_feature),
+            (0x41, ata::error::IDNF)
+        );
     }
     // The last sector itself is fine.
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 999, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        999,
+        1,
+        &[],
+    );
     expect_io(f.decide(&t));
 }
 
 #[test]
 fn lba28_masks_the_device_nibble() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS, 0, 5, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS,
+        0,
+        5,
+        1,
+        &[],
+    );
     f.buf[31] = 0xe0; // device register nibble in LBA byte 3
     f.buf[32] = 0x77; // LBA bytes 4-5 are ignored for LBA28
     let io = expect_io(f.decide(&t));
@@ -220,34 +315,83 @@ fn lba28_masks_the_device_nibble() {
 #[test]
 fn count_above_maximum_and_short_write_are_aoe_bad_argument() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 3, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        3,
+        &[],
+    );
     let (len, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
     assert_eq!(len, MIN_FRAME_LEN);
     let h = f.reply_header();
     assert_eq!((h.flags & FLAG_ERROR, h.error), (FLAG_ERROR, 2));
-    assert_eq!(f.buf[24 + 3], opcode::READ_SECTORS_EXT, "command header echoed");
+    assert_eq!(
+        f.buf[24 + 3],
+        opcode::READ_SECTORS_EXT,
+        "command header echoed"
+    );
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::WRITE_SECTORS_EXT, ata::AFLAG_EXTENDED | 1, 0, 2, &[1; 1023]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | 1,
+        0,
+        2,
+        &[1; 1023],
+    );
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
 }
 
 #[test]
 fn read_only_export_aborts_writes_but_serves_reads() {
-    let t = Target::new(TargetConfig { read_only: true, ..config() }, OWN, TargetState::default());
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::WRITE_SECTORS_EXT, ata::AFLAG_EXTENDED | 1, 0, 1, &[0; 512]);
+    let t = Target::new(
+        TargetConfig {
+            read_only: true,
+            ..config()
+        },
+        OWN,
+        TargetState::default(),
+    );
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | 1,
+        0,
+        1,
+        &[0; 512],
+    );
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AtaError);
-    assert_eq!((f.ata_reply().cmd_status, f.ata_reply().err_feature), (0x41, ata::error::ABRT));
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    assert_eq!(
+        (f.ata_reply().cmd_status, f.ata_reply().err_feature),
+        (0x41, ata::error::ABRT)
+    );
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     expect_io(f.decide(&t));
 }
 
 #[test]
 fn identify_copies_the_identify_sector() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::IDENTIFY_DEVICE, 0, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::IDENTIFY_DEVICE,
+        0,
+        0,
+        1,
+        &[],
+    );
     let (len, kind, _) = expect_reply(f.decide(&t));
     assert_eq!((len, kind), (36 + 512, ReplyKind::Ata));
     let data: [u8; 512] = f.buf[36..548].try_into().unwrap();
@@ -255,7 +399,14 @@ fn identify_copies_the_identify_sector() {
     assert_eq!(ata::identify_string(&data, 27..47), "xblade");
     assert_eq!(f.ata_reply().cmd_status, ata::status::OK);
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::IDENTIFY_DEVICE, 0, 0, 2, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::IDENTIFY_DEVICE,
+        0,
+        0,
+        2,
+        &[],
+    );
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
 }
@@ -263,12 +414,33 @@ fn identify_copies_the_identify_sector() {
 #[test]
 fn flush_power_mode_unknown_opcode_and_zero_count() {
     let t = target();
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::FLUSH_CACHE_EXT, ata::AFLAG_EXTENDED, 0, 0, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::FLUSH_CACHE_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        0,
+        &[],
+    );
     assert_eq!(expect_io(f.decide(&t)).kind, IoKind::Flush);
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::FLUSH_CACHE, 0, 0, 0, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::FLUSH_CACHE,
+        0,
+        0,
+        0,
+        &[],
+    );
     assert_eq!(expect_io(f.decide(&t)).kind, IoKind::Flush);
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::CHECK_POWER_MODE, 0, 0, 0, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::CHECK_POWER_MODE,
+        0,
+        0,
+        0,
+        &[],
+    );
     expect_reply(f.decide(&t));
     assert_eq!(f.ata_reply().sector_count, ata::POWER_MODE_ACTIVE);
     assert_eq!(f.ata_reply().cmd_status, ata::status::OK);
@@ -280,7 +452,14 @@ fn flush_power_mode_unknown_opcode_and_zero_count() {
         assert_eq!(f.ata_reply().err_feature, ata::error::ABRT);
     }
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 3, 0, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        3,
+        0,
+        &[],
+    );
     let (len, kind, _) = expect_reply(f.decide(&t));
     assert_eq!((len, kind), (MIN_FRAME_LEN, ReplyKind::Ata));
 }
@@ -290,18 +469,37 @@ fn drops_responses_foreign_addresses_and_short_frames() {
     let t = target();
     let mut h = header(CLIENT, Command::QueryConfig);
     h.flags = FLAG_RESPONSE;
-    assert_eq!(Frame::config_with(h).decide(&t), Action::Drop(DropReason::Response));
+    assert_eq!(
+        Frame::config_with(h).decide(&t),
+        Action::Drop(DropReason::Response)
+    );
     let mut h = header(CLIENT, Command::QueryConfig);
     h.major = 8;
-    assert_eq!(Frame::config_with(h).decide(&t), Action::Drop(DropReason::NotForUs));
+    assert_eq!(
+        Frame::config_with(h).decide(&t),
+        Action::Drop(DropReason::NotForUs)
+    );
     let mut h = header(CLIENT, Command::QueryConfig);
     h.dst = OTHER;
-    assert_eq!(Frame::config_with(h).decide(&t), Action::Drop(DropReason::NotForUs));
+    assert_eq!(
+        Frame::config_with(h).decide(&t),
+        Action::Drop(DropReason::NotForUs)
+    );
 
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     for len in 0..36 {
         f.len = len;
-        assert!(matches!(f.decide(&t), Action::Drop(DropReason::Malformed)), "len {len}");
+        assert!(
+            matches!(f.decide(&t), Action::Drop(DropReason::Malformed)),
+            "len {len}"
+        );
     }
     let mut f = Frame::config(CLIENT, 0, b"");
     f.len = 31;
@@ -329,7 +527,15 @@ fn wildcards_are_answered_with_the_targets_own_address() {
     assert_eq!((len, kind), (MIN_FRAME_LEN, ReplyKind::Config));
     assert_reply_addressing(&f);
     let c = ConfigHeader::parse(&f.buf, 24).unwrap();
-    assert_eq!((c.buffer_count, c.firmware_version, c.sector_count, c.aoe_version), (16, 0x4019, 2, 1));
+    assert_eq!(
+        (
+            c.buffer_count,
+            c.firmware_version,
+            c.sector_count,
+            c.aoe_version
+        ),
+        (16, 0x4019, 2, 1)
+    );
 }
 
 #[test]
@@ -340,7 +546,11 @@ fn other_versions_and_unknown_commands_get_aoe_errors() {
     let mut f = Frame::config_with(h);
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::UnsupportedVersion));
-    assert_eq!(f.reply_header().version, 1, "we answer in the version we speak");
+    assert_eq!(
+        f.reply_header().version,
+        1,
+        "we answer in the version we speak"
+    );
     assert_eq!(f.reply_header().error, 5);
 
     for command in [4u8, 0x7f, 0xf0, 0xff] {
@@ -348,7 +558,13 @@ fn other_versions_and_unknown_commands_get_aoe_errors() {
         h.command = command;
         let mut f = Frame::new(h);
         let (len, kind, _) = expect_reply(f.decide(&t));
-        assert_eq!((len, kind), (MIN_FRAME_LEN, ReplyKind::AoeError(AoeError::UnrecognizedCommand)));
+        assert_eq!(
+            (len, kind),
+            (
+                MIN_FRAME_LEN,
+                ReplyKind::AoeError(AoeError::UnrecognizedCommand)
+            )
+        );
         assert_eq!(f.reply_header().command, command);
     }
 }
@@ -366,7 +582,10 @@ fn query_config_all_ccmds() {
 
     let mut f = Frame::config(CLIENT, ConfigCommand::SetIfEmpty as u8, b"host-a");
     let (_, kind, change) = expect_reply(f.decide(&t));
-    assert_eq!((kind, change), (ReplyKind::Config, Some(StateChange::ConfigString)));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::Config, Some(StateChange::ConfigString))
+    );
     assert_eq!(read(&t), b"host-a");
 
     // Set-if-empty with the same string succeeds without a change; another is refused.
@@ -374,17 +593,39 @@ fn query_config_all_ccmds() {
     assert_eq!(expect_reply(f.decide(&t)).2, None);
     let mut f = Frame::config(CLIENT, ConfigCommand::SetIfEmpty as u8, b"host-b");
     let (_, kind, change) = expect_reply(f.decide(&t));
-    assert_eq!((kind, change), (ReplyKind::AoeError(AoeError::ConfigStringPresent), None));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::AoeError(AoeError::ConfigStringPresent), None)
+    );
     assert_eq!(f.reply_header().error, 4);
-    assert_eq!(&f.buf[32..38], b"host-a", "error 4 carries the current string");
+    assert_eq!(
+        &f.buf[32..38],
+        b"host-a",
+        "error 4 carries the current string"
+    );
 
-    assert!(matches!(Frame::config(CLIENT, 1, b"host-a").decide(&t), Action::Reply { .. }));
-    assert_eq!(Frame::config(CLIENT, 1, b"host").decide(&t), Action::Drop(DropReason::ConfigMismatch));
-    assert!(matches!(Frame::config(CLIENT, 2, b"host").decide(&t), Action::Reply { .. }));
-    assert_eq!(Frame::config(CLIENT, 2, b"hostx").decide(&t), Action::Drop(DropReason::ConfigMismatch));
+    assert!(matches!(
+        Frame::config(CLIENT, 1, b"host-a").decide(&t),
+        Action::Reply { .. }
+    ));
+    assert_eq!(
+        Frame::config(CLIENT, 1, b"host").decide(&t),
+        Action::Drop(DropReason::ConfigMismatch)
+    );
+    assert!(matches!(
+        Frame::config(CLIENT, 2, b"host").decide(&t),
+        Action::Reply { .. }
+    ));
+    assert_eq!(
+        Frame::config(CLIENT, 2, b"hostx").decide(&t),
+        Action::Drop(DropReason::ConfigMismatch)
+    );
 
     let mut f = Frame::config(CLIENT, ConfigCommand::ForceSet as u8, &[b'z'; 1024]);
-    assert_eq!(expect_reply(f.decide(&t)).2, Some(StateChange::ConfigString));
+    assert_eq!(
+        expect_reply(f.decide(&t)).2,
+        Some(StateChange::ConfigString)
+    );
     assert_eq!(read(&t), vec![b'z'; 1024]);
 
     for ccmd in [5u8, 15] {
@@ -392,21 +633,46 @@ fn query_config_all_ccmds() {
         assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
     }
     let mut f = Frame::config(CLIENT, 4, &[b'y'; 1024]);
-    ConfigHeader { ccmd: 4, aoe_version: 1, string_len: 1025, ..Default::default() }.encode(&mut f.buf, 24).unwrap();
+    ConfigHeader {
+        ccmd: 4,
+        aoe_version: 1,
+        string_len: 1025,
+        ..Default::default()
+    }
+    .encode(&mut f.buf, 24)
+    .unwrap();
     f.len = 32 + 1025;
-    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
     let mut f = Frame::config(CLIENT, 4, b"abc");
     f.len -= 1; // the length field says 3, the frame holds 2
-    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
     assert_eq!(read(&t), vec![b'z'; 1024], "failed sets change nothing");
 }
 
 #[test]
 fn mask_list_edits_reads_and_enforces() {
     let t = target();
-    let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::ADD, CLIENT), (dcmd::ADD, OTHER), (dcmd::ADD, OWN), (dcmd::DELETE, OWN)]);
+    let mut f = Frame::mask(
+        CLIENT,
+        mcmd::EDIT,
+        &[
+            (dcmd::ADD, CLIENT),
+            (dcmd::ADD, OTHER),
+            (dcmd::ADD, OWN),
+            (dcmd::DELETE, OWN),
+        ],
+    );
     let (len, kind, change) = expect_reply(f.decide(&t));
-    assert_eq!((kind, change), (ReplyKind::MaskList, Some(StateChange::MaskList)));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::MaskList, Some(StateChange::MaskList))
+    );
     assert_eq!(len, mask::frame_len(24, 2).max(MIN_FRAME_LEN));
     let m = MaskHeader::parse(&f.buf, 24).unwrap();
     assert_eq!((m.merror, m.directive_count), (0, 2));
@@ -416,12 +682,26 @@ fn mask_list_edits_reads_and_enforces() {
 
     // A sender not on the list is ignored entirely.
     let stranger = Mac([2, 0, 0, 0, 0, 9]);
-    assert_eq!(Frame::config(stranger, 0, b"").decide(&t), Action::Drop(DropReason::Masked));
-    let mut f = Frame::ata(header(stranger, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    assert_eq!(
+        Frame::config(stranger, 0, b"").decide(&t),
+        Action::Drop(DropReason::Masked)
+    );
+    let mut f = Frame::ata(
+        header(stranger, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     assert_eq!(f.decide(&t), Action::Drop(DropReason::Masked));
 
     // A bad directive stops the edit at its index; the ones before it applied.
-    let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::DELETE, OTHER), (7, OWN), (dcmd::ADD, OWN)]);
+    let mut f = Frame::mask(
+        CLIENT,
+        mcmd::EDIT,
+        &[(dcmd::DELETE, OTHER), (7, OWN), (dcmd::ADD, OWN)],
+    );
     let (_, _, change) = expect_reply(f.decide(&t));
     let m = MaskHeader::parse(&f.buf, 24).unwrap();
     assert_eq!((m.merror, m.directive_count), (merror::BAD_DIRECTIVE, 1));
@@ -436,23 +716,37 @@ fn mask_list_edits_reads_and_enforces() {
     // Truncated directive list and unknown MCmd: bad argument.
     let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::ADD, OTHER)]);
     f.len -= 1;
-    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
-    assert_eq!(expect_reply(Frame::mask(CLIENT, 2, &[]).decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
+    assert_eq!(
+        expect_reply(Frame::mask(CLIENT, 2, &[]).decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
 
     // Removing the last entry opens the target again.
     let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::DELETE, CLIENT)]);
     expect_reply(f.decide(&t));
-    assert!(matches!(Frame::config(stranger, 0, b"").decide(&t), Action::Reply { .. }));
+    assert!(matches!(
+        Frame::config(stranger, 0, b"").decide(&t),
+        Action::Reply { .. }
+    ));
 }
 
 #[test]
 fn mask_list_full_reports_the_failing_index() {
     let t = target();
-    let macs: Vec<(u8, Mac)> = (0..=MAX_MASK_ENTRIES as u8).map(|i| (dcmd::ADD, Mac([2, 1, 0, 0, 0, i]))).collect();
+    let macs: Vec<(u8, Mac)> = (0..=MAX_MASK_ENTRIES as u8)
+        .map(|i| (dcmd::ADD, Mac([2, 1, 0, 0, 0, i])))
+        .collect();
     let mut f = Frame::mask(macs[0].1, mcmd::EDIT, &macs);
     let (_, _, change) = expect_reply(f.decide(&t));
     let m = MaskHeader::parse(&f.buf, 24).unwrap();
-    assert_eq!((m.merror, usize::from(m.directive_count)), (merror::LIST_FULL, MAX_MASK_ENTRIES));
+    assert_eq!(
+        (m.merror, usize::from(m.directive_count)),
+        (merror::LIST_FULL, MAX_MASK_ENTRIES)
+    );
     assert_eq!(change, Some(StateChange::MaskList));
     assert_eq!(t.state().mask.len(), MAX_MASK_ENTRIES);
 }
@@ -462,20 +756,47 @@ fn reservation_guards_ata_but_not_identify_or_config() {
     let t = target();
     let mut f = Frame::reserve(CLIENT, rcmd::SET, &[CLIENT]);
     let (len, kind, change) = expect_reply(f.decide(&t));
-    assert_eq!((kind, change), (ReplyKind::Reserve, Some(StateChange::Reservation)));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::Reserve, Some(StateChange::Reservation))
+    );
     assert_eq!(len, MIN_FRAME_LEN);
     assert_eq!(ReserveHeader::parse(&f.buf, 24).unwrap().nmacs, 1);
     assert_eq!(reserve::mac(&f.buf, 24, 0).unwrap(), CLIENT);
 
-    let mut f = Frame::ata(header(OTHER, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(OTHER, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     f.buf[0..6].copy_from_slice(&OWN.0);
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::TargetReserved));
     assert_eq!(f.reply_header().dst, OTHER);
-    let mut f = Frame::ata(header(OTHER, Command::Ata), opcode::IDENTIFY_DEVICE, 0, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(OTHER, Command::Ata),
+        opcode::IDENTIFY_DEVICE,
+        0,
+        0,
+        1,
+        &[],
+    );
     assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::Ata);
-    assert_eq!(expect_reply(Frame::config(OTHER, 0, b"").decide(&t)).1, ReplyKind::Config);
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    assert_eq!(
+        expect_reply(Frame::config(OTHER, 0, b"").decide(&t)).1,
+        ReplyKind::Config
+    );
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     expect_io(f.decide(&t));
 
     // Set by a non-holder fails; force set succeeds; an empty set releases.
@@ -485,7 +806,14 @@ fn reservation_guards_ata_but_not_identify_or_config() {
     assert_eq!(t.state().reservation.as_slice(), &[OTHER]);
     expect_reply(Frame::reserve(OTHER, rcmd::SET, &[]).decide(&t));
     assert!(t.state().reservation.is_empty());
-    let mut f = Frame::ata(header(CLIENT, Command::Ata), opcode::READ_SECTORS_EXT, ata::AFLAG_EXTENDED, 0, 1, &[]);
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        1,
+        &[],
+    );
     expect_io(f.decide(&t));
 }
 
@@ -494,11 +822,20 @@ fn reserve_rejects_more_macs_than_the_frame_holds() {
     let t = target();
     let mut f = Frame::reserve(CLIENT, rcmd::SET, &[CLIENT, OTHER]);
     f.len -= 1;
-    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
     let mut f = Frame::reserve(CLIENT, rcmd::SET, &[CLIENT]);
     f.buf[25] = 255;
-    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
-    assert_eq!(expect_reply(Frame::reserve(CLIENT, 3, &[]).decide(&t)).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
+    assert_eq!(
+        expect_reply(Frame::reserve(CLIENT, 3, &[]).decide(&t)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
     assert!(t.state().reservation.is_empty());
 }
 
@@ -508,12 +845,20 @@ fn vlan_tagged_requests_get_tagged_replies() {
     let mut h = header(CLIENT, Command::Ata);
     h.vlan_tci = Some(42);
     let mut f = Frame::new(h);
-    AtaHeader { aflags: ata::AFLAG_EXTENDED, sector_count: 1, cmd_status: opcode::READ_SECTORS_EXT, ..Default::default() }
-        .encode(&mut f.buf, 28)
-        .unwrap();
+    AtaHeader {
+        aflags: ata::AFLAG_EXTENDED,
+        sector_count: 1,
+        cmd_status: opcode::READ_SECTORS_EXT,
+        ..Default::default()
+    }
+    .encode(&mut f.buf, 28)
+    .unwrap();
     f.len = 40;
     let io = expect_io(f.decide(&t));
-    assert_eq!((io.body_offset, io.data_offset, io.reply_len), (28, 40, 40 + 512));
+    assert_eq!(
+        (io.body_offset, io.data_offset, io.reply_len),
+        (28, 40, 40 + 512)
+    );
     assert_eq!(f.reply_header().vlan_tci, Some(42));
 }
 
@@ -524,7 +869,10 @@ fn announcement_is_a_broadcast_config_reply_with_tag_zero() {
     let len = t.announcement(&mut buf).unwrap();
     assert_eq!(len, MIN_FRAME_LEN);
     let h = Header::parse(&buf).unwrap();
-    assert_eq!((h.dst, h.src, h.version, h.flags, h.tag), (Mac::BROADCAST, OWN, 1, FLAG_RESPONSE, 0));
+    assert_eq!(
+        (h.dst, h.src, h.version, h.flags, h.tag),
+        (Mac::BROADCAST, OWN, 1, FLAG_RESPONSE, 0)
+    );
     assert_eq!(h.command, Command::QueryConfig as u8);
     assert_eq!(ConfigHeader::parse(&buf, 24).unwrap().sector_count, 2);
 }
@@ -537,9 +885,17 @@ fn replies_never_exceed_the_frame_capacity() {
     h.vlan_tci = Some(1);
     let mut buf = vec![0u8; 40 + 1023];
     let end = h.encode(&mut buf).unwrap();
-    AtaHeader { aflags: ata::AFLAG_EXTENDED, sector_count: 2, cmd_status: opcode::READ_SECTORS_EXT, ..Default::default() }
-        .encode(&mut buf, end)
-        .unwrap();
+    AtaHeader {
+        aflags: ata::AFLAG_EXTENDED,
+        sector_count: 2,
+        cmd_status: opcode::READ_SECTORS_EXT,
+        ..Default::default()
+    }
+    .encode(&mut buf, end)
+    .unwrap();
     let action = t.decide(&mut buf, 40);
-    assert_eq!(expect_reply(action).1, ReplyKind::AoeError(AoeError::BadArgument));
+    assert_eq!(
+        expect_reply(action).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
 }

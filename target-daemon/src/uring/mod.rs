@@ -15,10 +15,15 @@ const FIXED_BUFFER: u16 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UringError {
-    #[error("io_uring_setup failed: {0} (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)")]
+    #[error(
+        "io_uring_setup failed: {0} (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)"
+    )]
     Setup(#[source] io::Error),
     #[error("registering {what} with io_uring failed: {source} (RLIMIT_MEMLOCK too small? try `ulimit -l unlimited`)")]
-    Register { what: &'static str, source: io::Error },
+    Register {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("io_uring_enter failed: {0}")]
     Enter(#[source] io::Error),
 }
@@ -73,7 +78,12 @@ impl Ring {
                 RingFlavour::CoopTaskrun,
             ),
         };
-        Ok(Ring { ring, flavour, buffer_start: 0, buffer_end: 0 })
+        Ok(Ring {
+            ring,
+            flavour,
+            buffer_start: 0,
+            buffer_end: 0,
+        })
     }
 
     pub fn flavour(&self) -> RingFlavour {
@@ -85,7 +95,10 @@ impl Ring {
         self.ring
             .submitter()
             .register_files(&[fd])
-            .map_err(|source| UringError::Register { what: "the backing file", source })
+            .map_err(|source| UringError::Register {
+                what: "the backing file",
+                source,
+            })
     }
 
     /// Registers `[base, base + len)` as fixed buffer 0 (IORING_REGISTER_BUFFERS): the
@@ -95,11 +108,18 @@ impl Ring {
     /// The region must stay mapped, and must not be unmapped or remapped, for as long as
     /// this ring exists (the worker owns both and drops the ring first).
     pub unsafe fn register_buffer(&mut self, base: *mut u8, len: usize) -> Result<(), UringError> {
-        let iovec = libc::iovec { iov_base: base.cast(), iov_len: len };
+        let iovec = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
         // SAFETY: the caller guarantees the region outlives the ring; the kernel copies the
         // iovec array during the call.
-        unsafe { self.ring.submitter().register_buffers(&[iovec]) }
-            .map_err(|source| UringError::Register { what: "the UMEM buffers", source })?;
+        unsafe { self.ring.submitter().register_buffers(&[iovec]) }.map_err(|source| {
+            UringError::Register {
+                what: "the UMEM buffers",
+                source,
+            }
+        })?;
         self.buffer_start = base as usize;
         self.buffer_end = base as usize + len;
         Ok(())
@@ -116,7 +136,10 @@ impl Ring {
         let pushed = unsafe { self.ring.submission().push(&entry) };
         // The worker sizes the ring for every frame it owns plus its polls, and submits
         // before the queue can fill: a full queue is a sizing bug, not an input error.
-        assert!(pushed.is_ok(), "io_uring submission queue full: ring sized too small");
+        assert!(
+            pushed.is_ok(),
+            "io_uring submission queue full: ring sized too small"
+        );
     }
 
     /// Queues IORING_OP_READ_FIXED of `len` bytes at file `offset` into `buf`.

@@ -46,7 +46,10 @@ impl FrameMap {
     /// worker made), for frames the worker owns at that moment.
     pub(super) fn frame_mut(&mut self, packet_addr: u64) -> &mut [u8] {
         let frame_end = (packet_addr / u64::from(self.frame_size) + 1) * u64::from(self.frame_size);
-        assert!(frame_end <= self.region.umem_len() as u64, "packet address outside the UMEM");
+        assert!(
+            frame_end <= self.region.umem_len() as u64,
+            "packet address outside the UMEM"
+        );
         // SAFETY: [packet_addr, frame_end) lies inside the UMEM (asserted above), which is
         // mapped for the region's lifetime. The worker owns this frame (the kernel handed it
         // over on the RX ring and gets it back only on the fill or TX ring), and the slice
@@ -62,7 +65,10 @@ impl FrameMap {
     /// Address of the sector data of the packet at `packet_addr`.
     pub(super) fn data_ptr(&self, packet_addr: u64, data_offset: u32) -> *mut u8 {
         let offset = packet_addr as usize + data_offset as usize;
-        assert!(offset < self.region.umem_len(), "data offset outside the UMEM");
+        assert!(
+            offset < self.region.umem_len(),
+            "data offset outside the UMEM"
+        );
         // SAFETY: in bounds of the mapping (asserted above).
         unsafe { self.region.as_ptr().add(offset) }
     }

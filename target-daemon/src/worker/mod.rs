@@ -22,7 +22,9 @@ use crate::backend::IoMode;
 use crate::stats::{LatencyHistogram, WorkerCounters};
 use crate::target::{Action, IoKind, IoOutcome, IoRequest, StateChange, Target};
 use crate::uring::{Completion, Ring, UringError};
-use crate::xsk::{BindMode, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM};
+use crate::xsk::{
+    BindMode, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
+};
 
 use frames::FrameMap;
 
@@ -127,7 +129,10 @@ struct Worker {
 
 /// Runs a worker until shutdown. `ready` hears `Ok` once the worker serves, or the
 /// set-up error.
-pub fn run(setup: WorkerSetup, ready: Sender<Result<(), String>>) -> Result<WorkerReport, WorkerError> {
+pub fn run(
+    setup: WorkerSetup,
+    ready: Sender<Result<(), String>>,
+) -> Result<WorkerReport, WorkerError> {
     let queue_id = setup.queue_id;
     let mut worker = match Worker::new(setup) {
         Ok(worker) => worker,
@@ -182,11 +187,20 @@ impl Worker {
             recycle: Vec::with_capacity(frame_count as usize),
             tx_pending: Vec::with_capacity(frame_count as usize),
             tx_outstanding: 0,
-            completions: vec![Completion { user_data: 0, result: 0, more: false }; 2 * frame_count as usize + 4],
+            completions: vec![
+                Completion {
+                    user_data: 0,
+                    result: 0,
+                    more: false
+                };
+                2 * frame_count as usize + 4
+            ],
             draining_since: None,
         };
         let first_free = if setup.announce { worker.announce() } else { 0 };
-        worker.recycle.extend((first_free..frame_count).map(|i| worker.frames.chunk_addr(i)));
+        worker
+            .recycle
+            .extend((first_free..frame_count).map(|i| worker.frames.chunk_addr(i)));
         worker.refill()?;
         worker.transmit()?;
         Ok(worker)
@@ -202,8 +216,15 @@ impl Worker {
         let frame = self.frames.frame_mut(packet_addr);
         match self.target.announcement(frame) {
             Some(len) => {
-                let desc = libc::xdp_desc { addr: packet_addr, len: len as u32, options: 0 };
-                self.tx_pending.push(PendingTx { desc, started_ns: None });
+                let desc = libc::xdp_desc {
+                    addr: packet_addr,
+                    len: len as u32,
+                    options: 0,
+                };
+                self.tx_pending.push(PendingTx {
+                    desc,
+                    started_ns: None,
+                });
                 1
             }
             None => 0,
@@ -212,8 +233,10 @@ impl Worker {
 
     fn serve(&mut self) -> Result<(), WorkerError> {
         let xsk_fd = self.socket.fd().as_raw_fd();
-        self.ring.push_poll_multishot(xsk_fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
-        self.ring.push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
+        self.ring
+            .push_poll_multishot(xsk_fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
+        self.ring
+            .push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
         self.submit(false)?;
         loop {
             let mut progressed = self.reap_ring()?;
@@ -248,8 +271,15 @@ impl Worker {
     }
 
     fn submit(&mut self, wait: bool) -> Result<(), WorkerError> {
-        let result = if wait { self.ring.submit_and_wait() } else { self.ring.submit() };
-        result.map_err(|source| WorkerError::Uring { queue_id: self.queue_id, source })
+        let result = if wait {
+            self.ring.submit_and_wait()
+        } else {
+            self.ring.submit()
+        };
+        result.map_err(|source| WorkerError::Uring {
+            queue_id: self.queue_id,
+            source,
+        })
     }
 
     /// Handles every io_uring completion: disk I/O, socket readiness, shutdown.
@@ -261,12 +291,17 @@ impl Worker {
                 USER_DATA_XSK_POLL => {
                     if !c.more {
                         let fd = self.socket.fd().as_raw_fd();
-                        self.ring.push_poll_multishot(fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
+                        self.ring
+                            .push_poll_multishot(fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
                     }
                 }
                 USER_DATA_SHUTDOWN => {
                     if self.draining_since.is_none() {
-                        debug!(queue_id = self.queue_id, in_flight = self.in_flight_count, "draining");
+                        debug!(
+                            queue_id = self.queue_id,
+                            in_flight = self.in_flight_count,
+                            "draining"
+                        );
                         self.draining_since = Some(Instant::now());
                     }
                 }
@@ -278,7 +313,11 @@ impl Worker {
 
     /// Takes up to a batch of frames off the RX ring and acts on each.
     fn receive(&mut self) -> bool {
-        let mut descs = [libc::xdp_desc { addr: 0, len: 0, options: 0 }; MAX_BATCH as usize];
+        let mut descs = [libc::xdp_desc {
+            addr: 0,
+            len: 0,
+            options: 0,
+        }; MAX_BATCH as usize];
         let rx = self.socket.rx();
         let n = rx.peek(self.batch);
         for (i, desc) in descs.iter_mut().enumerate().take(n as usize) {
@@ -298,7 +337,11 @@ impl Worker {
 
     fn handle_frame(&mut self, desc: libc::xdp_desc, now_ns: u64) {
         let Some(index) = self.frames.index_of(desc.addr) else {
-            warn!(queue_id = self.queue_id, addr = desc.addr, "RX descriptor outside the UMEM; ignored");
+            warn!(
+                queue_id = self.queue_id,
+                addr = desc.addr,
+                "RX descriptor outside the UMEM; ignored"
+            );
             return;
         };
         let frame = self.frames.frame_mut(desc.addr);
@@ -321,10 +364,16 @@ impl Worker {
     fn submit_io(&mut self, index: u32, packet_addr: u64, io: IoRequest, now_ns: u64) {
         let data = self.frames.data_ptr(packet_addr, io.data_offset);
         let bounced = match self.io_mode {
-            IoMode::Direct { mem_align } => io.kind != IoKind::Flush && !(data as usize).is_multiple_of(mem_align as usize),
+            IoMode::Direct { mem_align } => {
+                io.kind != IoKind::Flush && !(data as usize).is_multiple_of(mem_align as usize)
+            }
             IoMode::Buffered => false,
         };
-        let buf = if bounced { self.frames.bounce_ptr(index) } else { data };
+        let buf = if bounced {
+            self.frames.bounce_ptr(index)
+        } else {
+            data
+        };
         let user_data = u64::from(index);
         match io.kind {
             IoKind::Read => {
@@ -332,7 +381,10 @@ impl Worker {
                 // the registered region with room for len_bytes (decide() checked the frame
                 // capacity; bounce buffers are a whole frame). The frame is owned by this
                 // worker until its reply is transmitted, after this completion.
-                unsafe { self.ring.push_read(buf, io.len_bytes, io.offset_bytes, user_data) };
+                unsafe {
+                    self.ring
+                        .push_read(buf, io.len_bytes, io.offset_bytes, user_data)
+                };
             }
             IoKind::Write => {
                 if bounced {
@@ -342,19 +394,30 @@ impl Worker {
                     self.counters.add(|c| &c.bounced, 1);
                 }
                 // SAFETY: as for reads; nothing writes the frame until the completion.
-                unsafe { self.ring.push_write(buf, io.len_bytes, io.offset_bytes, user_data) };
+                unsafe {
+                    self.ring
+                        .push_write(buf, io.len_bytes, io.offset_bytes, user_data)
+                };
             }
             IoKind::Flush => self.ring.push_fdatasync(user_data),
         }
         let slot = &mut self.in_flight[index as usize];
         debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
-        *slot = Some(InFlight { io, packet_addr, started_ns: now_ns, bounced });
+        *slot = Some(InFlight {
+            io,
+            packet_addr,
+            started_ns: now_ns,
+            bounced,
+        });
         self.in_flight_count += 1;
     }
 
     fn complete_io(&mut self, index: usize, result: i32) {
         let Some(flight) = self.in_flight.get_mut(index).and_then(Option::take) else {
-            warn!(queue_id = self.queue_id, index, "completion for a frame with no I/O in flight");
+            warn!(
+                queue_id = self.queue_id,
+                index, "completion for a frame with no I/O in flight"
+            );
             return;
         };
         self.in_flight_count -= 1;
@@ -367,18 +430,23 @@ impl Worker {
             match io.kind {
                 IoKind::Read => {
                     self.counters.add(|c| &c.reads, 1);
-                    self.counters.add(|c| &c.read_bytes, u64::from(io.len_bytes));
+                    self.counters
+                        .add(|c| &c.read_bytes, u64::from(io.len_bytes));
                 }
                 IoKind::Write => {
                     self.counters.add(|c| &c.writes, 1);
-                    self.counters.add(|c| &c.written_bytes, u64::from(io.len_bytes));
+                    self.counters
+                        .add(|c| &c.written_bytes, u64::from(io.len_bytes));
                 }
                 IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
             }
             IoOutcome::Done
         } else {
             self.counters.add(|c| &c.io_errors, 1);
-            let errors = self.counters.io_errors.load(std::sync::atomic::Ordering::Relaxed);
+            let errors = self
+                .counters
+                .io_errors
+                .load(std::sync::atomic::Ordering::Relaxed);
             if errors.is_power_of_two() {
                 let cause = if result < 0 {
                     std::io::Error::from_raw_os_error(-result).to_string()
@@ -393,7 +461,13 @@ impl Worker {
             let data = self.frames.data_ptr(flight.packet_addr, io.data_offset);
             // SAFETY: the bounce buffer of this frame holds len_bytes just read; the frame's
             // data area has room for them (decide() checked); they do not overlap.
-            unsafe { std::ptr::copy_nonoverlapping(self.frames.bounce_ptr(index as u32), data, io.len_bytes as usize) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.frames.bounce_ptr(index as u32),
+                    data,
+                    io.len_bytes as usize,
+                )
+            };
             self.counters.add(|c| &c.bounced, 1);
         }
         let frame = self.frames.frame_mut(flight.packet_addr);
@@ -402,8 +476,15 @@ impl Worker {
     }
 
     fn queue_tx(&mut self, packet_addr: u64, len: usize, started_ns: u64) {
-        let desc = libc::xdp_desc { addr: packet_addr, len: len as u32, options: 0 };
-        self.tx_pending.push(PendingTx { desc, started_ns: Some(started_ns) });
+        let desc = libc::xdp_desc {
+            addr: packet_addr,
+            len: len as u32,
+            options: 0,
+        };
+        self.tx_pending.push(PendingTx {
+            desc,
+            started_ns: Some(started_ns),
+        });
     }
 
     /// Posts every pending reply on the TX ring with one kick. Returns whether it sent any.
@@ -429,9 +510,10 @@ impl Worker {
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));
         if kick {
-            self.socket
-                .kick_tx()
-                .map_err(|source| WorkerError::Xsk { queue_id: self.queue_id, source })?;
+            self.socket.kick_tx().map_err(|source| WorkerError::Xsk {
+                queue_id: self.queue_id,
+                source,
+            })?;
         }
         Ok(true)
     }
@@ -442,7 +524,8 @@ impl Worker {
         let n = comp.peek(u32::MAX);
         for i in 0..n {
             let addr = comp.addr(i);
-            self.recycle.push(addr & !(u64::from(self.frames.frame_size()) - 1));
+            self.recycle
+                .push(addr & !(u64::from(self.frames.frame_size()) - 1));
         }
         comp.release(n);
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
@@ -465,9 +548,10 @@ impl Worker {
         fill.submit(reserved);
         self.recycle.clear();
         if fill.needs_wakeup() {
-            self.socket
-                .wake_rx()
-                .map_err(|source| WorkerError::Xsk { queue_id: self.queue_id, source })?;
+            self.socket.wake_rx().map_err(|source| WorkerError::Xsk {
+                queue_id: self.queue_id,
+                source,
+            })?;
         }
         Ok(())
     }
@@ -482,7 +566,11 @@ fn pin_to_cpu(cpu: usize) {
     // SAFETY: pid 0 is the calling thread; `set` is valid for its size.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {
-        info!(cpu, "could not pin worker to CPU: {}", std::io::Error::last_os_error());
+        info!(
+            cpu,
+            "could not pin worker to CPU: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
