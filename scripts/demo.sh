@@ -53,7 +53,7 @@ log "client: identify"
 client identify
 if command -v aoeping >/dev/null 2>&1; then
     log "aoeping (Debian aoetools) sees it too:"
-    ip netns exec "$NS_C" aoeping 1 0 "$IF_C" | tail -n 1
+    ip netns exec "$NS_C" aoeping -v 1 0 "$IF_C" | grep found
 fi
 
 log "client: write 1 MiB of random data at LBA 2048, then read it back"

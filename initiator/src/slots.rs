@@ -41,6 +41,14 @@ impl Slot {
     }
 }
 
+/// 32 random bits from the standard library's per-process random hash keys.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish() as u32
+}
+
 /// Fixed-size table of slots with a free list.
 #[derive(Debug)]
 pub(crate) struct SlotTable {
@@ -56,10 +64,14 @@ impl SlotTable {
     pub fn new(depth: usize, frame_capacity_bytes: usize) -> SlotTable {
         let depth = depth.min(tag::MAX_SLOTS);
         let now = Instant::now();
+        // Generations start at a random point per table: two initiators sharing a MAC
+        // (two tools on one host) see each other's replies, and must not take them for
+        // their own.
+        let first_generation = random_u32() & tag::GENERATION_MASK;
         let slots = (0..depth)
             .map(|_| Slot {
                 live: false,
-                generation: 0,
+                generation: first_generation,
                 op: Op::Read,
                 expect: Expect::NoData,
                 lba: 0,

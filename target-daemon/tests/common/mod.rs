@@ -1,0 +1,222 @@
+//! Harness for the namespace tests: a temp dir, a sparse image, an xblade process in the
+//! lab's target namespace (killed on drop), and an initiator in the client namespace.
+
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aoe_initiator::{Initiator, InitiatorConfig};
+use xblade_lab::Lab;
+
+pub const SHELF: u16 = 1;
+pub const SLOT: u8 = 0;
+
+/// Skips the calling test (returns from it) with a reason when not root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !xblade_lab::require_root() {
+            eprintln!("skipped: needs root (network namespaces, XDP, AF_XDP)");
+            return;
+        }
+    };
+}
+
+/// The xblade binary cargo built for these tests.
+pub fn xblade_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_xblade"))
+}
+
+/// A directory removed with everything in it on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("xblade-test-{}-{tag}-{nanos}", std::process::id()));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// A sparse file of `bytes` bytes in this directory.
+    pub fn image(&self, name: &str, bytes: u64) -> PathBuf {
+        let path = self.0.join(name);
+        File::create(&path)
+            .and_then(|f| f.set_len(bytes))
+            .expect("create image");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running xblade; SIGKILLed and reaped on drop if still running.
+pub struct Daemon {
+    child: Option<Child>,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// How a daemon ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Daemon {
+    /// Starts `xblade ARGS SHELF SLOT IFACE IMAGE` in the target namespace and waits until it
+    /// logs that it is exporting (or fails).
+    pub fn start(lab: &Lab, dir: &TempDir, image: &Path, args: &[&str]) -> Daemon {
+        Self::try_start(lab, dir, image, args)
+            .unwrap_or_else(|exit| panic!("xblade did not start: {exit:?}"))
+    }
+
+    /// As [`Daemon::start`], but returns how it exited if it did not come up.
+    pub fn try_start(
+        lab: &Lab,
+        dir: &TempDir,
+        image: &Path,
+        args: &[&str],
+    ) -> Result<Daemon, Exit> {
+        let n = fs::read_dir(&dir.0).map_or(0, |d| d.count());
+        let stdout = dir.0.join(format!("xblade-{n}.out"));
+        let stderr = dir.0.join(format!("xblade-{n}.err"));
+        let child = lab
+            .command_in_target(xblade_bin())
+            .args(args)
+            .arg(SHELF.to_string())
+            .arg(SLOT.to_string())
+            .arg(lab.target_if())
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("stdout file"))
+            .stderr(File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn xblade");
+        let mut daemon = Daemon {
+            child: Some(child),
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if read(&daemon.stderr).contains("exporting") {
+                return Ok(daemon);
+            }
+            if let Some(child) = daemon.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Err(daemon.wait(Duration::from_secs(1)));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(daemon.kill())
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; the child is not reaped yet, so the pid
+        // cannot have been reused.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit.
+    pub fn terminate(mut self, timeout: Duration) -> Exit {
+        self.signal(libc::SIGTERM);
+        self.wait(timeout)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) -> Exit {
+        self.signal(libc::SIGKILL);
+        self.wait(Duration::from_secs(10))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Exit {
+        let mut child = self.child.take().expect("daemon already reaped");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for xblade") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let status = child.wait().expect("reap xblade");
+                panic!(
+                    "xblade did not exit within {timeout:?} ({status}); stderr:\n{}",
+                    read(&self.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Exit {
+            status,
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("xblade stderr:\n{}", read(&self.stderr));
+            }
+        }
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+/// An initiator in the lab's client namespace (the calling thread goes back to its own
+/// namespace before this returns; the socket stays in the client's).
+pub fn initiator(lab: &Lab, timeout_ms: u64, retries: u32) -> Initiator {
+    let _in_client = lab.enter_client_thread().expect("enter client namespace");
+    let config = InitiatorConfig {
+        shelf: SHELF,
+        slot: SLOT,
+        timeout_ms,
+        retries,
+    };
+    let mut initiator = Initiator::open(lab.client_if(), config).expect("open initiator");
+    initiator.discover().expect("discover xblade");
+    initiator
+}
+
+/// Deterministic per-(lba, generation) sector contents, so a read-back proves which write
+/// landed.
+pub fn pattern(lba: u64, generation: u64, sectors: usize) -> Vec<u8> {
+    let mut data = vec![0u8; sectors * 512];
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        let word = (lba + (i / 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ generation.rotate_left(17)
+            ^ i as u64;
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    data
+}

@@ -1,0 +1,446 @@
+//! The data path end to end over a veth pair between two throwaway network namespaces:
+//! xblade on one end, the project's initiator and aoeping (Debian aoetools) on the other.
+//! Needs root; skips with a printed reason otherwise.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aoe_initiator::RequestError;
+use aoe_proto::ata;
+use common::{initiator, pattern, Daemon, TempDir, SHELF, SLOT};
+use rand::{Rng, SeedableRng};
+use xblade_lab::{Lab, LabOptions};
+
+const IMAGE_BYTES: u64 = 64 << 20;
+const CAPACITY_SECTORS: u64 = IMAGE_BYTES / 512;
+
+#[test]
+fn random_data_round_trips_at_random_lbas_including_the_last_sector() {
+    require_root!();
+    let lab = Lab::new("rand", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("rand");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    let mut client = initiator(&lab, 500, 4);
+    assert_eq!(
+        client.capacity_sectors().expect("identify"),
+        CAPACITY_SECTORS
+    );
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut written = Vec::new();
+    for round in 0..200u64 {
+        let sectors = if round == 0 {
+            1
+        } else {
+            rng.gen_range(1..=16usize)
+        };
+        let lba = match round {
+            0 => CAPACITY_SECTORS - 1,
+            1 => CAPACITY_SECTORS - sectors as u64,
+            _ => rng.gen_range(0..=CAPACITY_SECTORS - sectors as u64),
+        };
+        let mut data = vec![0u8; sectors * 512];
+        rng.fill(&mut data[..]);
+        client.write(lba, &data).expect("write");
+        written.push((lba, data));
+    }
+    // Later writes win where ranges overlap: check against a model of the disk.
+    let mut model = std::collections::BTreeMap::new();
+    for (lba, data) in &written {
+        for (i, sector) in data.chunks(512).enumerate() {
+            model.insert(lba + i as u64, sector.to_vec());
+        }
+    }
+    for (lba, sector) in &model {
+        let mut back = vec![0u8; 512];
+        client.read(*lba, &mut back).expect("read");
+        assert_eq!(&back, sector, "sector {lba} differs");
+    }
+    assert!(
+        model.contains_key(&(CAPACITY_SECTORS - 1)),
+        "the last sector was written"
+    );
+
+    // One sector past the end is refused with ATA IDNF, not the AoE error flag.
+    let mut buf = vec![0u8; 512];
+    match client.read(CAPACITY_SECTORS, &mut buf) {
+        Err(e) => match e.request_error() {
+            Some(RequestError::Ata { status, error }) => {
+                assert_eq!((*status, *error), (ata::status::FAILED, ata::error::IDNF));
+            }
+            other => panic!("expected ATA IDNF, got {other:?} ({e})"),
+        },
+        Ok(()) => panic!("read past the end succeeded"),
+    }
+    client.flush().expect("FLUSH CACHE EXT");
+    assert_eq!(
+        client.check_power_mode().expect("CHECK POWER MODE"),
+        ata::POWER_MODE_ACTIVE
+    );
+    assert_eq!(
+        client.stats().retransmits,
+        0,
+        "no retransmits on an idle veth"
+    );
+
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(exit.stdout.contains("disk i/o 0;"), "{}", exit.stdout);
+    assert!(exit.stdout.contains("flushes 1"), "{}", exit.stdout);
+}
+
+#[test]
+fn aoeping_sees_the_target_and_its_capacity() {
+    require_root!();
+    let lab = Lab::new("ping", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("ping");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+
+    let aoeping = |args: &[&str]| {
+        let out = lab
+            .command_in_client("aoeping")
+            .args(["-s", "5"])
+            .args(args)
+            .args([&SHELF.to_string(), &SLOT.to_string(), lab.client_if()])
+            .output()
+            .expect("run aoeping (apt-get install aoetools)");
+        assert!(out.status.success(), "aoeping {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fields = aoeping(&["-I"]);
+    assert!(fields.contains("model: xblade AoE target"), "{fields}");
+    assert!(fields.contains("serial_number: XB1.0"), "{fields}");
+
+    // aoeping -i dumps the IDENTIFY sector as hex; capacity comes from words 100-103.
+    let dump = aoeping(&["-i"]);
+    let hex: Vec<u8> = dump
+        .lines()
+        .skip_while(|l| !l.contains("device identify response"))
+        .skip(1)
+        .flat_map(|l| {
+            l.split_whitespace()
+                .map(|h| u8::from_str_radix(h, 16).expect("hex byte"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let identify: [u8; 512] = hex
+        .get(..512)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_else(|| panic!("short dump:\n{dump}"));
+    assert_eq!(ata::identify_capacity_sectors(&identify), CAPACITY_SECTORS);
+
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.status.success(), "{exit:?}");
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: cpu_set_t is a plain bit array; CPU_SET writes inside it; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_frame_on_every_rx_queue_is_served() {
+    require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: needs 2 CPUs to steer frames to 2 queues");
+        return;
+    }
+    let lab = Lab::new(
+        "mq",
+        LabOptions {
+            rx_queues: Some(2),
+            ..LabOptions::default()
+        },
+    )
+    .expect("lab");
+    // XPS on the client end: a frame sent from CPU n leaves on TX queue n, which veth
+    // delivers on the peer's RX queue n.
+    let xps = format!(
+        "echo 1 > /sys/class/net/{0}/queues/tx-0/xps_cpus && echo 2 > /sys/class/net/{0}/queues/tx-1/xps_cpus",
+        lab.client_if()
+    );
+    let status = lab
+        .command_in_client("sh")
+        .args(["-c", &xps])
+        .status()
+        .expect("set XPS");
+    assert!(status.success());
+    let dir = TempDir::new("mq");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    assert!(
+        common::read(&daemon.stderr).contains("queues=2"),
+        "{}",
+        common::read(&daemon.stderr)
+    );
+
+    std::thread::scope(|s| {
+        for cpu in 0..2 {
+            let lab = &lab;
+            s.spawn(move || {
+                pin(cpu);
+                let mut client = initiator(lab, 500, 4);
+                let data = pattern(cpu as u64, 7, 2);
+                for i in 0..50 {
+                    client
+                        .write(cpu as u64 * 1000 + i * 2, &data)
+                        .expect("write");
+                    let mut back = vec![0u8; 1024];
+                    client
+                        .read(cpu as u64 * 1000 + i * 2, &mut back)
+                        .expect("read");
+                    assert_eq!(back, data);
+                }
+            });
+        }
+    });
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.status.success(), "{exit:?}");
+    let per_queue: Vec<u64> = exit
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("queues"))
+        .expect("queues line in the summary")
+        .split(';')
+        .filter_map(|part| {
+            part.split_whitespace()
+                .rev()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    assert_eq!(per_queue.len(), 2, "{}", exit.stdout);
+    assert!(
+        per_queue.iter().all(|&n| n >= 100),
+        "each queue served its CPU's requests: {}",
+        exit.stdout
+    );
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = lab
+        .command_in_target("ip")
+        .args(["-d", "link", "show", "dev", lab.target_if()])
+        .output()
+        .expect("ip link show");
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+#[test]
+fn kill_9_leaves_no_xdp_program_attached() {
+    require_root!();
+    let lab = Lab::new("kill9", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("kill9");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    assert!(xdp_attached(&lab), "xblade attached its XDP program");
+    let exit = daemon.kill();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&exit.status),
+        Some(libc::SIGKILL)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&lab) {
+        assert!(
+            Instant::now() < deadline,
+            "XDP program still attached 5 s after kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the interface is usable again: a new daemon attaches.
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+    assert!(!xdp_attached(&lab), "a clean stop detaches too");
+}
+
+#[test]
+fn sigterm_during_a_write_load_loses_no_acknowledged_write() {
+    require_root!();
+    let lab = Lab::new("term", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("term");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    let mut client = initiator(&lab, 200, 2);
+    client.set_queue_depth(32).expect("queue depth");
+
+    let stop_submitting = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = Arc::clone(&stop_submitting);
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut failed = 0u64;
+            let mut next_lba = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let submitting = !stop.load(Ordering::Relaxed)
+                    && failed == 0
+                    && next_lba + 2 <= CAPACITY_SECTORS;
+                while submitting && client.in_flight() < 32 {
+                    client
+                        .submit_write(next_lba, &pattern(next_lba, 1, 2), next_lba)
+                        .expect("submit");
+                    next_lba += 2;
+                }
+                if !submitting && client.in_flight() == 0 {
+                    break;
+                }
+                client
+                    .poll(50, |c| match c.result {
+                        Ok(()) => acked.push(c.user),
+                        Err(_) => failed += 1,
+                    })
+                    .expect("poll");
+            }
+            (acked, failed, next_lba)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    let exit = daemon.terminate(Duration::from_secs(15));
+    stop_submitting.store(true, Ordering::Relaxed);
+    let (acked, failed, submitted) = load.join().expect("load thread");
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(exit.stdout.contains("xblade summary"), "{}", exit.stdout);
+    assert!(
+        acked.len() > 100,
+        "the load ran before the stop: {} acked",
+        acked.len()
+    );
+    eprintln!(
+        "{} writes acknowledged, {failed} unanswered, of {} submitted",
+        acked.len(),
+        submitted / 2
+    );
+
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    let mut client = initiator(&lab, 500, 4);
+    let mut back = vec![0u8; 1024];
+    for lba in &acked {
+        client.read(*lba, &mut back).expect("read back");
+        assert!(
+            back == pattern(*lba, 1, 2),
+            "acknowledged write at lba {lba} lost"
+        );
+    }
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn read_only_and_window_are_enforced() {
+    require_root!();
+    let lab = Lab::new("win", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("win");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    // Mark the sectors just outside and inside the window in the file itself.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .expect("open image");
+        f.write_all_at(&[0xAA; 512], 99 * 512).expect("mark");
+        f.write_all_at(&[0xBB; 512], 100 * 512).expect("mark");
+        f.write_all_at(&[0xCC; 512], 199 * 512).expect("mark");
+        f.write_all_at(&[0xDD; 512], 200 * 512).expect("mark");
+    }
+    let daemon = Daemon::start(&lab, &dir, &image, &["-r", "-o", "100", "-l", "100"]);
+    let mut client = initiator(&lab, 500, 2);
+    assert_eq!(client.capacity_sectors().expect("identify"), 100);
+    let mut sector = vec![0u8; 512];
+    client.read(0, &mut sector).expect("read first");
+    assert!(
+        sector.iter().all(|&b| b == 0xBB),
+        "lba 0 is file sector 100"
+    );
+    client.read(99, &mut sector).expect("read last");
+    assert!(
+        sector.iter().all(|&b| b == 0xCC),
+        "lba 99 is file sector 199"
+    );
+    let err = client.read(100, &mut sector).expect_err("past the window");
+    assert!(
+        matches!(
+            err.request_error(),
+            Some(RequestError::Ata {
+                error: ata::error::IDNF,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = client.write(0, &[0u8; 512]).expect_err("read-only");
+    assert!(
+        matches!(
+            err.request_error(),
+            Some(RequestError::Ata {
+                error: ata::error::ABRT,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+    let bytes = std::fs::read(&image).expect("read image");
+    assert!(
+        bytes[100 * 512..101 * 512].iter().all(|&b| b == 0xBB),
+        "read-only: nothing written"
+    );
+}
+
+fn start_error(lab: &Lab, args: &[&str], iface: Option<&str>, image: &std::path::Path) -> String {
+    let out = lab
+        .command_in_target(common::xblade_bin())
+        .args(args)
+        .args(["1", "0", iface.unwrap_or(lab.target_if())])
+        .arg(image)
+        .output()
+        .expect("run xblade");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("xblade: error:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "exactly one error line: {stderr}");
+    error_lines[0].to_owned()
+}
+
+#[test]
+fn user_errors_get_one_clear_line_and_a_nonzero_exit() {
+    require_root!();
+    let lab = Lab::new("errs", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("errs");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let tiny = dir.image("tiny.img", 100);
+
+    let line = start_error(&lab, &[], Some("nosuch0"), &image);
+    assert!(
+        line.contains("no such network interface 'nosuch0'"),
+        "{line}"
+    );
+    let line = start_error(&lab, &[], None, &dir.0.join("missing.img"));
+    assert!(line.contains("no such file"), "{line}");
+    let line = start_error(&lab, &[], None, &tiny);
+    assert!(line.contains("smaller than one 512-byte sector"), "{line}");
+    let line = start_error(&lab, &["-o", "200000"], None, &image);
+    assert!(line.contains("does not fit"), "{line}");
+
+    // A second daemon on the same interface: the XDP program slot is taken.
+    let daemon = Daemon::start(&lab, &dir, &image, &[]);
+    let line = start_error(&lab, &[], None, &image);
+    assert!(line.contains("already has an XDP program"), "{line}");
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+}
