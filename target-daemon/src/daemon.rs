@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::backend::{Backend, BackendError, BackendOptions, IoMode};
 use crate::config::Cli;
 use crate::netdev::{self, Netdev, NetdevError};
+use crate::persist::{PersistError, StateFile};
 use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
 use crate::target::{StateChange, Target, TargetConfig, TargetState};
 use crate::worker::{self, WorkerError, WorkerReport, WorkerSetup};
@@ -40,6 +41,8 @@ pub enum DaemonError {
     Xsk(#[from] XskError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
     #[error("interface {iface}: MTU {mtu} is too small to carry one 512-byte sector per AoE frame (need at least 548)")]
     MtuTooSmall { iface: String, mtu: u32 },
     #[error("direct I/O on {path} needs {mem_align}-byte aligned buffers, more than a {FRAME_SIZE}-byte frame provides")]
@@ -90,7 +93,22 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             mtu: netdev.mtu,
         });
     }
-    let initial = initial_state(&cli);
+    let state_file = match (&cli.state_file, cli.no_state) {
+        (_, true) => None,
+        (Some(path), false) => Some(StateFile::new(path.clone())),
+        (None, false) => Some(StateFile::default_for(
+            &backend.path,
+            backend.is_block_device,
+        )),
+    };
+    let persisted = match &state_file {
+        Some(file) => file.load()?,
+        None => None,
+    };
+    if let (Some(file), Some(_)) = (&state_file, &persisted) {
+        info!(path = %file.path().display(), "restored config string, mask list and reservation");
+    }
+    let initial = initial_state(&cli, persisted.unwrap_or_default());
     let target = Target::new(
         TargetConfig {
             major: cli.shelf,
@@ -186,7 +204,14 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         cli.slot
     );
 
-    let outcome = control_loop(&cli, &mut xdp, &target, &workers, &changes_rx);
+    let outcome = control_loop(
+        &cli,
+        &mut xdp,
+        &target,
+        state_file.as_ref(),
+        &workers,
+        &changes_rx,
+    );
     // Stop: every worker finishes its in-flight I/O, answers it, and returns.
     signal_eventfd(&shutdown);
     let mut latency = LatencyHistogram::new();
@@ -205,6 +230,13 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             }
         }
     }
+    // Changes made while the workers drained.
+    if let (true, Some(file)) = (changes_rx.try_iter().count() > 0, &state_file) {
+        if let Err(e) = file.save(&target.state()) {
+            warn!("{e}");
+        }
+    }
+    let xdp_counters = xdp.counters();
     drop(xdp);
     let counters = total_counters(&workers);
     let per_queue: Vec<(u32, u64)> = workers
@@ -218,6 +250,13 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     println!("{summary}");
+    match xdp_counters {
+        Ok(c) => println!(
+            "  xdp      redirected {}, dropped by ACL {}, malformed {}; passed to the kernel: not AoE {}, responses {}, other targets {}, no socket {}",
+            c.redirect, c.drop_acl, c.drop_malformed, c.pass_not_aoe, c.pass_response, c.pass_other_target, c.pass_no_socket
+        ),
+        Err(e) => warn!("could not read the XDP counters: {e}"),
+    }
     outcome?;
     match worker_error {
         Some(e) => Err(e.into()),
@@ -249,6 +288,7 @@ fn control_loop(
     cli: &Cli,
     xdp: &mut XdpProgram,
     target: &Target,
+    state_file: Option<&StateFile>,
     workers: &[RunningWorker],
     changes: &mpsc::Receiver<StateChange>,
 ) -> Result<(), DaemonError> {
@@ -261,7 +301,23 @@ fn control_loop(
     let mut last_report = Instant::now();
     let mut last_counters = total_counters(workers);
     loop {
-        std::thread::sleep(TICK);
+        // Wake at once for a state change (so it is persisted promptly), else every tick.
+        let first_change = changes.recv_timeout(TICK).ok();
+        let mut mask_changed = false;
+        let mut any_change = false;
+        for change in first_change.into_iter().chain(changes.try_iter()) {
+            info!(?change, "initiator changed target state");
+            mask_changed |= change == StateChange::MaskList;
+            any_change = true;
+        }
+        if mask_changed {
+            sync_acl(xdp, target);
+        }
+        if let (true, Some(file)) = (any_change, state_file) {
+            if let Err(e) = file.save(&target.state()) {
+                warn!("{e}; the change holds until xblade stops");
+            }
+        }
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             info!("stopping: finishing in-flight I/O");
             return Ok(());
@@ -275,14 +331,6 @@ fn control_loop(
                 "worker stopped unexpectedly; shutting down"
             );
             return Ok(());
-        }
-        let mut mask_changed = false;
-        for change in changes.try_iter() {
-            info!(?change, "initiator changed target state");
-            mask_changed |= change == StateChange::MaskList;
-        }
-        if mask_changed {
-            sync_acl(xdp, target);
         }
         if !interval.is_zero() && last_report.elapsed() >= interval {
             let now = total_counters(workers);
@@ -323,8 +371,8 @@ fn sync_acl(xdp: &mut XdpProgram, target: &Target) {
     }
 }
 
-fn initial_state(cli: &Cli) -> TargetState {
-    let mut state = TargetState::default();
+/// The persisted state with `-m`'s MACs added to the mask list.
+fn initial_state(cli: &Cli, mut state: TargetState) -> TargetState {
     for mac in &cli.mask {
         if state.mask.add(*mac).is_err() {
             warn!(%mac, "mask list full; ignoring the rest of -m");

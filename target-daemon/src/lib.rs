@@ -10,6 +10,7 @@ pub mod backend;
 pub mod config;
 pub mod daemon;
 pub mod netdev;
+pub mod persist;
 pub mod stats;
 pub mod target;
 pub mod uring;

@@ -95,6 +95,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub stats_interval: u64,
 
+    /// Where to keep the state initiators set (config string, mask list, reservation)
+    /// across restarts. Default: FILE.xblade-state next to an image file, or
+    /// /var/lib/xblade/NAME.state for a block device.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_state")]
+    pub state_file: Option<PathBuf>,
+
+    /// Keep no state across restarts.
+    #[arg(long)]
+    pub no_state: bool,
+
     /// Serial number reported by IDENTIFY DEVICE (default: derived from shelf and slot).
     #[arg(long)]
     pub serial: Option<String>,

@@ -11,11 +11,20 @@ pub const MAX_MASK_ENTRIES: usize = 64;
 pub const MAX_RESERVE_ENTRIES: usize = 64;
 
 /// A set of MAC addresses in insertion order with a fixed capacity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct MacList<const N: usize> {
     macs: [Mac; N],
     len: usize,
 }
+
+/// Lists are equal when their entries are: slots past `len` hold stale values.
+impl<const N: usize> PartialEq for MacList<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<const N: usize> Eq for MacList<N> {}
 
 impl<const N: usize> Default for MacList<N> {
     fn default() -> Self {
@@ -146,6 +155,11 @@ mod tests {
         assert_eq!(list.len(), 2);
         list.add(mac(4)).unwrap();
         assert_eq!(list.as_slice(), &[mac(1), mac(3), mac(4)]);
+        let mut other = MacList::<3>::default();
+        other.add(mac(1)).unwrap();
+        other.add(mac(3)).unwrap();
+        other.add(mac(4)).unwrap();
+        assert_eq!(list, other, "equality ignores stale slots");
         list.clear();
         assert!(list.is_empty());
     }
