@@ -21,4 +21,13 @@ cargo_run clippy --workspace --all-targets --locked -- -D warnings
 log "building release binaries (integration tests run them)"
 cargo_run build --release --locked -p xblade -p aoe-initiator
 log "cargo test (unit + namespace integration tests)"
-XBLADE_BIN="$REPO/target/release/xblade" cargo_run test --workspace --locked -- --test-threads=2
+LOG=$(mktemp /tmp/xblade-test.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+set +e
+XBLADE_BIN="$REPO/target/release/xblade" cargo_run test --workspace --all-targets --locked -- --test-threads=2 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: the sum of every test binary's result line.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+exit "$status"

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# The real-initiator test: the Linux kernel's AoE driver, in a qemu (TCG) guest, formats,
+# fills and checks an ext4 filesystem on an xblade export.
+#
+#   sudo ./scripts/vm-test.sh
+#
+# A throwaway network namespace holds a tap device; xblade serves a sparse 256 MiB image on
+# it as e1.0 and qemu joins the guest's only NIC (virtio-net) to it. The guest (Debian 12
+# kernel, busybox, e2fsprogs; see tests/vm/) loads aoe.ko, discovers e1.0, runs mkfs.ext4,
+# mounts it, writes files, records their sha256, unmounts, runs e2fsck -f -n (must be clean),
+# remounts, checks every sum and prints XBLADE-VM-RESULT: PASS|FAIL. The host then checks the
+# marker, the daemon's summary (reads and writes served, no errors, clean exit), and the image
+# file itself (e2fsck -f -n, and each file's sha256 read back with debugfs).
+# Prints "vm-test: PASS" last and exits 0, or exits non-zero with the evidence.
+#
+# Environment:
+#   XBLADE_BIN          xblade binary to test (default: build release, then target/release/xblade)
+#   XBLADE_VM_CACHE     cache for the kernel, busybox and initramfs (default: target/vm-cache)
+#   XBLADE_VM_TIMEOUT   seconds the guest may run (default 240)
+#   XBLADE_VM_XDP_MODE  xblade --xdp-mode (default auto)
+#   XBLADE_VM_PCAP      write every frame of the guest's NIC, both ways, to this pcap file
+#   XBLADE_VM_KEEP      keep the work dir (console log, daemon log, image) in this directory
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+need_root "vm-test.sh"
+
+TIMEOUT=${XBLADE_VM_TIMEOUT:-240}
+XDP_MODE=${XBLADE_VM_XDP_MODE:-auto}
+SHELF=1 SLOT=0
+IMAGE_MIB=256
+MARKER="XBLADE-VM-RESULT:"
+STARTED=$SECONDS
+
+ID="xbvm$$"
+NS="$ID" TAP="${ID}tap"
+WORK=$(mktemp -d /tmp/xblade-vm.XXXXXX)
+QEMU_PID="" DAEMON_PID="" DAEMON_RC="" SUMMARY_SHOWN=0
+stop_daemon() {
+    if [ -n "$DAEMON_PID" ]; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null
+        DAEMON_RC=0
+        wait "$DAEMON_PID" 2>/dev/null || DAEMON_RC=$?
+        DAEMON_PID=""
+    fi
+}
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill -TERM "$QEMU_PID"
+        for _ in $(seq 20); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$QEMU_PID" 2>/dev/null
+        wait "$QEMU_PID" 2>/dev/null
+    fi
+    stop_daemon
+    if [ "$SUMMARY_SHOWN" -eq 0 ] && [ -s "$WORK/xblade.out" ]; then
+        echo "xblade output:" >&2
+        sed 's/^/  xblade| /' "$WORK/xblade.out" >&2
+    fi
+    ip netns del "$NS" 2>/dev/null
+    if [ -n "${XBLADE_VM_KEEP:-}" ]; then
+        mkdir -p "$XBLADE_VM_KEEP"
+        cp -a "$WORK/." "$XBLADE_VM_KEEP/" && echo "vm-test: work files kept in $XBLADE_VM_KEEP" >&2
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+elapsed() { echo "$((SECONDS - STARTED))s"; }
+fail() {
+    printf 'vm-test: FAIL: %s\n' "$*"
+    exit 1
+}
+
+# --- what the test needs -----------------------------------------------------------------------
+ensure_packages qemu-system-x86 e2fsprogs iproute2
+if [ -n "${XBLADE_BIN:-}" ]; then
+    XBLADE=$XBLADE_BIN
+    [ -x "$XBLADE" ] || die "XBLADE_BIN=$XBLADE_BIN: no such executable (build it: cargo build --release -p xblade)"
+else
+    build_release
+fi
+log "[$(elapsed)] guest: kernel and initramfs (cache: ${XBLADE_VM_CACHE:-$REPO/target/vm-cache})"
+mapfile -t guest < <("$REPO/tests/vm/build-guest.sh")
+KERNEL=${guest[0]:-} INITRD=${guest[1]:-}
+[ -s "$KERNEL" ] && [ -s "$INITRD" ] || die "tests/vm/build-guest.sh gave no kernel/initramfs"
+CACHE_DIR=$(dirname "$INITRD")
+log "[$(elapsed)] guest kernel: $(cat "$(dirname "$KERNEL")/PACKAGE"); $(cat "$CACHE_DIR/busybox.PACKAGE" 2>/dev/null); e2fsprogs $(dpkg-query -W -f='${Version}' e2fsprogs)"
+
+# --- lab: a namespace with a tap, xblade on it -------------------------------------------------
+log "[$(elapsed)] lab: namespace $NS, tap $TAP (MTU 1500)"
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" ip tuntap add dev "$TAP" mode tap
+ip -n "$NS" link set "$TAP" mtu 1500 up
+# Keep the link quiet: no IPv6 autoconfiguration traffic from the host side of the tap.
+ip netns exec "$NS" sysctl -qw "net.ipv6.conf.$TAP.disable_ipv6=1" || true
+
+IMAGE="$WORK/disk.img"
+truncate -s "${IMAGE_MIB}M" "$IMAGE"
+SECTORS=$((IMAGE_MIB * 2048))
+log "[$(elapsed)] starting: xblade --xdp-mode $XDP_MODE $SHELF $SLOT $TAP $IMAGE (${IMAGE_MIB} MiB, sparse)"
+ip netns exec "$NS" "$XBLADE" --xdp-mode "$XDP_MODE" "$SHELF" "$SLOT" "$TAP" "$IMAGE" \
+    >"$WORK/xblade.out" 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 100); do
+    grep -q "exporting" "$WORK/xblade.out" 2>/dev/null && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { wait "$DAEMON_PID" || true; DAEMON_PID=""; fail "xblade exited during start-up"; }
+    sleep 0.1
+done
+grep -q "exporting" "$WORK/xblade.out" || fail "xblade did not start serving within 10 s"
+XDP_USED=$(grep -o 'xdp=[a-z]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2)
+BIND=$(grep -o 'bind_mode=[a-z-]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2)
+log "[$(elapsed)] xblade serving e$SHELF.$SLOT on $TAP: XDP ${XDP_USED:-?} mode, AF_XDP bind ${BIND:-?}"
+
+# --- the guest -----------------------------------------------------------------------------------
+GUEST_DEADLINE=$((TIMEOUT - 15))
+APPEND="console=ttyS0 quiet panic=-1 xbvm.shelf=$SHELF xbvm.slot=$SLOT xbvm.sectors=$SECTORS xbvm.deadline=$GUEST_DEADLINE"
+QEMU=(qemu-system-x86_64 -accel tcg -machine pc -cpu max -m 512 -smp 1
+    -nodefaults -no-user-config -display none -monitor none -no-reboot
+    -serial "file:$WORK/console.log"
+    -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
+    -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no"
+    -device "virtio-net-pci,netdev=n0,mac=52:54:00:a0:e1:00,romfile=")
+if [ -n "${XBLADE_VM_PCAP:-}" ]; then
+    QEMU+=(-object "filter-dump,id=dump0,netdev=n0,file=$XBLADE_VM_PCAP")
+fi
+log "[$(elapsed)] booting the guest (qemu TCG, timeout ${TIMEOUT}s)"
+: >"$WORK/console.log"
+ip netns exec "$NS" "${QEMU[@]}" </dev/null >"$WORK/qemu.out" 2>&1 &
+QEMU_PID=$!
+
+# Stream the serial console while the guest runs.
+shown=0
+show_console() {
+    local lines
+    lines=$(wc -l <"$WORK/console.log")
+    if [ "$lines" -gt "$shown" ]; then
+        sed -n "$((shown + 1)),${lines}p" "$WORK/console.log" | tr -d '\r' \
+            | grep -v '^XBVM-SUM ' | sed 's/^/  guest| /'
+        shown=$lines
+    fi
+}
+deadline=$((SECONDS + TIMEOUT))
+timed_out=0
+while kill -0 "$QEMU_PID" 2>/dev/null; do
+    show_console
+    if [ "$SECONDS" -ge "$deadline" ]; then timed_out=1; break; fi
+    sleep 1
+done
+show_console
+if [ "$timed_out" -eq 1 ]; then
+    kill -KILL "$QEMU_PID" 2>/dev/null
+fi
+QEMU_RC=0
+wait "$QEMU_PID" || QEMU_RC=$?
+QEMU_PID=""
+[ -s "$WORK/qemu.out" ] && sed 's/^/  qemu| /' "$WORK/qemu.out"
+log "[$(elapsed)] guest stopped (qemu exit $QEMU_RC)"
+if [ -n "${XBLADE_VM_PCAP:-}" ] && [ -s "$XBLADE_VM_PCAP" ]; then
+    # qemu before 8.1 dumps each frame with the tap's 12-byte virtio-net header in front.
+    qv=$(qemu-system-x86_64 --version | grep -o 'version [0-9]*\.[0-9]*' | cut -d' ' -f2)
+    if [ "${qv%%.*}" -lt 8 ] || [ "$qv" = 8.0 ]; then
+        if command -v editcap >/dev/null 2>&1; then
+            editcap -C 12 "$XBLADE_VM_PCAP" "$XBLADE_VM_PCAP.tmp" && mv "$XBLADE_VM_PCAP.tmp" "$XBLADE_VM_PCAP"
+        else
+            log "note: $XBLADE_VM_PCAP has a 12-byte virtio-net header before each frame (editcap -C 12 strips it)"
+        fi
+    fi
+    log "frames of the guest's NIC (both ways): $XBLADE_VM_PCAP"
+fi
+
+# --- verdict -------------------------------------------------------------------------------------
+stop_daemon
+SUMMARY_SHOWN=1
+log "xblade exit $DAEMON_RC; its output:"
+sed 's/^/  xblade| /' "$WORK/xblade.out"
+
+problems=()
+[ "$timed_out" -eq 0 ] || problems+=("the guest did not finish within ${TIMEOUT}s")
+result=$(tr -d '\r' <"$WORK/console.log" | sed -n "s/^$MARKER //p" | tail -n 1)
+case "$result" in
+    PASS) ;;
+    FAIL) problems+=("the guest reported FAIL (see its console above)") ;;
+    *) problems+=("the guest printed no $MARKER line") ;;
+esac
+[ "${DAEMON_RC:-1}" -eq 0 ] || problems+=("xblade exited with status $DAEMON_RC")
+
+# The daemon's summary: "requests N (reads N, writes N, ...)" and "errors ata N, aoe N, disk i/o N".
+summary_num() { # summary_num LABEL: the number after LABEL in the summary
+    sed -n '/^xblade summary/,$p' "$WORK/xblade.out" | grep -o "$1 [0-9]*" | head -n 1 | awk '{print $NF}'
+}
+reads=$(summary_num "reads")
+writes=$(summary_num "writes")
+ata_err=$(summary_num "ata")
+aoe_err=$(summary_num "aoe")
+io_err=$(summary_num "disk i/o")
+if [ -z "$reads" ] || [ -z "$writes" ] || [ -z "$io_err" ]; then
+    problems+=("no summary (reads, writes, disk i/o errors) in xblade's output")
+else
+    [ "$reads" -gt 0 ] || problems+=("xblade served no reads")
+    [ "$writes" -gt 0 ] || problems+=("xblade served no writes")
+    [ "$io_err" -eq 0 ] || problems+=("xblade counted $io_err disk i/o errors")
+    [ "${ata_err:-0}" -eq 0 ] || problems+=("xblade answered $ata_err requests with ATA errors")
+    [ "${aoe_err:-0}" -eq 0 ] || problems+=("xblade answered $aoe_err requests with AoE errors")
+fi
+if grep -Eq ' (WARN|ERROR) ' "$WORK/xblade.out"; then
+    problems+=("xblade logged warnings or errors: $(grep -E ' (WARN|ERROR) ' "$WORK/xblade.out" | head -n 3 | tr '\n' ' ')")
+fi
+
+# The image file itself: a clean filesystem holding exactly what the guest wrote.
+if [ "$result" = PASS ]; then
+    log "[$(elapsed)] host: e2fsck -f -n on the image file"
+    if e2fsck -f -n "$IMAGE" >"$WORK/e2fsck.out" 2>&1; then
+        tail -n 1 "$WORK/e2fsck.out" | sed 's/^/  host| /'
+    else
+        sed 's/^/  host| /' "$WORK/e2fsck.out"
+        problems+=("e2fsck -f -n on the host's image file is not clean")
+    fi
+    tr -d '\r' <"$WORK/console.log" | sed -n 's/^XBVM-SUM //p' >"$WORK/sums"
+    nsums=$(wc -l <"$WORK/sums")
+    bad=0
+    while read -r sum path; do
+        got=$(debugfs -R "cat /${path#./}" "$IMAGE" 2>/dev/null | sha256sum | cut -d' ' -f1)
+        if [ "$got" != "$sum" ]; then
+            bad=$((bad + 1))
+            echo "  host| ${path#./}: sha256 $got in the image, the guest wrote $sum"
+        fi
+    done <"$WORK/sums"
+    if [ "$nsums" -eq 0 ]; then
+        problems+=("the guest printed no checksums")
+    elif [ "$bad" -gt 0 ]; then
+        problems+=("$bad of $nsums files in the host's image differ from what the guest wrote")
+    else
+        log "host: all $nsums files in the image match the guest's sha256sums (debugfs)"
+    fi
+fi
+
+log "[$(elapsed)] summary: guest ${result:-no result}; xblade XDP ${XDP_USED:-?}, reads ${reads:-?}, writes ${writes:-?}, errors ata ${ata_err:-?} aoe ${aoe_err:-?} disk i/o ${io_err:-?}"
+if [ ${#problems[@]} -gt 0 ]; then
+    for p in "${problems[@]}"; do echo "vm-test: problem: $p"; done
+    fail "${#problems[@]} problem(s) (in $(elapsed))"
+fi
+echo "vm-test: PASS (Linux aoe initiator, ext4 on e$SHELF.$SLOT over XDP $XDP_USED, in $(elapsed))"
