@@ -77,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         ),
         (IoMode::Buffered, Some(reason)) => warn!("buffered I/O: {reason}"),
         (IoMode::Buffered, None) => warn!("buffered I/O"),
+        (IoMode::Null, _) => warn!("null backend: reads return zeros, writes are discarded"),
     }
 
     let umem_config = UmemConfig {
@@ -96,6 +97,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let state_file = match (&cli.state_file, cli.no_state) {
         (_, true) => None,
         (Some(path), false) => Some(StateFile::new(path.clone())),
+        (None, false) if backend.io_mode == IoMode::Null => None,
         (None, false) => Some(StateFile::default_for(
             &backend.path,
             backend.is_block_device,
@@ -160,6 +162,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             backing_fd: backend.raw_fd(),
             io_mode: backend.io_mode,
             batch: cli.batch,
+            busy_poll: cli.busy_poll,
             cpu: (!cli.no_pin).then_some(queue_id as usize % cpus),
             announce: queue_id == 0,
             shutdown_fd: shutdown.as_raw_fd(),

@@ -400,6 +400,29 @@ fn read_only_and_window_are_enforced() {
     );
 }
 
+#[test]
+fn null_backend_with_busy_poll_reads_zeros_and_discards_writes() {
+    require_root!();
+    let lab = Lab::new("null", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("null");
+    let spec = std::path::PathBuf::from("null:1G");
+    let daemon = Daemon::start(&lab, &dir, &spec, &["--busy-poll"]);
+    let mut client = initiator(&lab, 500, 2);
+    assert_eq!(client.capacity_sectors().expect("identify"), 1 << 21);
+    client.write(7, &[0xEE; 1024]).expect("write");
+    let mut back = vec![0xAAu8; 1024];
+    client.read(7, &mut back).expect("read");
+    assert!(back.iter().all(|&b| b == 0), "the null backend reads zeros");
+    client.flush().expect("flush");
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(
+        exit.stdout.contains("reads 1, writes 1, flushes 1"),
+        "{}",
+        exit.stdout
+    );
+}
+
 fn start_error(lab: &Lab, args: &[&str], iface: Option<&str>, image: &std::path::Path) -> String {
     let out = lab
         .command_in_target(common::xblade_bin())

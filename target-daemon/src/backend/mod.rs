@@ -35,6 +35,8 @@ pub enum BackendError {
         length_sectors: u64,
         file_sectors: u64,
     },
+    #[error("null backend: '{0}' is not a size (e.g. null:64G)")]
+    BadNullSize(String),
     #[error("{}: {what} failed: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -59,6 +61,9 @@ pub struct BackendOptions {
 /// How disk I/O reaches the backing store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoMode {
+    /// No store at all: reads return zeros, writes are discarded (`null:SIZE`). Measures
+    /// the network path alone, like SPDK's null bdev.
+    Null,
     /// O_DIRECT; buffers must be aligned to `mem_align` bytes (else the worker bounces).
     Direct { mem_align: u32 },
     /// The page cache: no alignment constraints.
@@ -68,7 +73,8 @@ pub enum IoMode {
 /// The opened backing store.
 #[derive(Debug)]
 pub struct Backend {
-    file: File,
+    /// `None` for the null backend.
+    file: Option<File>,
     pub path: PathBuf,
     pub io_mode: IoMode,
     /// Why O_DIRECT is not used, when it is not.
@@ -82,6 +88,13 @@ pub struct Backend {
 
 impl Backend {
     pub fn open(options: &BackendOptions) -> Result<Backend, BackendError> {
+        if let Some(spec) = options
+            .path
+            .to_str()
+            .and_then(|p| p.strip_prefix(NULL_PREFIX))
+        {
+            return Backend::null(&options.path, spec);
+        }
         let path = options.path.clone();
         let meta =
             std::fs::metadata(&path).map_err(|e| classify(&path, e, !options.read_only, "stat"))?;
@@ -164,7 +177,7 @@ impl Backend {
             });
         }
         Ok(Backend {
-            file,
+            file: Some(file),
             path,
             io_mode,
             buffered_reason,
@@ -175,9 +188,49 @@ impl Backend {
         })
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+    /// The null backend of `size` bytes (`null:SIZE`; SIZE takes K, M, G, T suffixes).
+    fn null(path: &Path, size: &str) -> Result<Backend, BackendError> {
+        let size_bytes =
+            parse_size(size).ok_or_else(|| BackendError::BadNullSize(size.to_owned()))?;
+        let size_sectors = size_bytes / SECTOR_SIZE as u64;
+        if size_sectors == 0 {
+            return Err(BackendError::TooSmall {
+                path: path.to_owned(),
+                size_bytes,
+            });
+        }
+        Ok(Backend {
+            file: None,
+            path: path.to_owned(),
+            io_mode: IoMode::Null,
+            buffered_reason: None,
+            file_size_bytes: size_bytes,
+            size_sectors,
+            offset_sectors: 0,
+            is_block_device: false,
+        })
     }
+
+    /// The descriptor io_uring registers; `None` for the null backend.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.file.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// FILE arguments starting with this name the null backend.
+pub const NULL_PREFIX: &str = "null:";
+
+/// Parses `64M`, `10G`, `4096`... into bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 10),
+        (i, 'm' | 'M') => (&text[..i], 20),
+        (i, 'g' | 'G') => (&text[..i], 30),
+        (i, 't' | 'T') => (&text[..i], 40),
+        _ => (text, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 fn open_with(path: &Path, read_only: bool, flags: i32) -> io::Result<File> {
@@ -301,6 +354,30 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn null_backend_sizes() {
+        let b = Backend::open(&options(Path::new("null:1G"))).unwrap();
+        assert_eq!(
+            (b.io_mode, b.size_sectors, b.raw_fd()),
+            (IoMode::Null, 1 << 21, None)
+        );
+        assert_eq!(
+            Backend::open(&options(Path::new("null:4096")))
+                .unwrap()
+                .size_sectors,
+            8
+        );
+        for bad in [
+            "null:",
+            "null:x",
+            "null:1Q",
+            "null:100",
+            "null:99999999999T",
+        ] {
+            assert!(Backend::open(&options(Path::new(bad))).is_err(), "{bad}");
+        }
     }
 
     #[test]

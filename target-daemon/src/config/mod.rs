@@ -30,7 +30,8 @@ pub struct Cli {
     /// Network interface to serve on (e.g. ens1f0).
     pub iface: String,
 
-    /// Backing store: a regular file or a block device.
+    /// Backing store: a regular file or a block device; or `null:SIZE` (e.g. null:64G), a
+    /// device that reads zeros and discards writes, to measure the network path alone.
     pub file: PathBuf,
 
     /// Buffer count advertised to initiators: requests each may have outstanding. The Linux
@@ -81,6 +82,11 @@ pub struct Cli {
     /// Most RX descriptors one worker takes per loop iteration.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
+
+    /// Busy-poll: workers spin on their rings instead of sleeping when idle (lowest latency;
+    /// each worker keeps a core busy).
+    #[arg(long)]
+    pub busy_poll: bool,
 
     /// Serve only the first N RX queues (default: all). Frames steered to other queues are
     /// lost, so use this only with a NIC configured accordingly.

@@ -54,9 +54,12 @@ pub struct WorkerSetup {
     pub umem: UmemRegion,
     pub umem_config: UmemConfig,
     pub target: Target,
-    pub backing_fd: RawFd,
+    /// The backing file for io_uring; `None` for the null backend.
+    pub backing_fd: Option<RawFd>,
     pub io_mode: IoMode,
     pub batch: u32,
+    /// Spin on the rings instead of sleeping in io_uring_enter when idle.
+    pub busy_poll: bool,
     pub cpu: Option<usize>,
     /// Send the start-up announcement (one worker does).
     pub announce: bool,
@@ -79,7 +82,7 @@ pub struct WorkerReport {
 pub fn bounce_bytes(io_mode: IoMode, config: &UmemConfig) -> usize {
     match io_mode {
         IoMode::Direct { .. } => config.frame_count as usize * config.frame_size as usize,
-        IoMode::Buffered => 0,
+        IoMode::Buffered | IoMode::Null => 0,
     }
 }
 
@@ -109,6 +112,7 @@ struct Worker {
     target: Target,
     io_mode: IoMode,
     batch: u32,
+    busy_poll: bool,
     shutdown_fd: RawFd,
     counters: Arc<WorkerCounters>,
     changes: Sender<StateChange>,
@@ -162,7 +166,9 @@ impl Worker {
         let frame_count = setup.umem_config.frame_count;
         // Every frame can be in flight at once, plus the two polls.
         let mut ring = Ring::new((frame_count + 2).next_power_of_two()).map_err(uring)?;
-        ring.register_file(setup.backing_fd).map_err(uring)?;
+        if let Some(fd) = setup.backing_fd {
+            ring.register_file(fd).map_err(uring)?;
+        }
         // SAFETY: the region is owned by `frames`, which the worker drops after the ring
         // (field order: `ring` before `frames`), and it is never remapped.
         unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
@@ -177,6 +183,7 @@ impl Worker {
             target: setup.target,
             io_mode: setup.io_mode,
             batch: setup.batch.min(MAX_BATCH),
+            busy_poll: setup.busy_poll,
             shutdown_fd: setup.shutdown_fd,
             counters: setup.counters,
             changes: setup.changes,
@@ -266,7 +273,7 @@ impl Worker {
             }
             // Transmitted frames come back on the completion ring without a wake-up of
             // their own: keep turning until they have.
-            self.submit(!progressed && self.tx_outstanding == 0)?;
+            self.submit(!progressed && self.tx_outstanding == 0 && !self.busy_poll)?;
         }
     }
 
@@ -368,6 +375,7 @@ impl Worker {
                 io.kind != IoKind::Flush && !(data as usize).is_multiple_of(mem_align as usize)
             }
             IoMode::Buffered => false,
+            IoMode::Null => return self.complete_null_io(packet_addr, io, now_ns),
         };
         let buf = if bounced {
             self.frames.bounce_ptr(index)
@@ -412,6 +420,34 @@ impl Worker {
         self.in_flight_count += 1;
     }
 
+    /// The null backend: reads return zeros, writes and flushes succeed at once.
+    fn complete_null_io(&mut self, packet_addr: u64, io: IoRequest, started_ns: u64) {
+        let frame = self.frames.frame_mut(packet_addr);
+        let data_offset = io.data_offset as usize;
+        if io.kind == IoKind::Read {
+            frame[data_offset..data_offset + io.len_bytes as usize].fill(0);
+        }
+        let len = self.target.complete(frame, &io, IoOutcome::Done);
+        self.count_done(io);
+        self.queue_tx(packet_addr, len, started_ns);
+    }
+
+    fn count_done(&self, io: IoRequest) {
+        match io.kind {
+            IoKind::Read => {
+                self.counters.add(|c| &c.reads, 1);
+                self.counters
+                    .add(|c| &c.read_bytes, u64::from(io.len_bytes));
+            }
+            IoKind::Write => {
+                self.counters.add(|c| &c.writes, 1);
+                self.counters
+                    .add(|c| &c.written_bytes, u64::from(io.len_bytes));
+            }
+            IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
+        }
+    }
+
     fn complete_io(&mut self, index: usize, result: i32) {
         let Some(flight) = self.in_flight.get_mut(index).and_then(Option::take) else {
             warn!(
@@ -427,19 +463,7 @@ impl Worker {
             IoKind::Read | IoKind::Write => result == io.len_bytes as i32,
         };
         let outcome = if done {
-            match io.kind {
-                IoKind::Read => {
-                    self.counters.add(|c| &c.reads, 1);
-                    self.counters
-                        .add(|c| &c.read_bytes, u64::from(io.len_bytes));
-                }
-                IoKind::Write => {
-                    self.counters.add(|c| &c.writes, 1);
-                    self.counters
-                        .add(|c| &c.written_bytes, u64::from(io.len_bytes));
-                }
-                IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
-            }
+            self.count_done(io);
             IoOutcome::Done
         } else {
             self.counters.add(|c| &c.io_errors, 1);
