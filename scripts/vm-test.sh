@@ -36,10 +36,16 @@ STARTED=$SECONDS
 ID="xbvm$$"
 NS="$ID" TAP="${ID}tap"
 WORK=$(mktemp -d /tmp/xblade-vm.XXXXXX)
-QEMU_PID="" DAEMON_PID="" DAEMON_RC="" SUMMARY_SHOWN=0
-stop_daemon() {
+QEMU_PID="" DAEMON_PID="" DAEMON_RC="" SUMMARY_SHOWN=0 NS_CREATED=0
+DAEMON_HUNG=0
+stop_daemon() { # SIGTERM, then up to 15 s for the summary; SIGKILL after that
     if [ -n "$DAEMON_PID" ]; then
-        kill -TERM "$DAEMON_PID" 2>/dev/null
+        kill -TERM "$DAEMON_PID" 2>/dev/null || true
+        for _ in $(seq 150); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$DAEMON_PID" 2>/dev/null; then
+            DAEMON_HUNG=1
+            kill -KILL "$DAEMON_PID" 2>/dev/null || true
+        fi
         DAEMON_RC=0
         wait "$DAEMON_PID" 2>/dev/null || DAEMON_RC=$?
         DAEMON_PID=""
@@ -59,7 +65,7 @@ cleanup() {
         echo "xblade output:" >&2
         sed 's/^/  xblade| /' "$WORK/xblade.out" >&2
     fi
-    ip netns del "$NS" 2>/dev/null
+    [ "$NS_CREATED" -eq 1 ] && ip netns del "$NS" 2>/dev/null
     if [ -n "${XBLADE_VM_KEEP:-}" ]; then
         mkdir -p "$XBLADE_VM_KEEP"
         cp -a "$WORK/." "$XBLADE_VM_KEEP/" && echo "vm-test: work files kept in $XBLADE_VM_KEEP" >&2
@@ -78,7 +84,21 @@ fail() {
 }
 
 # --- what the test needs -----------------------------------------------------------------------
-ensure_packages qemu-system-x86 e2fsprogs iproute2
+# Like lib.sh's ensure_packages, without Recommends: qemu-system-x86's pull in ~140 more
+# packages (GTK, gstreamer, mesa) that a headless TCG guest never uses.
+ensure_packages_lean() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]} (without recommends)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+}
+ensure_packages_lean qemu-system-x86 e2fsprogs iproute2
 if [ -n "${XBLADE_BIN:-}" ]; then
     XBLADE=$XBLADE_BIN
     [ -x "$XBLADE" ] || die "XBLADE_BIN=$XBLADE_BIN: no such executable (build it: cargo build --release -p xblade)"
@@ -94,7 +114,8 @@ log "[$(elapsed)] guest kernel: $(cat "$(dirname "$KERNEL")/PACKAGE"); $(cat "$C
 
 # --- lab: a namespace with a tap, xblade on it -------------------------------------------------
 log "[$(elapsed)] lab: namespace $NS, tap $TAP (MTU 1500)"
-ip netns add "$NS"
+ip netns add "$NS" || die "cannot create network namespace $NS"
+NS_CREATED=1
 ip -n "$NS" link set lo up
 ip netns exec "$NS" ip tuntap add dev "$TAP" mode tap
 ip -n "$NS" link set "$TAP" mtu 1500 up
@@ -114,12 +135,12 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q "exporting" "$WORK/xblade.out" || fail "xblade did not start serving within 10 s"
-XDP_USED=$(grep -o 'xdp=[a-z]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2)
-BIND=$(grep -o 'bind_mode=[a-z-]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2)
+XDP_USED=$({ grep -o 'xdp=[a-z]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2; } || true)
+BIND=$({ grep -o 'bind_mode=[a-z-]*' "$WORK/xblade.out" | head -n 1 | cut -d= -f2; } || true)
 log "[$(elapsed)] xblade serving e$SHELF.$SLOT on $TAP: XDP ${XDP_USED:-?} mode, AF_XDP bind ${BIND:-?}"
 
 # --- the guest -----------------------------------------------------------------------------------
-GUEST_DEADLINE=$((TIMEOUT - 15))
+GUEST_DEADLINE=$((TIMEOUT > 30 ? TIMEOUT - 15 : TIMEOUT))
 APPEND="console=ttyS0 quiet panic=-1 xbvm.shelf=$SHELF xbvm.slot=$SLOT xbvm.sectors=$SECTORS xbvm.deadline=$GUEST_DEADLINE"
 QEMU=(qemu-system-x86_64 -accel tcg -machine pc -cpu max -m 512 -smp 1
     -nodefaults -no-user-config -display none -monitor none -no-reboot
@@ -142,7 +163,7 @@ show_console() {
     lines=$(wc -l <"$WORK/console.log")
     if [ "$lines" -gt "$shown" ]; then
         sed -n "$((shown + 1)),${lines}p" "$WORK/console.log" | tr -d '\r' \
-            | grep -v '^XBVM-SUM ' | sed 's/^/  guest| /'
+            | { grep -v '^XBVM-SUM ' || true; } | sed 's/^/  guest| /'
         shown=$lines
     fi
 }
@@ -155,7 +176,7 @@ while kill -0 "$QEMU_PID" 2>/dev/null; do
 done
 show_console
 if [ "$timed_out" -eq 1 ]; then
-    kill -KILL "$QEMU_PID" 2>/dev/null
+    kill -KILL "$QEMU_PID" 2>/dev/null || true
 fi
 QEMU_RC=0
 wait "$QEMU_PID" || QEMU_RC=$?
@@ -189,11 +210,12 @@ case "$result" in
     FAIL) problems+=("the guest reported FAIL (see its console above)") ;;
     *) problems+=("the guest printed no $MARKER line") ;;
 esac
+[ "$DAEMON_HUNG" -eq 0 ] || problems+=("xblade did not exit within 15 s of SIGTERM (killed)")
 [ "${DAEMON_RC:-1}" -eq 0 ] || problems+=("xblade exited with status $DAEMON_RC")
 
 # The daemon's summary: "requests N (reads N, writes N, ...)" and "errors ata N, aoe N, disk i/o N".
 summary_num() { # summary_num LABEL: the number after LABEL in the summary
-    sed -n '/^xblade summary/,$p' "$WORK/xblade.out" | grep -o "$1 [0-9]*" | head -n 1 | awk '{print $NF}'
+    { sed -n '/^xblade summary/,$p' "$WORK/xblade.out" | grep -o "$1 [0-9]*" | head -n 1 | awk '{print $NF}'; } || true
 }
 reads=$(summary_num "reads")
 writes=$(summary_num "writes")
@@ -209,9 +231,12 @@ else
     [ "${ata_err:-0}" -eq 0 ] || problems+=("xblade answered $ata_err requests with ATA errors")
     [ "${aoe_err:-0}" -eq 0 ] || problems+=("xblade answered $aoe_err requests with AoE errors")
 fi
-if grep -Eq ' (WARN|ERROR) ' "$WORK/xblade.out"; then
-    problems+=("xblade logged warnings or errors: $(grep -E ' (WARN|ERROR) ' "$WORK/xblade.out" | head -n 3 | tr '\n' ' ')")
+if grep -q ' ERROR ' "$WORK/xblade.out"; then
+    problems+=("xblade logged errors: $(grep ' ERROR ' "$WORK/xblade.out" | head -n 3 | tr '\n' ' ')")
 fi
+# Warnings (e.g. frames the AF_XDP socket dropped: the initiator retransmits) don't fail the
+# test, but they are worth a look.
+{ grep ' WARN ' "$WORK/xblade.out" | head -n 5 | sed 's/^/vm-test: note: xblade warned: /'; } || true
 
 # The image file itself: a clean filesystem holding exactly what the guest wrote.
 if [ "$result" = PASS ]; then

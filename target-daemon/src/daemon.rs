@@ -86,14 +86,6 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         frame_headroom: FRAME_HEADROOM,
         ring_size: cli.frames,
     };
-    let max_sectors =
-        netdev::max_sectors_per_frame(netdev.mtu, worker::frame_capacity(&umem_config));
-    if max_sectors == 0 {
-        return Err(DaemonError::MtuTooSmall {
-            iface: netdev.name.clone(),
-            mtu: netdev.mtu,
-        });
-    }
     let state_file = match (&cli.state_file, cli.no_state) {
         (_, true) => None,
         (Some(path), false) => Some(StateFile::new(path.clone())),
@@ -111,6 +103,52 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         info!(path = %file.path().display(), "restored config string, mask list and reservation");
     }
     let initial = initial_state(&cli, persisted.unwrap_or_default());
+    let mut xdp = XdpProgram::attach(&netdev.name, cli.xdp_mode)?;
+    xdp.serve_target(cli.shelf, cli.slot)?;
+
+    let queue_count = match cli.queues {
+        Some(n) => n,
+        None => xsk::queue_count(&netdev.name)?,
+    };
+    let ifindex = xsk::ifindex(&netdev.name)?;
+    let shutdown = eventfd()?;
+    let (changes_tx, changes_rx) = mpsc::channel();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Frames longer than a UMEM frame (jumbo MTU) need AF_XDP multi-buffer (XDP_USE_SG).
+    let frame_capacity = worker::frame_capacity(&umem_config);
+    let want_multi_buffer = netdev.mtu + 18 > frame_capacity;
+    let optimistic_sectors = netdev::max_sectors_per_frame(
+        netdev.mtu,
+        worker::reply_capacity(&umem_config, want_multi_buffer) as u32,
+    );
+    let bounce_len = worker::bounce_len(backend.io_mode, &umem_config, optimistic_sectors);
+    let mut sockets = Vec::new();
+    for queue_id in 0..queue_count {
+        let umem = UmemRegion::new(&umem_config, umem_config.frame_count as usize * bounce_len)?;
+        let socket = XskSocket::with_multi_buffer(
+            ifindex,
+            queue_id,
+            &umem,
+            &umem_config,
+            want_multi_buffer,
+        )?;
+        xdp.register_socket(queue_id, socket.fd())?;
+        sockets.push((queue_id, umem, socket));
+    }
+    let multi_buffer = want_multi_buffer && sockets.iter().all(|(_, _, s)| s.multi_buffer());
+    if want_multi_buffer && !multi_buffer {
+        warn!(mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {frame_capacity} bytes");
+    }
+    let max_sectors = netdev::max_sectors_per_frame(
+        netdev.mtu,
+        worker::reply_capacity(&umem_config, multi_buffer) as u32,
+    );
+    if max_sectors == 0 {
+        return Err(DaemonError::MtuTooSmall {
+            iface: netdev.name.clone(),
+            mtu: netdev.mtu,
+        });
+    }
     let target = Target::new(
         TargetConfig {
             major: cli.shelf,
@@ -131,26 +169,10 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         initial,
     );
 
-    let mut xdp = XdpProgram::attach(&netdev.name, cli.xdp_mode)?;
-    xdp.serve_target(cli.shelf, cli.slot)?;
     sync_acl(&mut xdp, &target);
 
-    let queue_count = match cli.queues {
-        Some(n) => n,
-        None => xsk::queue_count(&netdev.name)?,
-    };
-    let ifindex = xsk::ifindex(&netdev.name)?;
-    let shutdown = eventfd()?;
-    let (changes_tx, changes_rx) = mpsc::channel();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut workers = Vec::new();
-    for queue_id in 0..queue_count {
-        let umem = UmemRegion::new(
-            &umem_config,
-            worker::bounce_bytes(backend.io_mode, &umem_config),
-        )?;
-        let socket = XskSocket::new(ifindex, queue_id, &umem, &umem_config)?;
-        xdp.register_socket(queue_id, socket.fd())?;
+    for (queue_id, umem, socket) in sockets {
         let bind_mode = socket.bind_mode();
         let counters = Arc::new(WorkerCounters::default());
         let setup = WorkerSetup {
@@ -158,6 +180,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             socket,
             umem,
             umem_config,
+            bounce_len,
             target: target.clone(),
             backing_fd: backend.raw_fd(),
             io_mode: backend.io_mode,

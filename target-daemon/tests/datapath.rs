@@ -507,6 +507,57 @@ fn vlan_tagged_requests_are_served_through_bounce_buffers() {
     );
 }
 
+/// MTU 9000: 17 sectors per frame, requests and replies spanning several UMEM frames
+/// (AF_XDP multi-buffer), in native and generic XDP.
+#[test]
+fn jumbo_frames_carry_17_sectors() {
+    require_root!();
+    for mode in ["native", "generic"] {
+        let lab = Lab::new(
+            "jumbo",
+            LabOptions {
+                mtu: Some(9000),
+                ..LabOptions::default()
+            },
+        )
+        .expect("lab");
+        let dir = TempDir::new("jumbo");
+        let image = dir.image("disk.img", IMAGE_BYTES);
+        let daemon = Daemon::start(&lab, &dir, &image, &["--xdp-mode", mode]);
+        let mut client = initiator(&lab, 500, 4);
+        assert_eq!(
+            client.target().expect("discovered").sectors_per_frame,
+            17,
+            "{mode}"
+        );
+        assert_eq!(client.sectors_per_frame(), 17);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut written = Vec::new();
+        for round in 0..40u64 {
+            let sectors = [17usize, 34, 1, 8, 16, 40][round as usize % 6];
+            let lba = if round == 0 {
+                CAPACITY_SECTORS - 17
+            } else {
+                rng.gen_range(0..CAPACITY_SECTORS - 40) / 64 * 64 + round
+            };
+            let mut data = vec![0u8; sectors * 512];
+            rng.fill(&mut data[..]);
+            client.write(lba, &data).expect("write");
+            written.push((lba, data));
+        }
+        for (lba, data) in &written {
+            let mut back = vec![0u8; data.len()];
+            client.read(*lba, &mut back).expect("read");
+            assert!(&back == data, "{mode}: data at lba {lba} differs");
+        }
+        assert_eq!(client.stats().retransmits, 0, "{mode}");
+        let exit = daemon.terminate(Duration::from_secs(10));
+        assert!(exit.status.success(), "{exit:?}");
+        assert!(exit.stdout.contains("disk i/o 0;"), "{}", exit.stdout);
+        eprintln!("{mode}:\n{}", exit.stdout);
+    }
+}
+
 fn start_error(lab: &Lab, args: &[&str], iface: Option<&str>, image: &std::path::Path) -> String {
     let out = lab
         .command_in_target(common::xblade_bin())

@@ -32,6 +32,8 @@ pub struct WorkerCounters {
     pub dropped_not_for_us: AtomicU64,
     pub dropped_masked: AtomicU64,
     pub dropped_config_mismatch: AtomicU64,
+    /// Requests dropped for want of spare frames for a chained reply (retransmitted).
+    pub dropped_no_buffer: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -88,7 +90,8 @@ impl WorkerCounters {
                 + get(&self.dropped_response)
                 + get(&self.dropped_not_for_us)
                 + get(&self.dropped_masked)
-                + get(&self.dropped_config_mismatch),
+                + get(&self.dropped_config_mismatch)
+                + get(&self.dropped_no_buffer),
             dropped_masked: get(&self.dropped_masked),
         }
     }

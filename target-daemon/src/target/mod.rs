@@ -124,6 +124,15 @@ pub enum IoOutcome {
     Failed,
 }
 
+/// What arrived: the first fragment's length, all fragments' length, and how long a reply
+/// may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub len: usize,
+    pub total_len: usize,
+    pub reply_capacity: usize,
+}
+
 /// State shared between the workers that serve one target.
 #[derive(Debug, Default)]
 struct Shared {
@@ -193,6 +202,23 @@ impl Target {
     /// Decides what to do with the `len`-byte frame at the start of `frame`; `frame.len()`
     /// is the buffer's capacity, which bounds every reply. Replies are written in place.
     pub fn decide(&self, frame: &mut [u8], len: usize) -> Action {
+        self.decide_chained(
+            frame,
+            Received {
+                len,
+                total_len: len,
+                reply_capacity: frame.len(),
+            },
+        )
+    }
+
+    /// [`Target::decide`] for a packet that may continue in further frames (AF_XDP
+    /// multi-buffer): `frame` holds the first fragment (`rx.len` bytes; every header is in
+    /// it), `rx.total_len` counts all fragments, and a read's reply may be up to
+    /// `rx.reply_capacity` bytes (the worker chains frames for what does not fit in
+    /// `frame`). Immediate replies always fit in `frame`.
+    pub fn decide_chained(&self, frame: &mut [u8], rx: Received) -> Action {
+        let len = rx.len;
         let Some(request) = frame.get(..len) else {
             return Action::Drop(DropReason::Malformed);
         };
@@ -216,7 +242,7 @@ impl Target {
             return self.aoe_error(frame, len, reply, AoeError::UnsupportedVersion);
         }
         match Command::from_code(hdr.command) {
-            Some(Command::Ata) => self.ata(frame, len, &hdr, reply),
+            Some(Command::Ata) => self.ata(frame, rx, &hdr, reply),
             Some(Command::QueryConfig) => control::query_config(self, frame, len, &hdr, reply),
             Some(Command::MacMaskList) => control::mask_list(self, frame, len, &hdr, reply),
             Some(Command::ReserveRelease) => control::reserve(self, frame, len, &hdr, reply),
@@ -303,7 +329,8 @@ impl Target {
         }
     }
 
-    fn ata(&self, frame: &mut [u8], len: usize, hdr: &Header, reply: Header) -> Action {
+    fn ata(&self, frame: &mut [u8], rx: Received, hdr: &Header, reply: Header) -> Action {
+        let len = rx.len;
         let body = hdr.body_offset();
         let Ok(req) = AtaHeader::parse(&frame[..len], body) else {
             return Action::Drop(DropReason::Malformed);
@@ -324,10 +351,10 @@ impl Target {
         if (is_read || is_write) && count > self.config.max_sectors_per_frame {
             return self.aoe_error(frame, len, reply, AoeError::BadArgument);
         }
-        if is_write && len < data_offset + data_len {
+        if is_write && rx.total_len < data_offset + data_len {
             return self.aoe_error(frame, len, reply, AoeError::BadArgument);
         }
-        if is_read && data_offset + data_len > frame.len() {
+        if is_read && data_offset + data_len > rx.reply_capacity {
             return self.aoe_error(frame, len, reply, AoeError::BadArgument);
         }
         if reply.encode(frame).is_err() {

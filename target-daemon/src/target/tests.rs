@@ -899,3 +899,79 @@ fn replies_never_exceed_the_frame_capacity() {
         ReplyKind::AoeError(AoeError::BadArgument)
     );
 }
+
+#[test]
+fn chained_packets_count_every_fragment() {
+    let t = Target::new(
+        TargetConfig {
+            max_sectors_per_frame: 17,
+            ..config()
+        },
+        OWN,
+        TargetState::default(),
+    );
+    // A 17-sector write whose first fragment holds 7 sectors: complete only with the rest.
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | 1,
+        0,
+        7,
+        &[1; 3584],
+    );
+    f.buf[26] = 17;
+    let rx = |total_len| Received {
+        len: 36 + 3584,
+        total_len,
+        reply_capacity: CAPACITY,
+    };
+    let action = t.decide_chained(&mut f.buf, rx(36 + 17 * 512 - 1));
+    assert_eq!(
+        expect_reply(action).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::WRITE_SECTORS_EXT,
+        ata::AFLAG_EXTENDED | 1,
+        0,
+        7,
+        &[1; 3584],
+    );
+    f.buf[26] = 17;
+    let io = expect_io(t.decide_chained(&mut f.buf, rx(36 + 17 * 512)));
+    assert_eq!((io.kind, io.len_bytes), (IoKind::Write, 17 * 512));
+    // A 17-sector read needs a reply capacity for all of it.
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        17,
+        &[],
+    );
+    let small = Received {
+        len: 36,
+        total_len: 36,
+        reply_capacity: CAPACITY,
+    };
+    assert_eq!(
+        expect_reply(t.decide_chained(&mut f.buf, small)).1,
+        ReplyKind::AoeError(AoeError::BadArgument)
+    );
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::READ_SECTORS_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        17,
+        &[],
+    );
+    let big = Received {
+        len: 36,
+        total_len: 36,
+        reply_capacity: 36 + 17 * 512,
+    };
+    let io = expect_io(t.decide_chained(&mut f.buf, big));
+    assert_eq!((io.kind, io.reply_len), (IoKind::Read, 36 + 17 * 512));
+}

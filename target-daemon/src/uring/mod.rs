@@ -169,6 +169,44 @@ impl Ring {
         self.push(entry);
     }
 
+    /// Queues IORING_OP_READV of the `count` buffers at `iovecs` from file `offset`
+    /// (buffers anywhere: for frame chains, whose pieces are not one contiguous range).
+    ///
+    /// # Safety
+    /// The iovec array and every buffer it names must stay valid, and untouched by anyone
+    /// else, until the completion for `user_data` is reaped.
+    pub unsafe fn push_readv(
+        &mut self,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
+        let entry = opcode::Readv::new(FIXED_FILE, iovecs, count)
+            .offset(offset)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
+    /// Queues IORING_OP_WRITEV of the `count` buffers at `iovecs` to file `offset`.
+    ///
+    /// # Safety
+    /// As for [`Ring::push_readv`]; the bytes must not change until the completion.
+    pub unsafe fn push_writev(
+        &mut self,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
+        let entry = opcode::Writev::new(FIXED_FILE, iovecs, count)
+            .offset(offset)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
     /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync(2)) of the backing file.
     pub fn push_fdatasync(&mut self, user_data: u64) {
         let entry = opcode::Fsync::new(FIXED_FILE)

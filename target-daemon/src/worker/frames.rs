@@ -1,5 +1,5 @@
-//! Addressing inside a worker's buffer region: UMEM frames first, then one bounce buffer
-//! per frame when O_DIRECT alignment may need them.
+//! Addressing inside a worker's buffer region: UMEM frames first, then the bounce buffers
+//! (one slot per frame, used only when O_DIRECT alignment forces a copy).
 
 use crate::xsk::{UmemConfig, UmemRegion, XDP_PACKET_HEADROOM};
 
@@ -10,16 +10,24 @@ pub(super) struct FrameMap {
     frame_count: u32,
     /// XDP_PACKET_HEADROOM + the UMEM's frame headroom: where a received packet starts.
     packet_offset: u64,
+    /// Bytes of bounce buffer per frame (0 when the I/O mode never bounces).
+    bounce_len: usize,
 }
 
 impl FrameMap {
-    pub(super) fn new(region: UmemRegion, config: &UmemConfig) -> FrameMap {
-        FrameMap {
+    pub(super) fn new(region: UmemRegion, config: &UmemConfig, bounce_len: usize) -> FrameMap {
+        let map = FrameMap {
             region,
             frame_size: config.frame_size,
             frame_count: config.frame_count,
             packet_offset: u64::from(XDP_PACKET_HEADROOM + config.frame_headroom),
-        }
+            bounce_len,
+        };
+        assert!(
+            map.region.umem_len() + map.frame_count as usize * bounce_len <= map.region.len(),
+            "region too small for its bounce buffers"
+        );
+        map
     }
 
     pub(super) fn frame_size(&self) -> u32 {
@@ -34,53 +42,59 @@ impl FrameMap {
         u64::from(index) * u64::from(self.frame_size)
     }
 
+    /// The chunk (frame start) address of any address inside it.
+    pub(super) fn chunk_of(&self, addr: u64) -> u64 {
+        addr - addr % u64::from(self.frame_size)
+    }
+
     /// The frame index of a UMEM address, or `None` outside the UMEM.
     pub(super) fn index_of(&self, addr: u64) -> Option<u32> {
         let index = addr / u64::from(self.frame_size);
         (index < u64::from(self.frame_count)).then_some(index as u32)
     }
 
-    /// The bytes from `packet_addr` to the end of its frame.
+    /// Bytes from `addr` to the end of its frame.
+    pub(super) fn room_after(&self, addr: u64) -> usize {
+        (u64::from(self.frame_size) - addr % u64::from(self.frame_size)) as usize
+    }
+
+    /// The bytes from `addr` to the end of its frame.
     ///
-    /// Callers pass addresses the kernel gave on the RX or completion ring (or that this
-    /// worker made), for frames the worker owns at that moment.
-    pub(super) fn frame_mut(&mut self, packet_addr: u64) -> &mut [u8] {
-        let frame_end = (packet_addr / u64::from(self.frame_size) + 1) * u64::from(self.frame_size);
+    /// Callers pass addresses of frames the worker owns at that moment (the kernel handed
+    /// them over on the RX or completion ring, or they never left the worker).
+    pub(super) fn frame_mut(&mut self, addr: u64) -> &mut [u8] {
+        let len = self.room_after(addr);
         assert!(
-            frame_end <= self.region.umem_len() as u64,
-            "packet address outside the UMEM"
+            addr as usize + len <= self.region.umem_len(),
+            "address outside the UMEM"
         );
-        // SAFETY: [packet_addr, frame_end) lies inside the UMEM (asserted above), which is
-        // mapped for the region's lifetime. The worker owns this frame (the kernel handed it
-        // over on the RX ring and gets it back only on the fill or TX ring), and the slice
-        // borrows `self` mutably, so no other slice of it is alive.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.region.as_ptr().add(packet_addr as usize),
-                (frame_end - packet_addr) as usize,
-            )
-        }
+        // SAFETY: [addr, addr + len) lies inside the UMEM (asserted above), which is mapped
+        // for the region's lifetime. The worker owns this frame (the kernel returns it only
+        // through the fill or TX ring), and the slice borrows `self` mutably, so no other
+        // slice of it is alive.
+        unsafe { std::slice::from_raw_parts_mut(self.region.as_ptr().add(addr as usize), len) }
     }
 
-    /// Address of the sector data of the packet at `packet_addr`.
-    pub(super) fn data_ptr(&self, packet_addr: u64, data_offset: u32) -> *mut u8 {
-        let offset = packet_addr as usize + data_offset as usize;
-        assert!(
-            offset < self.region.umem_len(),
-            "data offset outside the UMEM"
-        );
+    /// Address of byte `offset` after `addr` in the mapping.
+    pub(super) fn ptr(&self, addr: u64, offset: usize) -> *mut u8 {
+        let at = addr as usize + offset;
+        assert!(at < self.region.umem_len(), "address outside the UMEM");
         // SAFETY: in bounds of the mapping (asserted above).
-        unsafe { self.region.as_ptr().add(offset) }
+        unsafe { self.region.as_ptr().add(at) }
     }
 
-    /// The bounce buffer of frame `index`: a whole, page-aligned frame after the UMEM.
+    /// The bounce buffer of frame `index`: `bounce_len` page-aligned bytes after the UMEM.
     pub(super) fn bounce_ptr(&self, index: u32) -> *mut u8 {
-        let offset = self.region.umem_len() + index as usize * self.frame_size as usize;
+        let offset = self.region.umem_len() + index as usize * self.bounce_len;
         assert!(
-            offset + self.frame_size as usize <= self.region.len(),
-            "no bounce buffers mapped for this I/O mode"
+            self.bounce_len > 0 && offset + self.bounce_len <= self.region.len(),
+            "no bounce buffer mapped for frame {index}"
         );
         // SAFETY: in bounds of the mapping (asserted above).
         unsafe { self.region.as_ptr().add(offset) }
+    }
+
+    pub(super) fn bounce_len(&self) -> usize {
+        self.bounce_len
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Every UMEM frame cycles: fill ring → (kernel receives into it) → RX ring → the target
 //! decides → either straight to the TX ring, or disk I/O from/into the frame itself and then
-//! the TX ring → completion ring → fill ring. Frames never leave the UMEM and sector data
-//! is never copied in userspace (except through a bounce buffer when O_DIRECT alignment
-//! forces it, which is counted).
+//! the TX ring → completion ring → fill ring. Sector data is never copied in userspace,
+//! except through a bounce buffer where O_DIRECT alignment forces it (counted).
+//!
+//! Packets larger than a frame (jumbo frames, AF_XDP multi-buffer) arrive as chains of
+//! descriptors linked by XDP_PKT_CONTD; read replies larger than a frame leave as chains too,
+//! their tail in spare frames that never go to the fill ring.
 //!
 //! One wait covers everything: a multishot poll on the XSK socket (RX readiness), the
 //! shutdown eventfd and the disk completions all arrive on the same io_uring.
 
 mod frames;
+mod io;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::Sender;
@@ -20,13 +24,14 @@ use tracing::{debug, info, warn};
 
 use crate::backend::IoMode;
 use crate::stats::{LatencyHistogram, WorkerCounters};
-use crate::target::{Action, IoKind, IoOutcome, IoRequest, StateChange, Target};
+use crate::target::{Action, Received, StateChange, Target};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{
     BindMode, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
 };
 
 use frames::FrameMap;
+use io::InFlight;
 
 /// user_data of the multishot poll on the XSK socket.
 const USER_DATA_XSK_POLL: u64 = u64::MAX;
@@ -36,6 +41,8 @@ const USER_DATA_SHUTDOWN: u64 = u64::MAX - 1;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest RX batch (the stack buffer of descriptors).
 pub const MAX_BATCH: u32 = 1024;
+/// Most descriptors one packet may span, received or sent.
+pub const MAX_FRAGS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -53,6 +60,8 @@ pub struct WorkerSetup {
     pub socket: XskSocket,
     pub umem: UmemRegion,
     pub umem_config: UmemConfig,
+    /// Bounce buffer bytes per frame in the region after the UMEM (see [`bounce_len`]).
+    pub bounce_len: usize,
     pub target: Target,
     /// The backing file for io_uring; `None` for the null backend.
     pub backing_fd: Option<RawFd>,
@@ -78,11 +87,31 @@ pub struct WorkerReport {
     pub xsk_statistics: Option<XskStatistics>,
 }
 
-/// Bytes of UMEM-adjacent memory a worker needs for bounce buffers.
-pub fn bounce_bytes(io_mode: IoMode, config: &UmemConfig) -> usize {
+/// Bounce buffer bytes per frame: room for the largest request's data, in whole frames
+/// (page aligned); none where the I/O mode never bounces.
+pub fn bounce_len(io_mode: IoMode, config: &UmemConfig, max_sectors_per_frame: u8) -> usize {
     match io_mode {
-        IoMode::Direct { .. } => config.frame_count as usize * config.frame_size as usize,
+        IoMode::Direct { .. } => {
+            let data = usize::from(max_sectors_per_frame) * aoe_proto::SECTOR_SIZE;
+            data.div_ceil(config.frame_size as usize).max(1) * config.frame_size as usize
+        }
         IoMode::Buffered | IoMode::Null => 0,
+    }
+}
+
+/// The bytes a received packet may occupy in its first frame.
+pub fn frame_capacity(config: &UmemConfig) -> u32 {
+    config.frame_size - XDP_PACKET_HEADROOM - config.frame_headroom
+}
+
+/// The longest reply a worker can send: one frame, or with multi-buffer a head frame and
+/// MAX_FRAGS - 1 spare frames.
+pub fn reply_capacity(config: &UmemConfig, multi_buffer: bool) -> usize {
+    let head = frame_capacity(config) as usize;
+    if multi_buffer {
+        head + (MAX_FRAGS - 1) * config.frame_size as usize
+    } else {
+        head
     }
 }
 
@@ -90,18 +119,17 @@ pub fn bounce_bytes(io_mode: IoMode, config: &UmemConfig) -> usize {
 #[derive(Clone, Copy, Debug)]
 struct PendingTx {
     desc: libc::xdp_desc,
-    /// When its request came off the RX ring; `None` for the announcement.
+    /// When its request came off the RX ring; `None` for the announcement and for the
+    /// fragments after the first.
     started_ns: Option<u64>,
 }
 
-/// A disk I/O in flight: which frame it belongs to and what the reply needs.
-#[derive(Clone, Copy, Debug)]
-struct InFlight {
-    io: IoRequest,
-    /// The packet's address in the UMEM (as the RX descriptor gave it).
-    packet_addr: u64,
-    started_ns: u64,
-    bounced: bool,
+/// A packet being received: descriptors up to the one without XDP_PKT_CONTD.
+struct RxChain {
+    descs: [libc::xdp_desc; MAX_FRAGS],
+    len: usize,
+    /// More than MAX_FRAGS descriptors: the packet is dropped when it ends.
+    overflow: bool,
 }
 
 struct Worker {
@@ -118,11 +146,19 @@ struct Worker {
     changes: Sender<StateChange>,
     latency: LatencyHistogram,
     epoch: Instant,
-    /// In-flight disk I/O by frame index; `None` for frames not waiting on the disk.
+    /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
     in_flight: Vec<Option<InFlight>>,
     in_flight_count: u32,
+    /// Frames `0..rx_frames` cycle through the fill ring; the rest are spare frames for the
+    /// tails of chained replies.
+    rx_frames: u32,
+    /// Free spare frames (indices).
+    spare: Vec<u32>,
     /// Frames to give back to the fill ring (chunk addresses).
     recycle: Vec<u64>,
+    rx_chain: RxChain,
+    /// Longest reply `decide` may plan for.
+    reply_capacity: usize,
     /// Replies ready for the TX ring.
     tx_pending: Vec<PendingTx>,
     /// Frames on the TX ring whose completion has not come back.
@@ -174,7 +210,20 @@ impl Worker {
         unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
         debug!(queue_id, flavour = ?ring.flavour(), "io_uring ready");
 
-        let frames = FrameMap::new(setup.umem, &setup.umem_config);
+        let multi_buffer = setup.socket.multi_buffer();
+        // A quarter of the frames are spare with multi-buffer: a chained read reply takes
+        // at most MAX_FRAGS - 1 of them, and only while its request is in flight.
+        let rx_frames = if multi_buffer {
+            frame_count - frame_count / 4
+        } else {
+            frame_count
+        };
+        let frames = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len);
+        let empty = libc::xdp_desc {
+            addr: 0,
+            len: 0,
+            options: 0,
+        };
         let mut worker = Worker {
             queue_id,
             socket: setup.socket,
@@ -191,7 +240,15 @@ impl Worker {
             epoch: Instant::now(),
             in_flight: vec![None; frame_count as usize],
             in_flight_count: 0,
+            rx_frames,
+            spare: (rx_frames..frame_count).collect(),
             recycle: Vec::with_capacity(frame_count as usize),
+            rx_chain: RxChain {
+                descs: [empty; MAX_FRAGS],
+                len: 0,
+                overflow: false,
+            },
+            reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
             tx_pending: Vec::with_capacity(frame_count as usize),
             tx_outstanding: 0,
             completions: vec![
@@ -207,7 +264,7 @@ impl Worker {
         let first_free = if setup.announce { worker.announce() } else { 0 };
         worker
             .recycle
-            .extend((first_free..frame_count).map(|i| worker.frames.chunk_addr(i)));
+            .extend((first_free..rx_frames).map(|i| worker.frames.chunk_addr(i)));
         worker.refill()?;
         worker.transmit()?;
         Ok(worker)
@@ -246,7 +303,7 @@ impl Worker {
             .push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
         self.submit(false)?;
         loop {
-            let mut progressed = self.reap_ring()?;
+            let mut progressed = self.reap_ring();
             progressed |= self.reap_tx_completions();
             if self.draining_since.is_none() {
                 progressed |= self.receive();
@@ -290,7 +347,7 @@ impl Worker {
     }
 
     /// Handles every io_uring completion: disk I/O, socket readiness, shutdown.
-    fn reap_ring(&mut self) -> Result<bool, WorkerError> {
+    fn reap_ring(&mut self) -> bool {
         let n = self.ring.reap(&mut self.completions);
         for i in 0..n {
             let c = self.completions[i];
@@ -312,13 +369,13 @@ impl Worker {
                         self.draining_since = Some(Instant::now());
                     }
                 }
-                index => self.complete_io(index as usize, c.result),
+                index => self.complete_io(index as u32, c.result),
             }
         }
-        Ok(n > 0)
+        n > 0
     }
 
-    /// Takes up to a batch of frames off the RX ring and acts on each.
+    /// Takes up to a batch of descriptors off the RX ring and acts on each whole packet.
     fn receive(&mut self) -> bool {
         let mut descs = [libc::xdp_desc {
             addr: 0,
@@ -337,178 +394,94 @@ impl Worker {
         self.counters.add(|c| &c.rx_frames, u64::from(n));
         let now_ns = self.now_ns();
         for desc in &descs[..n as usize] {
-            self.handle_frame(*desc, now_ns);
+            self.receive_desc(*desc, now_ns);
         }
         true
     }
 
-    fn handle_frame(&mut self, desc: libc::xdp_desc, now_ns: u64) {
-        let Some(index) = self.frames.index_of(desc.addr) else {
+    /// Adds one descriptor to the packet being received; handles the packet when it ends.
+    fn receive_desc(&mut self, desc: libc::xdp_desc, now_ns: u64) {
+        let chain = &mut self.rx_chain;
+        if chain.len < MAX_FRAGS {
+            chain.descs[chain.len] = desc;
+            chain.len += 1;
+        } else {
+            chain.overflow = true;
+            self.recycle.push(self.frames.chunk_of(desc.addr));
+        }
+        if desc.options & libc::XDP_PKT_CONTD != 0 {
+            return;
+        }
+        let (descs, len, overflow) = (chain.descs, chain.len, chain.overflow);
+        chain.len = 0;
+        chain.overflow = false;
+        if overflow {
+            self.counters
+                .count_drop(crate::target::DropReason::Malformed);
+            for d in &descs[..len] {
+                self.recycle.push(self.frames.chunk_of(d.addr));
+            }
+            return;
+        }
+        self.handle_packet(&descs[..len], now_ns);
+    }
+
+    fn handle_packet(&mut self, descs: &[libc::xdp_desc], now_ns: u64) {
+        let head = descs[0];
+        let extras = &descs[1..];
+        let Some(index) = self.frames.index_of(head.addr) else {
             warn!(
                 queue_id = self.queue_id,
-                addr = desc.addr,
+                addr = head.addr,
                 "RX descriptor outside the UMEM; ignored"
             );
             return;
         };
-        let frame = self.frames.frame_mut(desc.addr);
-        match self.target.decide(frame, desc.len as usize) {
+        let total_len = descs.iter().map(|d| d.len as usize).sum();
+        let rx = Received {
+            len: head.len as usize,
+            total_len,
+            reply_capacity: self.reply_capacity,
+        };
+        let frame = self.frames.frame_mut(head.addr);
+        match self.target.decide_chained(frame, rx) {
             Action::Drop(reason) => {
                 self.counters.count_drop(reason);
-                self.recycle.push(self.frames.chunk_addr(index));
+                self.recycle.push(self.frames.chunk_of(head.addr));
+                self.recycle_extras(extras);
             }
             Action::Reply { len, kind, change } => {
                 self.counters.count_reply(kind);
                 if let Some(change) = change {
                     let _ = self.changes.send(change);
                 }
-                self.queue_tx(desc.addr, len, now_ns);
+                self.recycle_extras(extras);
+                self.queue_tx(head.addr, len, 0, Some(now_ns));
             }
-            Action::Io(io) => self.submit_io(index, desc.addr, io, now_ns),
+            Action::Io(request) => self.start_io(index, head, extras, request, now_ns),
         }
     }
 
-    fn submit_io(&mut self, index: u32, packet_addr: u64, io: IoRequest, now_ns: u64) {
-        let data = self.frames.data_ptr(packet_addr, io.data_offset);
-        let bounced = match self.io_mode {
-            IoMode::Direct { mem_align } => {
-                io.kind != IoKind::Flush && !(data as usize).is_multiple_of(mem_align as usize)
-            }
-            IoMode::Buffered => false,
-            IoMode::Null => return self.complete_null_io(packet_addr, io, now_ns),
-        };
-        let buf = if bounced {
-            self.frames.bounce_ptr(index)
-        } else {
-            data
-        };
-        let user_data = u64::from(index);
-        match io.kind {
-            IoKind::Read => {
-                // SAFETY: `buf` is this frame's data area or its bounce buffer, both inside
-                // the registered region with room for len_bytes (decide() checked the frame
-                // capacity; bounce buffers are a whole frame). The frame is owned by this
-                // worker until its reply is transmitted, after this completion.
-                unsafe {
-                    self.ring
-                        .push_read(buf, io.len_bytes, io.offset_bytes, user_data)
-                };
-            }
-            IoKind::Write => {
-                if bounced {
-                    // SAFETY: as above; source and bounce buffer are distinct frames' worth
-                    // of memory in the same mapping and do not overlap.
-                    unsafe { std::ptr::copy_nonoverlapping(data, buf, io.len_bytes as usize) };
-                    self.counters.add(|c| &c.bounced, 1);
-                }
-                // SAFETY: as for reads; nothing writes the frame until the completion.
-                unsafe {
-                    self.ring
-                        .push_write(buf, io.len_bytes, io.offset_bytes, user_data)
-                };
-            }
-            IoKind::Flush => self.ring.push_fdatasync(user_data),
-        }
-        let slot = &mut self.in_flight[index as usize];
-        debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
-        *slot = Some(InFlight {
-            io,
-            packet_addr,
-            started_ns: now_ns,
-            bounced,
-        });
-        self.in_flight_count += 1;
-    }
-
-    /// The null backend: reads return zeros, writes and flushes succeed at once.
-    fn complete_null_io(&mut self, packet_addr: u64, io: IoRequest, started_ns: u64) {
-        let frame = self.frames.frame_mut(packet_addr);
-        let data_offset = io.data_offset as usize;
-        if io.kind == IoKind::Read {
-            frame[data_offset..data_offset + io.len_bytes as usize].fill(0);
-        }
-        let len = self.target.complete(frame, &io, IoOutcome::Done);
-        self.count_done(io);
-        self.queue_tx(packet_addr, len, started_ns);
-    }
-
-    fn count_done(&self, io: IoRequest) {
-        match io.kind {
-            IoKind::Read => {
-                self.counters.add(|c| &c.reads, 1);
-                self.counters
-                    .add(|c| &c.read_bytes, u64::from(io.len_bytes));
-            }
-            IoKind::Write => {
-                self.counters.add(|c| &c.writes, 1);
-                self.counters
-                    .add(|c| &c.written_bytes, u64::from(io.len_bytes));
-            }
-            IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
-        }
-    }
-
-    fn complete_io(&mut self, index: usize, result: i32) {
-        let Some(flight) = self.in_flight.get_mut(index).and_then(Option::take) else {
-            warn!(
+    /// Gives a frame whose transmission completed back where it belongs: the fill ring,
+    /// or the spare pool.
+    fn release_frame(&mut self, addr: u64) {
+        match self.frames.index_of(addr) {
+            Some(index) if index >= self.rx_frames => self.spare.push(index),
+            Some(_) => self.recycle.push(self.frames.chunk_of(addr)),
+            None => warn!(
                 queue_id = self.queue_id,
-                index, "completion for a frame with no I/O in flight"
-            );
-            return;
-        };
-        self.in_flight_count -= 1;
-        let io = flight.io;
-        let done = match io.kind {
-            IoKind::Flush => result >= 0,
-            IoKind::Read | IoKind::Write => result == io.len_bytes as i32,
-        };
-        let outcome = if done {
-            self.count_done(io);
-            IoOutcome::Done
-        } else {
-            self.counters.add(|c| &c.io_errors, 1);
-            let errors = self
-                .counters
-                .io_errors
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if errors.is_power_of_two() {
-                let cause = if result < 0 {
-                    std::io::Error::from_raw_os_error(-result).to_string()
-                } else {
-                    format!("short transfer: {result} of {} bytes", io.len_bytes)
-                };
-                warn!(queue_id = self.queue_id, kind = ?io.kind, offset_bytes = io.offset_bytes, errors, "disk I/O failed: {cause}; answered with an ATA error");
-            }
-            IoOutcome::Failed
-        };
-        if done && flight.bounced && io.kind == IoKind::Read {
-            let data = self.frames.data_ptr(flight.packet_addr, io.data_offset);
-            // SAFETY: the bounce buffer of this frame holds len_bytes just read; the frame's
-            // data area has room for them (decide() checked); they do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.frames.bounce_ptr(index as u32),
-                    data,
-                    io.len_bytes as usize,
-                )
-            };
-            self.counters.add(|c| &c.bounced, 1);
+                addr, "completion outside the UMEM; ignored"
+            ),
         }
-        let frame = self.frames.frame_mut(flight.packet_addr);
-        let len = self.target.complete(frame, &io, outcome);
-        self.queue_tx(flight.packet_addr, len, flight.started_ns);
     }
 
-    fn queue_tx(&mut self, packet_addr: u64, len: usize, started_ns: u64) {
+    fn queue_tx(&mut self, addr: u64, len: usize, options: u32, started_ns: Option<u64>) {
         let desc = libc::xdp_desc {
-            addr: packet_addr,
+            addr,
             len: len as u32,
-            options: 0,
+            options,
         };
-        self.tx_pending.push(PendingTx {
-            desc,
-            started_ns: Some(started_ns),
-        });
+        self.tx_pending.push(PendingTx { desc, started_ns });
     }
 
     /// Posts every pending reply on the TX ring with one kick. Returns whether it sent any.
@@ -544,14 +517,16 @@ impl Worker {
 
     /// Takes transmitted frames back from the completion ring.
     fn reap_tx_completions(&mut self) -> bool {
+        let mut addrs = [0u64; MAX_BATCH as usize];
         let comp = self.socket.comp();
-        let n = comp.peek(u32::MAX);
-        for i in 0..n {
-            let addr = comp.addr(i);
-            self.recycle
-                .push(addr & !(u64::from(self.frames.frame_size()) - 1));
+        let n = comp.peek(MAX_BATCH);
+        for (i, addr) in addrs.iter_mut().enumerate().take(n as usize) {
+            *addr = comp.addr(i as u32);
         }
         comp.release(n);
+        for addr in &addrs[..n as usize] {
+            self.release_frame(*addr);
+        }
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
         n > 0
     }
@@ -596,9 +571,4 @@ fn pin_to_cpu(cpu: usize) {
             std::io::Error::last_os_error()
         );
     }
-}
-
-/// The frame capacity a UMEM geometry gives a received packet.
-pub fn frame_capacity(config: &UmemConfig) -> u32 {
-    config.frame_size - XDP_PACKET_HEADROOM - config.frame_headroom
 }

@@ -93,6 +93,7 @@ pub struct XskSocket {
     ifindex: u32,
     queue_id: u32,
     bind_mode: BindMode,
+    multi_buffer: bool,
 }
 
 // SAFETY: the ring pointers point into mappings owned by this struct, which have no thread
@@ -113,6 +114,20 @@ impl XskSocket {
         queue_id: u32,
         umem: &UmemRegion,
         config: &UmemConfig,
+    ) -> Result<Self, XskError> {
+        Self::with_multi_buffer(ifindex, queue_id, umem, config, false)
+    }
+
+    /// As [`XskSocket::new`]; with `multi_buffer` it first asks for `XDP_USE_SG`, so that a
+    /// packet larger than one frame arrives (and may be sent) as a chain of descriptors
+    /// linked by `XDP_PKT_CONTD`. Kernels or drivers without it bind without;
+    /// [`XskSocket::multi_buffer`] says what was granted.
+    pub fn with_multi_buffer(
+        ifindex: u32,
+        queue_id: u32,
+        umem: &UmemRegion,
+        config: &UmemConfig,
+        multi_buffer: bool,
     ) -> Result<Self, XskError> {
         config.validate()?;
         if config.frame_size != umem.frame_size() || config.frame_count != umem.frame_count() {
@@ -244,20 +259,35 @@ impl XskSocket {
                 source,
             },
         };
-        // A failed zero-copy bind leaves the socket unbound with its UMEM and rings intact
-        // (xsk_bind() only commits on success), so the copy-mode bind can simply follow.
-        if let Err(zc_err) = bind(fd.as_fd(), ifindex, queue_id, libc::XDP_ZEROCOPY) {
-            if zc_err.raw_os_error() == Some(libc::EBUSY) {
-                return Err(bind_err(zc_err));
+        // A failed bind leaves the socket unbound with its UMEM and rings intact (xsk_bind()
+        // only commits on success), so the next attempt can simply follow: zero-copy before
+        // copy mode, and with XDP_USE_SG (when asked for) before without.
+        let sg_choices: &[u16] = if multi_buffer {
+            &[libc::XDP_USE_SG, 0]
+        } else {
+            &[0]
+        };
+        let mut granted_sg = false;
+        let mut last_err = None;
+        'bound: for &sg in sg_choices {
+            for mode in [libc::XDP_ZEROCOPY, libc::XDP_COPY] {
+                match bind(fd.as_fd(), ifindex, queue_id, mode | sg) {
+                    Ok(()) => {
+                        granted_sg = sg != 0;
+                        last_err = None;
+                        break 'bound;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Err(bind_err(e)),
+                    Err(e) => {
+                        // EOPNOTSUPP: no zero-copy (veth, generic XDP) or no multi-buffer.
+                        tracing::debug!(ifname = %ifname, queue_id, mode, sg, error = %e, "bind refused; trying the next mode");
+                        last_err = Some(e);
+                    }
+                }
             }
-            // EOPNOTSUPP from drivers without ndo_xsk_wakeup (veth, and generic XDP).
-            tracing::debug!(
-                ifname = %ifname,
-                queue_id,
-                error = %zc_err,
-                "zero-copy bind refused; trying copy mode"
-            );
-            bind(fd.as_fd(), ifindex, queue_id, libc::XDP_COPY).map_err(bind_err)?;
+        }
+        if let Some(e) = last_err {
+            return Err(bind_err(e));
         }
         let bind_mode = query_bind_mode(fd.as_fd())?;
         tracing::debug!(ifname = %ifname, queue_id, mode = %bind_mode, "AF_XDP socket bound");
@@ -272,7 +302,13 @@ impl XskSocket {
             ifindex,
             queue_id,
             bind_mode,
+            multi_buffer: granted_sg,
         })
+    }
+
+    /// Whether the socket was bound with `XDP_USE_SG` (multi-buffer packets).
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
     }
 
     /// The socket descriptor: for the XSKMAP, `poll(2)`, or an io_uring poll request.

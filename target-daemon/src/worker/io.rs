@@ -1,0 +1,377 @@
+//! Disk I/O for one request: where its sector data lives (the head frame, further received
+//! fragments, spare frames for a chained reply, or a bounce buffer), the io_uring operation
+//! that moves it, and the reply once it is done.
+
+use tracing::warn;
+
+use super::{Worker, MAX_FRAGS};
+use crate::backend::IoMode;
+use crate::target::{IoKind, IoOutcome, IoRequest};
+
+/// Whether, and how, a request's data goes through its bounce buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bounce {
+    /// The disk reads and writes the frames themselves.
+    None,
+    /// All the data goes through the bounce buffer (copied in before a write, out after a
+    /// read).
+    Whole,
+    /// A chained write: the head frame's data is written in place, the rest is gathered
+    /// into the bounce buffer.
+    Tail,
+}
+
+/// A disk I/O in flight, keyed by its head frame.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InFlight {
+    io: IoRequest,
+    /// The packet's address in the UMEM (as the RX descriptor gave it).
+    packet_addr: u64,
+    started_ns: u64,
+    bounce: Bounce,
+    /// Frames held besides the head: a write's further fragments (their descriptor
+    /// addresses) or a chained read reply's spare frames (chunk addresses).
+    extra: [u64; MAX_FRAGS - 1],
+    extra_count: usize,
+    /// The pieces of frames the data occupies, in file order.
+    pieces: [libc::iovec; MAX_FRAGS],
+    piece_count: usize,
+    /// What io_uring is given: the pieces, or (bouncing) the bounce buffer and at most
+    /// the head piece. Lives in the in-flight table until the completion, so READV/WRITEV
+    /// may read it whenever the kernel issues them.
+    vector: [libc::iovec; MAX_FRAGS],
+    vector_count: usize,
+}
+
+const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+impl InFlight {
+    fn pieces(&self) -> &[libc::iovec] {
+        &self.pieces[..self.piece_count]
+    }
+
+    fn push_piece(&mut self, base: *mut u8, len: usize) {
+        self.pieces[self.piece_count] = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        self.piece_count += 1;
+    }
+}
+
+/// True when O_DIRECT can use `piece` in place: `mem_align`-aligned address, whole sectors.
+fn direct_ok(piece: &libc::iovec, mem_align: u32) -> bool {
+    (piece.iov_base as usize).is_multiple_of(mem_align as usize)
+        && piece.iov_len.is_multiple_of(aoe_proto::SECTOR_SIZE)
+}
+
+impl Worker {
+    /// Starts the disk I/O of a request that arrived in `head` (frame `index`) and `extras`.
+    pub(super) fn start_io(
+        &mut self,
+        index: u32,
+        head: libc::xdp_desc,
+        extras: &[libc::xdp_desc],
+        io: IoRequest,
+        started_ns: u64,
+    ) {
+        let mut flight = InFlight {
+            io,
+            packet_addr: head.addr,
+            started_ns,
+            bounce: Bounce::None,
+            extra: [0; MAX_FRAGS - 1],
+            extra_count: 0,
+            pieces: [EMPTY_IOV; MAX_FRAGS],
+            piece_count: 0,
+            vector: [EMPTY_IOV; MAX_FRAGS],
+            vector_count: 0,
+        };
+        match io.kind {
+            IoKind::Flush => self.recycle_extras(extras),
+            IoKind::Read => {
+                self.recycle_extras(extras);
+                if !self.plan_read(&mut flight) {
+                    self.counters.add(|c| &c.dropped_no_buffer, 1);
+                    self.recycle.push(self.frames.chunk_of(head.addr));
+                    return;
+                }
+            }
+            IoKind::Write => self.plan_write(&mut flight, head, extras),
+        }
+        if self.io_mode == IoMode::Null {
+            if io.kind == IoKind::Read {
+                for piece in flight.pieces() {
+                    // SAFETY: each piece lies in a frame this request owns (planned above).
+                    unsafe { std::ptr::write_bytes(piece.iov_base.cast::<u8>(), 0, piece.iov_len) };
+                }
+            }
+            self.finish_io(flight, true);
+            return;
+        }
+        self.choose_vector(index, &mut flight);
+        let slot = &mut self.in_flight[index as usize];
+        debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
+        let stored = slot.insert(flight);
+        self.in_flight_count += 1;
+        let user_data = u64::from(index);
+        let (vector, count) = (stored.vector.as_ptr(), stored.vector_count);
+        let (offset, first) = (io.offset_bytes, stored.vector[0]);
+        match io.kind {
+            IoKind::Flush => self.ring.push_fdatasync(user_data),
+            // SAFETY (all four): the buffers are frames this request owns, or its bounce
+            // buffer, all inside the registered region; nothing else touches them until the
+            // completion is reaped; the iovec array lives in the in-flight table, which is
+            // never reallocated, until then.
+            IoKind::Read if count == 1 => unsafe {
+                self.ring.push_read(
+                    first.iov_base.cast(),
+                    first.iov_len as u32,
+                    offset,
+                    user_data,
+                )
+            },
+            IoKind::Read => unsafe {
+                self.ring
+                    .push_readv(vector, count as u32, offset, user_data)
+            },
+            IoKind::Write if count == 1 => unsafe {
+                self.ring.push_write(
+                    first.iov_base.cast(),
+                    first.iov_len as u32,
+                    offset,
+                    user_data,
+                )
+            },
+            IoKind::Write => unsafe {
+                self.ring
+                    .push_writev(vector, count as u32, offset, user_data)
+            },
+        }
+    }
+
+    /// Lays a read's data out over the head frame and, for what does not fit, spare frames.
+    /// Returns false when there are not enough spare frames.
+    fn plan_read(&mut self, flight: &mut InFlight) -> bool {
+        let io = flight.io;
+        let sector = aoe_proto::SECTOR_SIZE;
+        let frame_size = self.frames.frame_size() as usize;
+        let head_room = self.frames.room_after(flight.packet_addr) - io.data_offset as usize;
+        let mut rest = io.len_bytes as usize;
+        let head_piece = rest.min(head_room - head_room % sector);
+        let spares_needed = (rest - head_piece).div_ceil(frame_size);
+        if spares_needed > MAX_FRAGS - 1 || spares_needed > self.spare.len() {
+            return false;
+        }
+        flight.push_piece(
+            self.frames.ptr(flight.packet_addr, io.data_offset as usize),
+            head_piece,
+        );
+        rest -= head_piece;
+        while let (true, Some(spare)) = (rest > 0, self.spare.pop()) {
+            let chunk = self.frames.chunk_addr(spare);
+            let piece = rest.min(frame_size);
+            flight.extra[flight.extra_count] = chunk;
+            flight.extra_count += 1;
+            flight.push_piece(self.frames.ptr(chunk, 0), piece);
+            rest -= piece;
+        }
+        true
+    }
+
+    /// Lays a write's data out over the fragments it arrived in (only the data the sector
+    /// count names: trailing padding is not written).
+    fn plan_write(
+        &mut self,
+        flight: &mut InFlight,
+        head: libc::xdp_desc,
+        extras: &[libc::xdp_desc],
+    ) {
+        let data_offset = flight.io.data_offset as usize;
+        let mut rest = flight.io.len_bytes as usize;
+        let head_piece = (head.len as usize).saturating_sub(data_offset);
+        let pieces = std::iter::once((head.addr, data_offset, head_piece))
+            .chain(extras.iter().map(|d| (d.addr, 0, d.len as usize)));
+        for (addr, offset, len) in pieces {
+            let take = rest.min(len);
+            if take > 0 {
+                flight.push_piece(self.frames.ptr(addr, offset), take);
+                rest -= take;
+            }
+        }
+        debug_assert_eq!(rest, 0, "decide() checked that the fragments hold the data");
+        for d in extras {
+            flight.extra[flight.extra_count] = d.addr;
+            flight.extra_count += 1;
+        }
+    }
+
+    /// Decides what io_uring reads into or writes from: the pieces themselves where the
+    /// I/O mode allows, else (O_DIRECT alignment) the bounce buffer, gathering a write's
+    /// data into it now.
+    fn choose_vector(&mut self, index: u32, flight: &mut InFlight) {
+        let count = flight.piece_count;
+        flight.vector = flight.pieces;
+        flight.vector_count = count;
+        let IoMode::Direct { mem_align } = self.io_mode else {
+            return;
+        };
+        let pieces = flight.pieces;
+        if count == 0 || pieces[..count].iter().all(|p| direct_ok(p, mem_align)) {
+            return;
+        }
+        let bounce = self.frames.bounce_ptr(index);
+        let head_in_place =
+            flight.io.kind == IoKind::Write && count > 1 && direct_ok(&pieces[0], mem_align);
+        let (first_bounced, mut at) = if head_in_place { (1, 0) } else { (0, 0) };
+        if flight.io.kind == IoKind::Write {
+            for piece in &pieces[first_bounced..count] {
+                debug_assert!(at + piece.iov_len <= self.frames.bounce_len());
+                // SAFETY: the piece lies in a frame this request owns; the bounce buffer
+                // has room for the request's data (sized for the largest) and does not
+                // overlap the UMEM.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        piece.iov_base.cast::<u8>(),
+                        bounce.add(at),
+                        piece.iov_len,
+                    )
+                };
+                at += piece.iov_len;
+            }
+            self.counters.add(|c| &c.bounced, 1);
+        } else {
+            at = flight.io.len_bytes as usize;
+        }
+        let bounce_iov = libc::iovec {
+            iov_base: bounce.cast(),
+            iov_len: at,
+        };
+        if head_in_place {
+            flight.bounce = Bounce::Tail;
+            flight.vector = [pieces[0], bounce_iov, EMPTY_IOV, EMPTY_IOV];
+            flight.vector_count = 2;
+        } else {
+            flight.bounce = Bounce::Whole;
+            flight.vector = [bounce_iov, EMPTY_IOV, EMPTY_IOV, EMPTY_IOV];
+            flight.vector_count = 1;
+        }
+    }
+
+    /// Handles the completion of the I/O of head frame `index` with io_uring result `result`.
+    pub(super) fn complete_io(&mut self, index: u32, result: i32) {
+        let Some(flight) = self
+            .in_flight
+            .get_mut(index as usize)
+            .and_then(Option::take)
+        else {
+            warn!(
+                queue_id = self.queue_id,
+                index, "completion for a frame with no I/O in flight"
+            );
+            return;
+        };
+        self.in_flight_count -= 1;
+        let io = flight.io;
+        let done = match io.kind {
+            IoKind::Flush => result >= 0,
+            IoKind::Read | IoKind::Write => result == io.len_bytes as i32,
+        };
+        if !done {
+            self.counters.add(|c| &c.io_errors, 1);
+            let errors = self
+                .counters
+                .io_errors
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if errors.is_power_of_two() {
+                let cause = if result < 0 {
+                    std::io::Error::from_raw_os_error(-result).to_string()
+                } else {
+                    format!("short transfer: {result} of {} bytes", io.len_bytes)
+                };
+                warn!(queue_id = self.queue_id, kind = ?io.kind, offset_bytes = io.offset_bytes, errors,
+                    "disk I/O failed: {cause}; answered with an ATA error");
+            }
+        }
+        if done && io.kind == IoKind::Read && flight.bounce == Bounce::Whole {
+            let mut from = self.frames.bounce_ptr(index).cast_const();
+            for piece in flight.pieces() {
+                // SAFETY: the bounce buffer holds the len_bytes just read, which the pieces
+                // (frames this request owns) add up to; they do not overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(from, piece.iov_base.cast::<u8>(), piece.iov_len);
+                    from = from.add(piece.iov_len);
+                }
+            }
+            self.counters.add(|c| &c.bounced, 1);
+        }
+        self.finish_io(flight, done);
+    }
+
+    /// Builds and queues the reply of a finished I/O, and releases the frames it held.
+    fn finish_io(&mut self, flight: InFlight, done: bool) {
+        let io = flight.io;
+        let outcome = if done {
+            IoOutcome::Done
+        } else {
+            IoOutcome::Failed
+        };
+        if done {
+            self.count_done(io);
+        }
+        let head = self.frames.frame_mut(flight.packet_addr);
+        let len = self.target.complete(head, &io, outcome);
+        let extras = &flight.extra[..flight.extra_count];
+        let chained_reply = done && io.kind == IoKind::Read && !extras.is_empty();
+        if chained_reply {
+            let head_len = io.data_offset as usize + flight.pieces[0].iov_len;
+            self.queue_tx(
+                flight.packet_addr,
+                head_len,
+                libc::XDP_PKT_CONTD,
+                Some(flight.started_ns),
+            );
+            for (i, (chunk, piece)) in extras.iter().zip(&flight.pieces[1..]).enumerate() {
+                let more = if i + 1 < extras.len() {
+                    libc::XDP_PKT_CONTD
+                } else {
+                    0
+                };
+                self.queue_tx(*chunk, piece.iov_len, more, None);
+            }
+            return;
+        }
+        for &addr in extras {
+            // A write's fragments go back to the fill ring; a failed read's spare frames
+            // to the spare pool.
+            self.release_frame(addr);
+        }
+        self.queue_tx(flight.packet_addr, len, 0, Some(flight.started_ns));
+    }
+
+    fn count_done(&self, io: IoRequest) {
+        match io.kind {
+            IoKind::Read => {
+                self.counters.add(|c| &c.reads, 1);
+                self.counters
+                    .add(|c| &c.read_bytes, u64::from(io.len_bytes));
+            }
+            IoKind::Write => {
+                self.counters.add(|c| &c.writes, 1);
+                self.counters
+                    .add(|c| &c.written_bytes, u64::from(io.len_bytes));
+            }
+            IoKind::Flush => self.counters.add(|c| &c.flushes, 1),
+        }
+    }
+
+    /// Returns received fragments after the head to the fill ring.
+    pub(super) fn recycle_extras(&mut self, extras: &[libc::xdp_desc]) {
+        for d in extras {
+            self.recycle.push(self.frames.chunk_of(d.addr));
+        }
+    }
+}
