@@ -229,6 +229,12 @@ impl Ring {
     /// Submits what is queued without waiting (and runs deferred completions if the
     /// kernel flagged some: IORING_SQ_TASKRUN).
     pub fn submit(&mut self) -> Result<(), UringError> {
+        // Nothing queued, no deferred completions to run, no overflow to flush: no syscall.
+        let sq = self.ring.submission();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(());
+        }
+        drop(sq);
         enter_outcome(|| self.ring.submit())
     }
 

@@ -157,6 +157,10 @@ struct Worker {
     /// Frames to give back to the fill ring (chunk addresses).
     recycle: Vec<u64>,
     rx_chain: RxChain,
+    /// Descriptors taken off the RX ring in one batch (capacity MAX_BATCH, never grows).
+    rx_descs: Vec<libc::xdp_desc>,
+    /// Addresses taken off the completion ring in one batch (capacity MAX_BATCH).
+    comp_addrs: Vec<u64>,
     /// Longest reply `decide` may plan for.
     reply_capacity: usize,
     /// Replies ready for the TX ring.
@@ -248,6 +252,8 @@ impl Worker {
                 len: 0,
                 overflow: false,
             },
+            rx_descs: Vec::with_capacity(MAX_BATCH as usize),
+            comp_addrs: Vec::with_capacity(MAX_BATCH as usize),
             reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
             tx_pending: Vec::with_capacity(frame_count as usize),
             tx_outstanding: 0,
@@ -377,24 +383,18 @@ impl Worker {
 
     /// Takes up to a batch of descriptors off the RX ring and acts on each whole packet.
     fn receive(&mut self) -> bool {
-        let mut descs = [libc::xdp_desc {
-            addr: 0,
-            len: 0,
-            options: 0,
-        }; MAX_BATCH as usize];
         let rx = self.socket.rx();
         let n = rx.peek(self.batch);
-        for (i, desc) in descs.iter_mut().enumerate().take(n as usize) {
-            *desc = rx.desc(i as u32);
-        }
-        rx.release(n);
         if n == 0 {
             return false;
         }
+        self.rx_descs.clear();
+        self.rx_descs.extend((0..n).map(|i| rx.desc(i)));
+        rx.release(n);
         self.counters.add(|c| &c.rx_frames, u64::from(n));
         let now_ns = self.now_ns();
-        for desc in &descs[..n as usize] {
-            self.receive_desc(*desc, now_ns);
+        for i in 0..n as usize {
+            self.receive_desc(self.rx_descs[i], now_ns);
         }
         true
     }
@@ -517,18 +517,19 @@ impl Worker {
 
     /// Takes transmitted frames back from the completion ring.
     fn reap_tx_completions(&mut self) -> bool {
-        let mut addrs = [0u64; MAX_BATCH as usize];
         let comp = self.socket.comp();
         let n = comp.peek(MAX_BATCH);
-        for (i, addr) in addrs.iter_mut().enumerate().take(n as usize) {
-            *addr = comp.addr(i as u32);
+        if n == 0 {
+            return false;
         }
+        self.comp_addrs.clear();
+        self.comp_addrs.extend((0..n).map(|i| comp.addr(i)));
         comp.release(n);
-        for addr in &addrs[..n as usize] {
-            self.release_frame(*addr);
+        for i in 0..n as usize {
+            self.release_frame(self.comp_addrs[i]);
         }
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
-        n > 0
+        true
     }
 
     /// Gives recycled frames back to the kernel on the fill ring.
