@@ -16,9 +16,9 @@ use crate::netdev::{self, Netdev, NetdevError};
 use crate::persist::{PersistError, StateFile};
 use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
 use crate::target::{StateChange, Target, TargetConfig, TargetState};
-use crate::worker::{self, WorkerError, WorkerReport, WorkerSetup};
+use crate::worker::{self, Tuning, WorkerError, WorkerReport, WorkerSetup};
 use crate::xdp::{XdpError, XdpProgram};
-use crate::xsk::{self, UmemConfig, UmemRegion, XskError, XskSocket};
+use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskError, XskSocket};
 
 /// UMEM frame size: one page (larger chunks are refused here).
 const FRAME_SIZE: u32 = 4096;
@@ -125,12 +125,15 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let mut sockets = Vec::new();
     for queue_id in 0..queue_count {
         let umem = UmemRegion::new(&umem_config, umem_config.frame_count as usize * bounce_len)?;
-        let socket = XskSocket::with_multi_buffer(
+        let socket = XskSocket::with_options(
             ifindex,
             queue_id,
             &umem,
             &umem_config,
-            want_multi_buffer,
+            BindOptions {
+                multi_buffer: want_multi_buffer,
+                need_wakeup: !cli.tune_no_need_wakeup,
+            },
         )?;
         xdp.register_socket(queue_id, socket.fd())?;
         sockets.push((queue_id, umem, socket));
@@ -171,6 +174,14 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
 
     sync_acl(&mut xdp, &target);
 
+    if cli.tune_no_need_wakeup || cli.tune_no_fixed || cli.tune_no_defer_taskrun {
+        warn!(
+            need_wakeup = !cli.tune_no_need_wakeup,
+            fixed_file_and_buffers = !cli.tune_no_fixed,
+            defer_taskrun = !cli.tune_no_defer_taskrun,
+            "tuning experiment: fast-path mechanisms switched off"
+        );
+    }
     let mut workers = Vec::new();
     for (queue_id, umem, socket) in sockets {
         let bind_mode = socket.bind_mode();
@@ -191,6 +202,11 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             shutdown_fd: shutdown.as_raw_fd(),
             counters: Arc::clone(&counters),
             changes: changes_tx.clone(),
+            tuning: Tuning {
+                defer_taskrun: !cli.tune_no_defer_taskrun,
+                fixed: !cli.tune_no_fixed,
+                need_wakeup: !cli.tune_no_need_wakeup,
+            },
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let handle = std::thread::Builder::new()

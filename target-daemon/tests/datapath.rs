@@ -558,6 +558,48 @@ fn jumbo_frames_carry_17_sectors() {
     }
 }
 
+/// The hidden switches that turn the fast-path mechanisms off (for measuring what each
+/// buys) must leave the data path correct.
+#[test]
+fn tuning_switches_keep_the_data_path_correct() {
+    require_root!();
+    let lab = Lab::new("tune", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("tune");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let args = [
+        "--tune-no-need-wakeup",
+        "--tune-no-fixed",
+        "--tune-no-defer-taskrun",
+        "--batch",
+        "1",
+        "--no-pin",
+    ];
+    let daemon = Daemon::start(&lab, &dir, &image, &args);
+    let mut client = initiator(&lab, 500, 2);
+    client.set_queue_depth(16).expect("depth");
+    for lba in (0..400u64).step_by(2) {
+        client
+            .submit_write(lba, &pattern(lba, 5, 2), lba)
+            .expect("submit");
+        while client.in_flight() >= 16 {
+            client
+                .poll(100, |c| assert!(c.result.is_ok(), "{:?}", c.result))
+                .expect("poll");
+        }
+    }
+    while client.in_flight() > 0 {
+        client
+            .poll(100, |c| assert!(c.result.is_ok(), "{:?}", c.result))
+            .expect("poll");
+    }
+    let mut back = vec![0u8; 1024];
+    for lba in (0..400u64).step_by(2) {
+        client.read(lba, &mut back).expect("read");
+        assert!(back == pattern(lba, 5, 2), "lba {lba}");
+    }
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+}
+
 fn start_error(lab: &Lab, args: &[&str], iface: Option<&str>, image: &std::path::Path) -> String {
     let out = lab
         .command_in_target(common::xblade_bin())

@@ -115,6 +115,18 @@ pub struct Cli {
     #[arg(long)]
     pub serial: Option<String>,
 
+    /// Tuning experiments (hidden): bind AF_XDP without XDP_USE_NEED_WAKEUP.
+    #[arg(long, hide = true)]
+    pub tune_no_need_wakeup: bool,
+
+    /// Tuning experiments (hidden): plain READ/WRITE instead of registered file and buffers.
+    #[arg(long, hide = true)]
+    pub tune_no_fixed: bool,
+
+    /// Tuning experiments (hidden): io_uring without SINGLE_ISSUER | DEFER_TASKRUN.
+    #[arg(long, hide = true)]
+    pub tune_no_defer_taskrun: bool,
+
     /// Log level filter (error, warn, info, debug, trace), or RUST_LOG syntax.
     #[arg(long, default_value = "info")]
     pub log: String,

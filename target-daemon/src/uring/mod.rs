@@ -55,17 +55,26 @@ pub struct Ring {
     /// The registered buffer region: fixed reads and writes must fall inside it.
     buffer_start: usize,
     buffer_end: usize,
+    /// The backing file's descriptor (also registered as fixed file 0).
+    file: Option<RawFd>,
+    /// Use the registered file and buffer (READ_FIXED/WRITE_FIXED on fixed file 0); off
+    /// only to measure what they buy.
+    fixed: bool,
 }
 
 impl Ring {
     /// Sets up a ring with `entries` submission slots (completion queue twice that).
-    pub fn new(entries: u32) -> Result<Ring, UringError> {
-        let deferred = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_cqsize(entries * 2)
-            .build(entries);
+    pub fn new(entries: u32, defer_taskrun: bool) -> Result<Ring, UringError> {
+        let deferred = if defer_taskrun {
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_cqsize(entries * 2)
+                .build(entries)
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+        };
         let (ring, flavour) = match deferred {
             Ok(ring) => (ring, RingFlavour::DeferTaskrun),
             Err(_) => (
@@ -83,6 +92,8 @@ impl Ring {
             flavour,
             buffer_start: 0,
             buffer_end: 0,
+            file: None,
+            fixed: true,
         })
     }
 
@@ -92,6 +103,7 @@ impl Ring {
 
     /// Registers `fd` as fixed file 0 (IORING_REGISTER_FILES).
     pub fn register_file(&mut self, fd: RawFd) -> Result<(), UringError> {
+        self.file = Some(fd);
         self.ring
             .submitter()
             .register_files(&[fd])
@@ -142,6 +154,12 @@ impl Ring {
         );
     }
 
+    /// Stops using the registered file and buffer: plain IORING_OP_READ/WRITE on the raw
+    /// descriptor, so the kernel looks the file up and pins the pages on every operation.
+    pub fn disable_fixed(&mut self) {
+        self.fixed = false;
+    }
+
     /// Queues IORING_OP_READ_FIXED of `len` bytes at file `offset` into `buf`.
     ///
     /// # Safety
@@ -149,10 +167,15 @@ impl Ring {
     /// until the completion for `user_data` is reaped.
     pub unsafe fn push_read(&mut self, buf: *mut u8, len: u32, offset: u64, user_data: u64) {
         debug_assert!(self.in_fixed_buffer(buf, len));
-        let entry = opcode::ReadFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
-            .offset(offset)
-            .build()
-            .user_data(user_data);
+        let entry = match (self.fixed, self.file) {
+            (false, Some(fd)) => opcode::Read::new(types::Fd(fd), buf, len)
+                .offset(offset)
+                .build(),
+            _ => opcode::ReadFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+                .offset(offset)
+                .build(),
+        }
+        .user_data(user_data);
         self.push(entry);
     }
 
@@ -162,10 +185,15 @@ impl Ring {
     /// As for [`Ring::push_read`]; the bytes must not change until the completion.
     pub unsafe fn push_write(&mut self, buf: *const u8, len: u32, offset: u64, user_data: u64) {
         debug_assert!(self.in_fixed_buffer(buf, len));
-        let entry = opcode::WriteFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
-            .offset(offset)
-            .build()
-            .user_data(user_data);
+        let entry = match (self.fixed, self.file) {
+            (false, Some(fd)) => opcode::Write::new(types::Fd(fd), buf, len)
+                .offset(offset)
+                .build(),
+            _ => opcode::WriteFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+                .offset(offset)
+                .build(),
+        }
+        .user_data(user_data);
         self.push(entry);
     }
 

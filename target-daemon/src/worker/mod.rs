@@ -76,6 +76,28 @@ pub struct WorkerSetup {
     pub shutdown_fd: RawFd,
     pub counters: Arc<WorkerCounters>,
     pub changes: Sender<StateChange>,
+    pub tuning: Tuning,
+}
+
+/// Switches for measuring what each mechanism buys; the defaults are the fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN.
+    pub defer_taskrun: bool,
+    /// Registered file and buffers (READ_FIXED / WRITE_FIXED).
+    pub fixed: bool,
+    /// The socket was bound with XDP_USE_NEED_WAKEUP (else every TX batch is kicked).
+    pub need_wakeup: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            defer_taskrun: true,
+            fixed: true,
+            need_wakeup: true,
+        }
+    }
 }
 
 /// What a worker hands back when it stops.
@@ -141,6 +163,8 @@ struct Worker {
     io_mode: IoMode,
     batch: u32,
     busy_poll: bool,
+    /// Kick TX only when the kernel asks (XDP_USE_NEED_WAKEUP), else after every batch.
+    kick_on_need_only: bool,
     shutdown_fd: RawFd,
     counters: Arc<WorkerCounters>,
     changes: Sender<StateChange>,
@@ -205,7 +229,12 @@ impl Worker {
         }
         let frame_count = setup.umem_config.frame_count;
         // Every frame can be in flight at once, plus the two polls.
-        let mut ring = Ring::new((frame_count + 2).next_power_of_two()).map_err(uring)?;
+        let tuning = setup.tuning;
+        let mut ring = Ring::new((frame_count + 2).next_power_of_two(), tuning.defer_taskrun)
+            .map_err(uring)?;
+        if !tuning.fixed {
+            ring.disable_fixed();
+        }
         if let Some(fd) = setup.backing_fd {
             ring.register_file(fd).map_err(uring)?;
         }
@@ -237,6 +266,7 @@ impl Worker {
             io_mode: setup.io_mode,
             batch: setup.batch.min(MAX_BATCH),
             busy_poll: setup.busy_poll,
+            kick_on_need_only: tuning.need_wakeup,
             shutdown_fd: setup.shutdown_fd,
             counters: setup.counters,
             changes: setup.changes,
@@ -502,7 +532,7 @@ impl Worker {
             }
         }
         tx.submit(reserved);
-        let kick = tx.needs_wakeup();
+        let kick = !self.kick_on_need_only || tx.needs_wakeup();
         self.tx_pending.clear();
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));

@@ -77,6 +77,25 @@ impl Drop for RingMap {
     }
 }
 
+/// How to bind an [`XskSocket`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindOptions {
+    /// Ask for `XDP_USE_SG` (multi-buffer packets); granted if the kernel and driver can.
+    pub multi_buffer: bool,
+    /// `XDP_USE_NEED_WAKEUP`: the kernel says when it needs a syscall to make progress, so
+    /// an idle or busy application makes none otherwise. Off only to measure what it buys.
+    pub need_wakeup: bool,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        Self {
+            multi_buffer: false,
+            need_wakeup: true,
+        }
+    }
+}
+
 /// An AF_XDP socket bound to one queue of one interface, with its four rings mapped.
 ///
 /// The socket does not own its UMEM: the kernel pins the UMEM pages at `XDP_UMEM_REG`, so
@@ -115,20 +134,26 @@ impl XskSocket {
         umem: &UmemRegion,
         config: &UmemConfig,
     ) -> Result<Self, XskError> {
-        Self::with_multi_buffer(ifindex, queue_id, umem, config, false)
+        Self::with_options(ifindex, queue_id, umem, config, BindOptions::default())
     }
 
     /// As [`XskSocket::new`]; with `multi_buffer` it first asks for `XDP_USE_SG`, so that a
     /// packet larger than one frame arrives (and may be sent) as a chain of descriptors
     /// linked by `XDP_PKT_CONTD`. Kernels or drivers without it bind without;
     /// [`XskSocket::multi_buffer`] says what was granted.
-    pub fn with_multi_buffer(
+    pub fn with_options(
         ifindex: u32,
         queue_id: u32,
         umem: &UmemRegion,
         config: &UmemConfig,
-        multi_buffer: bool,
+        options: BindOptions,
     ) -> Result<Self, XskError> {
+        let multi_buffer = options.multi_buffer;
+        let wakeup = if options.need_wakeup {
+            libc::XDP_USE_NEED_WAKEUP
+        } else {
+            0
+        };
         config.validate()?;
         if config.frame_size != umem.frame_size() || config.frame_count != umem.frame_count() {
             return Err(XskError::InvalidConfig {
@@ -271,7 +296,7 @@ impl XskSocket {
         let mut last_err = None;
         'bound: for &sg in sg_choices {
             for mode in [libc::XDP_ZEROCOPY, libc::XDP_COPY] {
-                match bind(fd.as_fd(), ifindex, queue_id, mode | sg) {
+                match bind(fd.as_fd(), ifindex, queue_id, mode | sg | wakeup) {
                     Ok(()) => {
                         granted_sg = sg != 0;
                         last_err = None;
@@ -543,10 +568,10 @@ fn map_ring(
     Ok(RingMap { ptr, len })
 }
 
-fn bind(fd: BorrowedFd<'_>, ifindex: u32, queue_id: u32, mode_flag: u16) -> io::Result<()> {
+fn bind(fd: BorrowedFd<'_>, ifindex: u32, queue_id: u32, flags: u16) -> io::Result<()> {
     let addr = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
-        sxdp_flags: libc::XDP_USE_NEED_WAKEUP | mode_flag,
+        sxdp_flags: flags,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: queue_id,
         sxdp_shared_umem_fd: 0,
