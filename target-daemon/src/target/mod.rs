@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aoe_proto::ata::{self, opcode, AtaHeader, IdentifyStrings};
-use aoe_proto::{pad_reply, AoeError, Command, Header, Mac, AOE_VERSION, SECTOR_SIZE};
+use aoe_proto::{
+    pad_reply, AoeError, Command, Header, Mac, AOE_VERSION, MIN_FRAME_LEN, SECTOR_SIZE,
+};
 
 pub use state::{MacList, TargetState, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES};
 
@@ -219,6 +221,10 @@ impl Target {
     /// `frame`). Immediate replies always fit in `frame`.
     pub fn decide_chained(&self, frame: &mut [u8], rx: Received) -> Action {
         let len = rx.len;
+        // Every reply is padded to 60 bytes: a buffer that cannot hold one gets none.
+        if frame.len() < MIN_FRAME_LEN {
+            return Action::Drop(DropReason::Malformed);
+        }
         let Some(request) = frame.get(..len) else {
             return Action::Drop(DropReason::Malformed);
         };

@@ -975,3 +975,27 @@ fn chained_packets_count_every_fragment() {
     let io = expect_io(t.decide_chained(&mut f.buf, big));
     assert_eq!((io.kind, io.reply_len), (IoKind::Read, 36 + 17 * 512));
 }
+
+/// Found by the fuzzer: a FLUSH in a 36-byte buffer was accepted, and its reply could not
+/// be padded to 60 bytes.
+#[test]
+fn buffers_too_small_for_any_reply_are_dropped() {
+    let t = target();
+    let mut f = Frame::ata(
+        header(CLIENT, Command::Ata),
+        opcode::FLUSH_CACHE_EXT,
+        ata::AFLAG_EXTENDED,
+        0,
+        0,
+        &[],
+    );
+    assert_eq!(
+        t.decide(&mut f.buf[..36], 36),
+        Action::Drop(DropReason::Malformed)
+    );
+    assert_eq!(
+        t.decide(&mut f.buf[..59], 36),
+        Action::Drop(DropReason::Malformed)
+    );
+    assert!(matches!(t.decide(&mut f.buf[..60], 36), Action::Io(_)));
+}
