@@ -174,11 +174,16 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
 
     sync_acl(&mut xdp, &target);
 
-    if cli.tune_no_need_wakeup || cli.tune_no_fixed || cli.tune_no_defer_taskrun {
+    if cli.tune_no_need_wakeup
+        || cli.tune_no_fixed
+        || cli.tune_no_defer_taskrun
+        || cli.tune_no_merge
+    {
         warn!(
             need_wakeup = !cli.tune_no_need_wakeup,
             fixed_file_and_buffers = !cli.tune_no_fixed,
             defer_taskrun = !cli.tune_no_defer_taskrun,
+            merge = !cli.tune_no_merge,
             "tuning experiment: fast-path mechanisms switched off"
         );
     }
@@ -204,6 +209,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             changes: changes_tx.clone(),
             tuning: Tuning {
                 defer_taskrun: !cli.tune_no_defer_taskrun,
+                merge: !cli.tune_no_merge,
                 fixed: !cli.tune_no_fixed,
                 need_wakeup: !cli.tune_no_need_wakeup,
             },

@@ -123,6 +123,10 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub tune_no_fixed: bool,
 
+    /// Tuning experiments (hidden): no merging of adjacent requests.
+    #[arg(long, hide = true)]
+    pub tune_no_merge: bool,
+
     /// Tuning experiments (hidden): io_uring without SINGLE_ISSUER | DEFER_TASKRUN.
     #[arg(long, hide = true)]
     pub tune_no_defer_taskrun: bool,

@@ -27,6 +27,8 @@ pub struct WorkerCounters {
     pub io_errors: AtomicU64,
     /// Sector data copied through a bounce buffer (alignment).
     pub bounced: AtomicU64,
+    /// Requests merged into a neighbour's disk operation.
+    pub merged: AtomicU64,
     pub dropped_malformed: AtomicU64,
     pub dropped_response: AtomicU64,
     pub dropped_not_for_us: AtomicU64,
@@ -86,6 +88,7 @@ impl WorkerCounters {
             aoe_errors: get(&self.aoe_errors),
             io_errors: get(&self.io_errors),
             bounced: get(&self.bounced),
+            merged: get(&self.merged),
             dropped: get(&self.dropped_malformed)
                 + get(&self.dropped_response)
                 + get(&self.dropped_not_for_us)
@@ -112,6 +115,7 @@ pub struct CounterSnapshot {
     pub aoe_errors: u64,
     pub io_errors: u64,
     pub bounced: u64,
+    pub merged: u64,
     pub dropped: u64,
     pub dropped_masked: u64,
 }
@@ -139,6 +143,7 @@ impl CounterSnapshot {
         self.aoe_errors += other.aoe_errors;
         self.io_errors += other.io_errors;
         self.bounced += other.bounced;
+        self.merged += other.merged;
         self.dropped += other.dropped;
         self.dropped_masked += other.dropped_masked;
     }
@@ -158,6 +163,7 @@ impl CounterSnapshot {
             aoe_errors: self.aoe_errors - earlier.aoe_errors,
             io_errors: self.io_errors - earlier.io_errors,
             bounced: self.bounced - earlier.bounced,
+            merged: self.merged - earlier.merged,
             dropped: self.dropped - earlier.dropped,
             dropped_masked: self.dropped_masked - earlier.dropped_masked,
         }
@@ -248,8 +254,8 @@ impl fmt::Display for Summary<'_> {
         )?;
         writeln!(
             f,
-            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}); bounced {}",
-            c.ata_errors, c.aoe_errors, c.io_errors, c.dropped, c.dropped_masked, c.bounced
+            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}); bounced {}; merged {}",
+            c.ata_errors, c.aoe_errors, c.io_errors, c.dropped, c.dropped_masked, c.bounced, c.merged
         )?;
         write!(f, "  queues  ")?;
         for (queue_id, requests) in self.per_queue {

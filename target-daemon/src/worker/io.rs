@@ -4,7 +4,7 @@
 
 use tracing::warn;
 
-use super::{Worker, MAX_FRAGS};
+use super::{Worker, MAX_FRAGS, MAX_MERGE};
 use crate::backend::IoMode;
 use crate::target::{IoKind, IoOutcome, IoRequest};
 
@@ -39,8 +39,29 @@ pub(super) struct InFlight {
     /// What io_uring is given: the pieces, or (bouncing) the bounce buffer and at most
     /// the head piece. Lives in the in-flight table until the completion, so READV/WRITEV
     /// may read it whenever the kernel issues them.
-    vector: [libc::iovec; MAX_FRAGS],
+    vector: [libc::iovec; MAX_VECTOR],
     vector_count: usize,
+    /// The leader of a merged I/O (requests adjacent in the file that arrived together,
+    /// moved by one READV/WRITEV) lists the head frames of the others, in file order; only
+    /// the leader's completion comes back.
+    members: [u32; MAX_MERGE - 1],
+    member_count: usize,
+}
+
+/// Most iovecs one operation is given: a chain's fragments, or a merge's members.
+const MAX_VECTOR: usize = if MAX_FRAGS > MAX_MERGE {
+    MAX_FRAGS
+} else {
+    MAX_MERGE
+};
+
+/// A request that may be merged with its neighbours in the same RX batch.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Mergeable {
+    index: u32,
+    head: libc::xdp_desc,
+    io: IoRequest,
+    started_ns: u64,
 }
 
 const EMPTY_IOV: libc::iovec = libc::iovec {
@@ -70,6 +91,140 @@ fn direct_ok(piece: &libc::iovec, mem_align: u32) -> bool {
 
 impl Worker {
     /// Starts the disk I/O of a request that arrived in `head` (frame `index`) and `extras`.
+    /// Starts the disk I/O of a request, or (single-frame reads and writes) holds it until
+    /// the end of the RX batch so that it can be merged with its neighbours in the file.
+    pub(super) fn queue_or_start_io(
+        &mut self,
+        index: u32,
+        head: libc::xdp_desc,
+        extras: &[libc::xdp_desc],
+        io: IoRequest,
+        started_ns: u64,
+    ) {
+        let single_frame = extras.is_empty()
+            && (io.kind == IoKind::Write
+                || (io.kind == IoKind::Read
+                    && io.reply_len as usize <= self.frames.room_after(head.addr)));
+        if self.merge && single_frame && self.io_mode != IoMode::Null && io.kind != IoKind::Flush {
+            self.merge_batch.push(Mergeable {
+                index,
+                head,
+                io,
+                started_ns,
+            });
+        } else {
+            self.start_io(index, head, extras, io, started_ns);
+        }
+    }
+
+    /// Starts the I/O held back by [`Worker::queue_or_start_io`]: runs of requests of one
+    /// kind whose byte ranges follow each other (as an initiator splits one larger I/O into
+    /// frames) become one READV/WRITEV; the rest start one by one.
+    pub(super) fn flush_merge_batch(&mut self) {
+        let batch = std::mem::take(&mut self.merge_batch);
+        let mut start = 0;
+        while start < batch.len() {
+            let first = batch[start];
+            let mut end_bytes = first.io.offset_bytes + u64::from(first.io.len_bytes);
+            let mut end = start + 1;
+            while end < batch.len()
+                && end - start < MAX_MERGE
+                && batch[end].io.kind == first.io.kind
+                && batch[end].io.offset_bytes == end_bytes
+            {
+                end_bytes += u64::from(batch[end].io.len_bytes);
+                end += 1;
+            }
+            if end - start == 1 || !self.start_merged(&batch[start..end]) {
+                for m in &batch[start..end] {
+                    self.start_io(m.index, m.head, &[], m.io, m.started_ns);
+                }
+            }
+            start = end;
+        }
+        // Keep the allocation: the batch vector never grows past MAX_BATCH.
+        self.merge_batch = batch;
+        self.merge_batch.clear();
+    }
+
+    /// One READV/WRITEV for `run` (adjacent single-frame requests of one kind). Returns
+    /// false, having started nothing, when a member's data cannot be used in place.
+    fn start_merged(&mut self, run: &[Mergeable]) -> bool {
+        let mut flights = [None; MAX_MERGE];
+        for (slot, m) in flights.iter_mut().zip(run) {
+            let mut flight = self.new_flight(m.head, m.io, m.started_ns);
+            match m.io.kind {
+                IoKind::Read => {
+                    let planned = self.plan_read(&mut flight);
+                    debug_assert!(planned && flight.extra_count == 0, "single-frame read");
+                }
+                _ => self.plan_write(&mut flight, m.head, &[]),
+            }
+            let in_place = match self.io_mode {
+                IoMode::Direct { mem_align } => {
+                    flight.pieces().iter().all(|p| direct_ok(p, mem_align))
+                }
+                IoMode::Buffered => true,
+                IoMode::Null => false,
+            };
+            if !in_place || flight.piece_count != 1 {
+                return false;
+            }
+            *slot = Some(flight);
+        }
+        let leader_index = run[0].index;
+        let mut leader = flights[0].expect("planned above");
+        for (i, (m, flight)) in run.iter().zip(&flights).enumerate() {
+            let flight = flight.expect("planned above");
+            leader.vector[i] = flight.pieces[0];
+            if i > 0 {
+                leader.members[i - 1] = m.index;
+                debug_assert!(self.in_flight[m.index as usize].is_none());
+                self.in_flight[m.index as usize] = Some(flight);
+            }
+        }
+        leader.vector_count = run.len();
+        leader.member_count = run.len() - 1;
+        let kind = leader.io.kind;
+        let offset = leader.io.offset_bytes;
+        let stored = self.in_flight[leader_index as usize].insert(leader);
+        let vector = stored.vector.as_ptr();
+        self.in_flight_count += run.len() as u32;
+        self.counters.add(|c| &c.merged, run.len() as u64 - 1);
+        let user_data = u64::from(leader_index);
+        // SAFETY: every iovec names a frame one of the members owns, inside the registered
+        // region; nothing else touches them until the leader's completion is reaped; the
+        // iovec array lives in the in-flight table, never reallocated, until then.
+        unsafe {
+            if kind == IoKind::Read {
+                self.ring
+                    .push_readv(vector, run.len() as u32, offset, user_data);
+            } else {
+                self.ring
+                    .push_writev(vector, run.len() as u32, offset, user_data);
+            }
+        }
+        true
+    }
+
+    fn new_flight(&self, head: libc::xdp_desc, io: IoRequest, started_ns: u64) -> InFlight {
+        InFlight {
+            io,
+            packet_addr: head.addr,
+            started_ns,
+            bounce: Bounce::None,
+            extra: [0; MAX_FRAGS - 1],
+            extra_count: 0,
+            pieces: [EMPTY_IOV; MAX_FRAGS],
+            piece_count: 0,
+            vector: [EMPTY_IOV; MAX_VECTOR],
+            vector_count: 0,
+            members: [0; MAX_MERGE - 1],
+            member_count: 0,
+        }
+    }
+
+    /// Starts the disk I/O of a request that arrived in `head` (frame `index`) and `extras`.
     pub(super) fn start_io(
         &mut self,
         index: u32,
@@ -87,8 +242,10 @@ impl Worker {
             extra_count: 0,
             pieces: [EMPTY_IOV; MAX_FRAGS],
             piece_count: 0,
-            vector: [EMPTY_IOV; MAX_FRAGS],
+            vector: [EMPTY_IOV; MAX_VECTOR],
             vector_count: 0,
+            members: [0; MAX_MERGE - 1],
+            member_count: 0,
         };
         match io.kind {
             IoKind::Flush => self.recycle_extras(extras),
@@ -214,7 +371,7 @@ impl Worker {
     /// data into it now.
     fn choose_vector(&mut self, index: u32, flight: &mut InFlight) {
         let count = flight.piece_count;
-        flight.vector = flight.pieces;
+        flight.vector[..count].copy_from_slice(&flight.pieces[..count]);
         flight.vector_count = count;
         let IoMode::Direct { mem_align } = self.io_mode else {
             return;
@@ -252,11 +409,11 @@ impl Worker {
         };
         if head_in_place {
             flight.bounce = Bounce::Tail;
-            flight.vector = [pieces[0], bounce_iov, EMPTY_IOV, EMPTY_IOV];
+            flight.vector[..2].copy_from_slice(&[pieces[0], bounce_iov]);
             flight.vector_count = 2;
         } else {
             flight.bounce = Bounce::Whole;
-            flight.vector = [bounce_iov, EMPTY_IOV, EMPTY_IOV, EMPTY_IOV];
+            flight.vector[0] = bounce_iov;
             flight.vector_count = 1;
         }
     }
@@ -275,6 +432,10 @@ impl Worker {
             return;
         };
         self.in_flight_count -= 1;
+        if flight.member_count > 0 {
+            self.complete_merged(flight, result);
+            return;
+        }
         let io = flight.io;
         let done = match io.kind {
             IoKind::Flush => result >= 0,
@@ -309,6 +470,41 @@ impl Worker {
             self.counters.add(|c| &c.bounced, 1);
         }
         self.finish_io(flight, done);
+    }
+
+    /// A merged I/O finished: each member succeeded if the transfer covered its range.
+    fn complete_merged(&mut self, leader: InFlight, result: i32) {
+        let mut covered_end = u64::from(leader.io.len_bytes);
+        let transferred = u64::try_from(result).unwrap_or(0);
+        let leader_done = transferred >= covered_end;
+        let members = leader.members;
+        let member_count = leader.member_count;
+        if !leader_done {
+            self.counters.add(|c| &c.io_errors, 1);
+            warn!(
+                queue_id = self.queue_id,
+                result,
+                offset_bytes = leader.io.offset_bytes,
+                "merged disk I/O failed or was short; answered with ATA errors"
+            );
+        }
+        self.finish_io(leader, leader_done);
+        for &index in &members[..member_count] {
+            let Some(member) = self
+                .in_flight
+                .get_mut(index as usize)
+                .and_then(Option::take)
+            else {
+                warn!(
+                    queue_id = self.queue_id,
+                    index, "merged member with no I/O in flight"
+                );
+                continue;
+            };
+            self.in_flight_count -= 1;
+            covered_end += u64::from(member.io.len_bytes);
+            self.finish_io(member, transferred >= covered_end);
+        }
     }
 
     /// Builds and queues the reply of a finished I/O, and releases the frames it held.

@@ -31,7 +31,7 @@ use crate::xsk::{
 };
 
 use frames::FrameMap;
-use io::InFlight;
+use io::{InFlight, Mergeable};
 
 /// user_data of the multishot poll on the XSK socket.
 const USER_DATA_XSK_POLL: u64 = u64::MAX;
@@ -43,6 +43,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_BATCH: u32 = 1024;
 /// Most descriptors one packet may span, received or sent.
 pub const MAX_FRAGS: usize = 4;
+/// Most requests merged into one disk operation.
+pub const MAX_MERGE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -88,6 +90,8 @@ pub struct Tuning {
     pub fixed: bool,
     /// The socket was bound with XDP_USE_NEED_WAKEUP (else every TX batch is kicked).
     pub need_wakeup: bool,
+    /// Merge adjacent requests into one disk operation.
+    pub merge: bool,
 }
 
 impl Default for Tuning {
@@ -96,6 +100,7 @@ impl Default for Tuning {
             defer_taskrun: true,
             fixed: true,
             need_wakeup: true,
+            merge: true,
         }
     }
 }
@@ -181,6 +186,10 @@ struct Worker {
     /// Frames to give back to the fill ring (chunk addresses).
     recycle: Vec<u64>,
     rx_chain: RxChain,
+    /// Merge adjacent requests of an RX batch into one disk operation.
+    merge: bool,
+    /// Requests of the current RX batch held back for merging (capacity MAX_BATCH).
+    merge_batch: Vec<Mergeable>,
     /// Descriptors taken off the RX ring in one batch (capacity MAX_BATCH, never grows).
     rx_descs: Vec<libc::xdp_desc>,
     /// Addresses taken off the completion ring in one batch (capacity MAX_BATCH).
@@ -283,6 +292,8 @@ impl Worker {
                 overflow: false,
             },
             rx_descs: Vec::with_capacity(MAX_BATCH as usize),
+            merge: tuning.merge,
+            merge_batch: Vec::with_capacity(MAX_BATCH as usize),
             comp_addrs: Vec::with_capacity(MAX_BATCH as usize),
             reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
             tx_pending: Vec::with_capacity(frame_count as usize),
@@ -426,6 +437,7 @@ impl Worker {
         for i in 0..n as usize {
             self.receive_desc(self.rx_descs[i], now_ns);
         }
+        self.flush_merge_batch();
         true
     }
 
@@ -488,7 +500,7 @@ impl Worker {
                 self.recycle_extras(extras);
                 self.queue_tx(head.addr, len, 0, Some(now_ns));
             }
-            Action::Io(request) => self.start_io(index, head, extras, request, now_ns),
+            Action::Io(request) => self.queue_or_start_io(index, head, extras, request, now_ns),
         }
     }
 
