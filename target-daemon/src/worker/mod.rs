@@ -27,7 +27,7 @@ use crate::stats::{LatencyHistogram, WorkerCounters};
 use crate::target::{Action, Received, StateChange, Target};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{
-    BindMode, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
+    BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
 };
 
 use frames::FrameMap;
@@ -170,6 +170,8 @@ struct Worker {
     busy_poll: bool,
     /// Kick TX only when the kernel asks (XDP_USE_NEED_WAKEUP), else after every batch.
     kick_on_need_only: bool,
+    /// Most kicks per TX batch (the frame count over the kernel's smallest budget).
+    tx_kick_limit: u32,
     shutdown_fd: RawFd,
     counters: Arc<WorkerCounters>,
     changes: Sender<StateChange>,
@@ -276,6 +278,7 @@ impl Worker {
             batch: setup.batch.min(MAX_BATCH),
             busy_poll: setup.busy_poll,
             kick_on_need_only: tuning.need_wakeup,
+            tx_kick_limit: frame_count / 8 + 1,
             shutdown_fd: setup.shutdown_fd,
             counters: setup.counters,
             changes: setup.changes,
@@ -549,10 +552,17 @@ impl Worker {
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));
         if kick {
-            self.socket.kick_tx().map_err(|source| WorkerError::Xsk {
-                queue_id: self.queue_id,
-                source,
-            })?;
+            // Copy mode sends a budget of descriptors per kick: kick until all are taken
+            // (bounded: the ring never holds more than the frame pool).
+            for _ in 0..=self.tx_kick_limit {
+                let kicked = self.socket.kick_tx().map_err(|source| WorkerError::Xsk {
+                    queue_id: self.queue_id,
+                    source,
+                })?;
+                if kicked == Kick::Done {
+                    break;
+                }
+            }
         }
         Ok(true)
     }

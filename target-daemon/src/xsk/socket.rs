@@ -77,6 +77,15 @@ impl Drop for RingMap {
     }
 }
 
+/// What a TX kick achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// The kernel took what it could (or needs nothing more now).
+    Done,
+    /// It stopped at its per-call budget with descriptors left: kick again.
+    Again,
+}
+
 /// How to bind an [`XskSocket`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindOptions {
@@ -387,10 +396,12 @@ impl XskSocket {
     }
 
     /// Tells the kernel to process the TX ring: `sendto(fd, NULL, 0, MSG_DONTWAIT)`. Call it
-    /// after submitting when [`TxRing::needs_wakeup`] says so. The transient conditions
-    /// `EAGAIN`, `EBUSY`, `ENOBUFS` (TX still draining: retry on the next kick) and `ENETDOWN`
-    /// (link down) are not errors.
-    pub fn kick_tx(&self) -> Result<(), XskError> {
+    /// after submitting when [`TxRing::needs_wakeup`] says so. In copy mode the kernel sends
+    /// at most a budget of descriptors per call (32 by default) and answers `EAGAIN` when
+    /// more remain: then this returns [`Kick::Again`], and the caller kicks again. `EBUSY`,
+    /// `ENOBUFS` (no room: retry on a later kick), `ENETDOWN` (link down) and `EINTR` are not
+    /// errors.
+    pub fn kick_tx(&self) -> Result<Kick, XskError> {
         // SAFETY: a zero-length send with null buffer and address is valid for AF_XDP (the
         // kernel reads neither); `fd` is open.
         let rc = unsafe {
@@ -403,7 +414,10 @@ impl XskSocket {
                 0,
             )
         };
-        wakeup_result(rc, "sendto")
+        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(Kick::Again);
+        }
+        wakeup_result(rc, "sendto").map(|()| Kick::Done)
     }
 
     /// Tells the kernel that the fill ring has entries again: `recvfrom(fd, NULL, 0,
