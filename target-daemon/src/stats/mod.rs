@@ -29,6 +29,8 @@ pub struct WorkerCounters {
     pub bounced: AtomicU64,
     /// Requests merged into a neighbour's disk operation.
     pub merged: AtomicU64,
+    /// Descriptors naming a frame its sender did not hold (ignored rather than used twice).
+    pub frame_anomalies: AtomicU64,
     pub dropped_malformed: AtomicU64,
     pub dropped_response: AtomicU64,
     pub dropped_not_for_us: AtomicU64,
@@ -89,6 +91,7 @@ impl WorkerCounters {
             io_errors: get(&self.io_errors),
             bounced: get(&self.bounced),
             merged: get(&self.merged),
+            frame_anomalies: get(&self.frame_anomalies),
             dropped: get(&self.dropped_malformed)
                 + get(&self.dropped_response)
                 + get(&self.dropped_not_for_us)
@@ -116,6 +119,7 @@ pub struct CounterSnapshot {
     pub io_errors: u64,
     pub bounced: u64,
     pub merged: u64,
+    pub frame_anomalies: u64,
     pub dropped: u64,
     pub dropped_masked: u64,
 }
@@ -144,6 +148,7 @@ impl CounterSnapshot {
         self.io_errors += other.io_errors;
         self.bounced += other.bounced;
         self.merged += other.merged;
+        self.frame_anomalies += other.frame_anomalies;
         self.dropped += other.dropped;
         self.dropped_masked += other.dropped_masked;
     }
@@ -164,6 +169,7 @@ impl CounterSnapshot {
             io_errors: self.io_errors - earlier.io_errors,
             bounced: self.bounced - earlier.bounced,
             merged: self.merged - earlier.merged,
+            frame_anomalies: self.frame_anomalies - earlier.frame_anomalies,
             dropped: self.dropped - earlier.dropped,
             dropped_masked: self.dropped_masked - earlier.dropped_masked,
         }
@@ -262,6 +268,13 @@ impl fmt::Display for Summary<'_> {
             write!(f, " q{queue_id}: {requests} requests;")?;
         }
         writeln!(f)?;
+        if c.frame_anomalies > 0 {
+            writeln!(
+                f,
+                "  frames   {} descriptors named a frame their sender did not hold (ignored)",
+                c.frame_anomalies
+            )?;
+        }
         if self.latency.count() == 0 {
             write!(f, "  latency  no samples")
         } else {

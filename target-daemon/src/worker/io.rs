@@ -474,20 +474,13 @@ impl Worker {
 
     /// A merged I/O finished: each member succeeded if the transfer covered its range.
     fn complete_merged(&mut self, leader: InFlight, result: i32) {
-        let mut covered_end = u64::from(leader.io.len_bytes);
         let transferred = u64::try_from(result).unwrap_or(0);
-        let leader_done = transferred >= covered_end;
+        let mut covered_end = u64::from(leader.io.len_bytes);
         let members = leader.members;
         let member_count = leader.member_count;
-        if !leader_done {
-            self.counters.add(|c| &c.io_errors, 1);
-            warn!(
-                queue_id = self.queue_id,
-                result,
-                offset_bytes = leader.io.offset_bytes,
-                "merged disk I/O failed or was short; answered with ATA errors"
-            );
-        }
+        let mut failed = 0u64;
+        let leader_done = transferred >= covered_end;
+        failed += u64::from(!leader_done);
         self.finish_io(leader, leader_done);
         for &index in &members[..member_count] {
             let Some(member) = self
@@ -503,7 +496,17 @@ impl Worker {
             };
             self.in_flight_count -= 1;
             covered_end += u64::from(member.io.len_bytes);
-            self.finish_io(member, transferred >= covered_end);
+            let done = transferred >= covered_end;
+            failed += u64::from(!done);
+            self.finish_io(member, done);
+        }
+        if failed > 0 {
+            // Counted per request, like the ATA errors the initiators see.
+            self.counters.add(|c| &c.io_errors, failed);
+            warn!(
+                queue_id = self.queue_id,
+                result, failed, "merged disk I/O failed or was short; answered with ATA errors"
+            );
         }
     }
 

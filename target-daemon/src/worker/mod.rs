@@ -185,6 +185,10 @@ struct Worker {
     rx_frames: u32,
     /// Free spare frames (indices).
     spare: Vec<u32>,
+    /// Which frames the kernel holds (fill, RX, TX or completion ring) rather than this
+    /// worker. A frame is handed over only by its owner: a descriptor naming a frame the
+    /// kernel does not hold is counted and ignored instead of being used twice.
+    with_kernel: Vec<bool>,
     /// Frames to give back to the fill ring (chunk addresses).
     recycle: Vec<u64>,
     rx_chain: RxChain,
@@ -288,6 +292,7 @@ impl Worker {
             in_flight_count: 0,
             rx_frames,
             spare: (rx_frames..frame_count).collect(),
+            with_kernel: vec![false; frame_count as usize],
             recycle: Vec::with_capacity(frame_count as usize),
             rx_chain: RxChain {
                 descs: [empty; MAX_FRAGS],
@@ -446,6 +451,9 @@ impl Worker {
 
     /// Adds one descriptor to the packet being received; handles the packet when it ends.
     fn receive_desc(&mut self, desc: libc::xdp_desc, now_ns: u64) {
+        if !self.take_from_kernel(desc.addr) {
+            return;
+        }
         let chain = &mut self.rx_chain;
         if chain.len < MAX_FRAGS {
             chain.descs[chain.len] = desc;
@@ -511,12 +519,39 @@ impl Worker {
     /// or the spare pool.
     fn release_frame(&mut self, addr: u64) {
         match self.frames.index_of(addr) {
+            Some(index) if self.with_kernel[index as usize] => {
+                self.counters.add(|c| &c.frame_anomalies, 1);
+                warn!(
+                    queue_id = self.queue_id,
+                    index, "frame released twice; ignored"
+                );
+            }
             Some(index) if index >= self.rx_frames => self.spare.push(index),
             Some(_) => self.recycle.push(self.frames.chunk_of(addr)),
             None => warn!(
                 queue_id = self.queue_id,
                 addr, "completion outside the UMEM; ignored"
             ),
+        }
+    }
+
+    /// Marks the frame of `addr`, just returned by the kernel on the RX or completion ring,
+    /// as this worker's. False (counted) when the kernel did not hold it, or it is outside
+    /// the UMEM: the descriptor must then be ignored.
+    fn take_from_kernel(&mut self, addr: u64) -> bool {
+        match self.frames.index_of(addr) {
+            Some(index) if self.with_kernel[index as usize] => {
+                self.with_kernel[index as usize] = false;
+                true
+            }
+            _ => {
+                self.counters.add(|c| &c.frame_anomalies, 1);
+                warn!(
+                    queue_id = self.queue_id,
+                    addr, "the kernel returned a frame it did not hold; ignored"
+                );
+                false
+            }
         }
     }
 
@@ -537,18 +572,20 @@ impl Worker {
         }
         let now_ns = self.now_ns();
         let tx = self.socket.tx();
+        // The TX ring holds as many entries as there are frames, so it always has room for
+        // the frames this worker holds; should it not, the rest wait for the next turn.
         let reserved = tx.reserve(pending);
-        // The TX ring holds as many entries as there are frames.
-        assert_eq!(reserved, pending, "TX ring smaller than the frame pool");
-        for (i, pending) in self.tx_pending.iter().enumerate() {
+        let frame_size = u64::from(self.frames.frame_size());
+        for (i, pending) in self.tx_pending[..reserved as usize].iter().enumerate() {
             tx.write(i as u32, pending.desc);
+            self.with_kernel[(pending.desc.addr / frame_size) as usize] = true;
             if let Some(started_ns) = pending.started_ns {
                 self.latency.record(now_ns.saturating_sub(started_ns));
             }
         }
         tx.submit(reserved);
         let kick = !self.kick_on_need_only || tx.needs_wakeup();
-        self.tx_pending.clear();
+        self.tx_pending.drain(..reserved as usize);
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));
         if kick {
@@ -578,7 +615,10 @@ impl Worker {
         self.comp_addrs.extend((0..n).map(|i| comp.addr(i)));
         comp.release(n);
         for i in 0..n as usize {
-            self.release_frame(self.comp_addrs[i]);
+            let addr = self.comp_addrs[i];
+            if self.take_from_kernel(addr) {
+                self.release_frame(addr);
+            }
         }
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
         true
@@ -591,14 +631,25 @@ impl Worker {
         }
         let fill = self.socket.fill();
         let wanted = self.recycle.len() as u32;
+        // The fill ring holds as many entries as there are frames, so it always has room
+        // for the frames this worker holds; should it not, the rest wait for the next turn.
         let reserved = fill.reserve(wanted);
-        // The fill ring holds as many entries as there are frames.
-        assert_eq!(reserved, wanted, "fill ring smaller than the frame pool");
-        for (i, addr) in self.recycle.iter().enumerate() {
-            fill.write(i as u32, *addr);
+        let mut written = 0;
+        for &addr in &self.recycle[..reserved as usize] {
+            let index = (addr / u64::from(self.frames.frame_size())) as usize;
+            if std::mem::replace(&mut self.with_kernel[index], true) {
+                self.counters.add(|c| &c.frame_anomalies, 1);
+                warn!(
+                    queue_id = self.queue_id,
+                    index, "frame recycled twice; ignored"
+                );
+                continue;
+            }
+            fill.write(written, addr);
+            written += 1;
         }
-        fill.submit(reserved);
-        self.recycle.clear();
+        fill.submit(written);
+        self.recycle.drain(..reserved as usize);
         if fill.needs_wakeup() {
             self.socket.wake_rx().map_err(|source| WorkerError::Xsk {
                 queue_id: self.queue_id,

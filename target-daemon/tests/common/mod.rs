@@ -220,3 +220,166 @@ pub fn pattern(lba: u64, generation: u64, sectors: usize) -> Vec<u8> {
     }
     data
 }
+
+// ---- Raw AoE frames and summary parsing (interop.rs, faults.rs) ----
+
+/// The common header of a request from `src` to `dst` for this harness's SHELF.SLOT:
+/// version 1, no flags.
+pub fn request_header(
+    dst: aoe_proto::Mac,
+    src: aoe_proto::Mac,
+    command: u8,
+    tag: u32,
+) -> aoe_proto::Header {
+    aoe_proto::Header {
+        dst,
+        src,
+        vlan_tci: None,
+        version: aoe_proto::AOE_VERSION,
+        flags: 0,
+        error: 0,
+        major: SHELF,
+        minor: SLOT,
+        command,
+        tag,
+    }
+}
+
+/// `header` encoded, followed by `body` (the command's own header and payload), unpadded.
+pub fn raw_frame(header: &aoe_proto::Header, body: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; header.body_offset()];
+    header.encode(&mut frame).expect("header fits");
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// An ATA request: `header` (command 0 expected), the 12-byte ATA header, then `data`.
+pub fn ata_frame(
+    header: &aoe_proto::Header,
+    ata: &aoe_proto::ata::AtaHeader,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut body = vec![0u8; aoe_proto::ata::HEADER_LEN];
+    ata.encode(&mut body, 0).expect("ATA header fits");
+    body.extend_from_slice(data);
+    raw_frame(header, &body)
+}
+
+/// A Query Config request with `ccmd` and `string` (length field = the string's length).
+pub fn config_frame(header: &aoe_proto::Header, ccmd: u8, string: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8; aoe_proto::config::HEADER_LEN];
+    aoe_proto::config::ConfigHeader {
+        aoe_version: aoe_proto::AOE_VERSION,
+        ccmd,
+        string_len: u16::try_from(string.len()).expect("string length fits u16"),
+        ..Default::default()
+    }
+    .encode(&mut body, 0)
+    .expect("config header fits");
+    body.extend_from_slice(string);
+    raw_frame(header, &body)
+}
+
+/// A MAC Mask List request: `mcmd`, then one directive per `(dcmd, mac)`; the directive
+/// count field says how many.
+pub fn mask_frame(
+    header: &aoe_proto::Header,
+    mcmd: u8,
+    directives: &[(u8, aoe_proto::Mac)],
+) -> Vec<u8> {
+    use aoe_proto::mask;
+    let mut body = vec![0u8; mask::frame_len(0, directives.len())];
+    mask::MaskHeader {
+        mcmd,
+        merror: 0,
+        directive_count: u8::try_from(directives.len()).expect("at most 255 directives"),
+    }
+    .encode(&mut body, 0)
+    .expect("mask header fits");
+    for (index, &(dcmd, mac)) in directives.iter().enumerate() {
+        mask::Directive { dcmd, mac }
+            .encode(&mut body, 0, index)
+            .expect("directive fits");
+    }
+    raw_frame(header, &body)
+}
+
+/// A Reserve/Release request: `rcmd`, NMacs = `macs.len()`, then the MACs.
+pub fn reserve_frame(header: &aoe_proto::Header, rcmd: u8, macs: &[aoe_proto::Mac]) -> Vec<u8> {
+    use aoe_proto::reserve;
+    let mut body = vec![0u8; reserve::frame_len(0, macs.len())];
+    reserve::ReserveHeader {
+        rcmd,
+        nmacs: u8::try_from(macs.len()).expect("at most 255 MACs"),
+    }
+    .encode(&mut body, 0)
+    .expect("reserve header fits");
+    for (index, &mac) in macs.iter().enumerate() {
+        reserve::write_mac(&mut body, 0, index, mac).expect("MAC fits");
+    }
+    raw_frame(header, &body)
+}
+
+/// An initiator socket on `ifname` in the lab's client namespace that has not discovered
+/// anything (for raw frames, or for a client the target is expected to ignore).
+pub fn open_client(lab: &Lab, ifname: &str, timeout_ms: u64, retries: u32) -> Initiator {
+    let _in_client = lab.enter_client_thread().expect("enter client namespace");
+    let config = InitiatorConfig {
+        shelf: SHELF,
+        slot: SLOT,
+        timeout_ms,
+        retries,
+    };
+    Initiator::open(ifname, config).expect("open initiator")
+}
+
+/// The number after `label` in the daemon's summary (`"dropped by ACL"`, `"flushes"`,
+/// `"disk i/o"`, ...): the first occurrence of `label` followed by a space and digits that
+/// starts a word.
+pub fn summary_count(stdout: &str, label: &str) -> Option<u64> {
+    let mut from = 0;
+    while let Some(pos) = stdout[from..].find(label) {
+        let start = from + pos;
+        from = start + label.len();
+        let word_start = start == 0
+            || !stdout[..start]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest = &stdout[from..];
+        let digits: String = rest
+            .strip_prefix(' ')
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if word_start && !digits.is_empty() {
+            return digits.parse().ok();
+        }
+    }
+    None
+}
+
+/// True when `name` is a program on PATH.
+pub fn have_program(name: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v '{name}'")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `f` every 20 ms until it returns true or `limit` passes; returns whether it did.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
