@@ -271,6 +271,14 @@ impl Ring {
         enter_outcome(|| self.ring.submit_and_wait(1))
     }
 
+    /// Submits what is queued and waits for at least one completion, or `timeout_ns`
+    /// (IORING_ENTER_EXT_ARG with a timeout: a timer, not a request in the ring).
+    pub fn submit_and_wait_timeout(&mut self, timeout_ns: u32) -> Result<(), UringError> {
+        let timeout = types::Timespec::new().nsec(timeout_ns);
+        let args = types::SubmitArgs::new().timespec(&timeout);
+        enter_outcome(|| self.ring.submitter().submit_with_args(1, &args))
+    }
+
     /// Moves up to `out.len()` completions into `out`; returns how many.
     pub fn reap(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
@@ -287,12 +295,19 @@ impl Ring {
 }
 
 /// io_uring_enter's transient failures are not errors for a loop that reaps and comes
-/// back: EINTR (a signal; the caller checks its state) and EBUSY (the completion queue
-/// overflowed; reaping makes room).
+/// back: EINTR (a signal; the caller checks its state), EBUSY (the completion queue
+/// overflowed; reaping makes room) and ETIME (a timed wait ran out).
 fn enter_outcome(f: impl FnOnce() -> io::Result<usize>) -> Result<(), UringError> {
     match f() {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(UringError::Enter(e)),
     }
 }

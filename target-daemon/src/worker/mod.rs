@@ -41,6 +41,8 @@ const USER_DATA_SHUTDOWN: u64 = u64::MAX - 1;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest RX batch (the stack buffer of descriptors).
 pub const MAX_BATCH: u32 = 1024;
+/// How long an idle worker with transmissions outstanding waits before kicking again.
+const TX_RETRY_WAIT_NS: u32 = 50_000;
 /// Most descriptors one packet may span, received or sent.
 pub const MAX_FRAGS: usize = 4;
 /// Most requests merged into one disk operation.
@@ -356,7 +358,7 @@ impl Worker {
             .push_poll_multishot(xsk_fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
         self.ring
             .push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
-        self.submit(false)?;
+        self.submit()?;
         loop {
             let mut progressed = self.reap_ring();
             progressed |= self.reap_tx_completions();
@@ -383,18 +385,36 @@ impl Worker {
                     progressed = true;
                 }
             }
-            // Transmitted frames come back on the completion ring without a wake-up of
-            // their own: keep turning until they have.
-            self.submit(!progressed && self.tx_outstanding == 0 && !self.busy_poll)?;
+            if progressed || self.busy_poll {
+                self.submit()?;
+            } else if self.tx_outstanding > 0 {
+                // Transmitted frames come back on the completion ring without a wake-up
+                // of their own, and a congested device (ENOBUFS) leaves descriptors on the
+                // TX ring: kick again, then wait briefly rather than spin.
+                self.kick_pending_tx()?;
+                self.wait(Some(TX_RETRY_WAIT_NS))?;
+            } else {
+                self.wait(None)?;
+            }
         }
     }
 
-    fn submit(&mut self, wait: bool) -> Result<(), WorkerError> {
-        let result = if wait {
-            self.ring.submit_and_wait()
-        } else {
-            self.ring.submit()
+    /// Submits and waits for a completion (socket readiness, disk I/O, shutdown), or at
+    /// most `timeout_ns`.
+    fn wait(&mut self, timeout_ns: Option<u32>) -> Result<(), WorkerError> {
+        let result = match timeout_ns {
+            Some(ns) => self.ring.submit_and_wait_timeout(ns),
+            None => self.ring.submit_and_wait(),
         };
+        result.map_err(|source| WorkerError::Uring {
+            queue_id: self.queue_id,
+            source,
+        })
+    }
+
+    /// Submits what is queued without waiting.
+    fn submit(&mut self) -> Result<(), WorkerError> {
+        let result = self.ring.submit();
         result.map_err(|source| WorkerError::Uring {
             queue_id: self.queue_id,
             source,
@@ -589,19 +609,25 @@ impl Worker {
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));
         if kick {
-            // Copy mode sends a budget of descriptors per kick: kick until all are taken
-            // (bounded: the ring never holds more than the frame pool).
-            for _ in 0..=self.tx_kick_limit {
-                let kicked = self.socket.kick_tx().map_err(|source| WorkerError::Xsk {
-                    queue_id: self.queue_id,
-                    source,
-                })?;
-                if kicked == Kick::Done {
-                    break;
-                }
-            }
+            self.kick_pending_tx()?;
         }
         Ok(true)
+    }
+
+    /// Kicks TX until the kernel has taken every descriptor: copy mode sends a budget per
+    /// kick and says EAGAIN while more remain (bounded: the ring never holds more than the
+    /// frame pool).
+    fn kick_pending_tx(&mut self) -> Result<(), WorkerError> {
+        for _ in 0..=self.tx_kick_limit {
+            let kicked = self.socket.kick_tx().map_err(|source| WorkerError::Xsk {
+                queue_id: self.queue_id,
+                source,
+            })?;
+            if kicked == Kick::Done {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Takes transmitted frames back from the completion ring.
