@@ -1,0 +1,16 @@
+//! `xblade-bench`: a closed-loop load generator for one AoE r11 target.
+//!
+//! It keeps a fixed number of requests (one AoE ATA frame each) in flight, measures the
+//! submit-to-reply latency of every one in an HdrHistogram, and can verify every sector it
+//! reads against what it wrote. The pure parts (request generation, verify table,
+//! statistics, report) are separate from the I/O (AF_PACKET rings in [`packet`], the loop in
+//! [`engine`]). Wire encoding and reply classification come from `aoe_proto` and
+//! `aoe_initiator::wire`/`tag`; discovery and IDENTIFY from `aoe_initiator::Initiator`.
+
+pub mod engine;
+pub mod packet;
+pub mod report;
+pub mod rng;
+pub mod stats;
+pub mod verify;
+pub mod workload;

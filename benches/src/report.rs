@@ -1,0 +1,379 @@
+//! The run's report: one serialisable value, printed as a table on stdout and written as
+//! JSON with `--json`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::packet::{RxVersion, TxMethod};
+use crate::stats::{op_summary, ErrorCounts, LoopCounts, OpSummary, Stats};
+use crate::workload::Pattern;
+
+/// The target as discovery and IDENTIFY found it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetReport {
+    pub iface: String,
+    pub shelf: u16,
+    pub slot: u8,
+    pub mac: String,
+    pub capacity_sectors: u64,
+    /// Sectors per frame the target advertises.
+    pub advertised_sectors: u8,
+    /// Requests the target queues per initiator before dropping.
+    pub buffer_count: u16,
+    pub firmware_version: u16,
+    pub mtu: u32,
+}
+
+/// The workload and transport actually used.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigReport {
+    pub queue_depth: usize,
+    pub read_pct: u8,
+    pub sectors: u8,
+    pub request_bytes: usize,
+    pub pattern: Pattern,
+    pub span_sectors: u64,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub verify: bool,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub seed: u64,
+    pub tx: TxMethod,
+    pub rx_ring: RxVersion,
+    pub rx_ring_bytes: usize,
+    pub rx_block_bytes: u32,
+    pub rx_block_timeout_ms: u32,
+    pub spin_us: u64,
+}
+
+/// Performance in the measured window.
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub seconds: f64,
+    pub read: OpSummary,
+    pub write: OpSummary,
+    pub all: OpSummary,
+}
+
+/// CPU the generator itself used in the measured window.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CpuReport {
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// (user + sys) / wall time: 1.0 is one core fully busy.
+    pub cores: f64,
+    /// CPU microseconds per completed request.
+    pub us_per_op: f64,
+}
+
+/// Batching of the event loop (whole run).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct IoReport {
+    #[serde(flatten)]
+    pub counts: LoopCounts,
+    pub frames_per_send: f64,
+    pub frames_per_receiving_turn: f64,
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub target: TargetReport,
+    pub config: ConfigReport,
+    pub results: Results,
+    /// Counted over the whole run, warm-up and final drain included.
+    pub errors: ErrorCounts,
+    pub cpu: CpuReport,
+    /// How the event loop ran (whole run).
+    pub io: IoReport,
+    /// Requests still unanswered when the final drain gave up.
+    pub abandoned: usize,
+    pub interrupted: bool,
+    /// The first verify failures and failed requests, as text.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    pub fn new(
+        target: TargetReport,
+        config: ConfigReport,
+        stats: &Stats,
+        seconds: f64,
+        cpu: (f64, f64),
+    ) -> Report {
+        let all = op_summary(&stats.combined(), seconds);
+        let all_ops = all.ops;
+        let (user_s, sys_s) = cpu;
+        Report {
+            target,
+            config,
+            results: Results {
+                seconds,
+                read: op_summary(&stats.read, seconds),
+                write: op_summary(&stats.write, seconds),
+                all,
+            },
+            errors: stats.errors,
+            io: IoReport {
+                counts: stats.io,
+                frames_per_send: stats.io.frames_per_send(),
+                frames_per_receiving_turn: stats.io.frames_per_receiving_turn(),
+            },
+            cpu: CpuReport {
+                user_s,
+                sys_s,
+                cores: if seconds > 0.0 {
+                    (user_s + sys_s) / seconds
+                } else {
+                    0.0
+                },
+                us_per_op: if all_ops > 0 {
+                    (user_s + sys_s) * 1e6 / all_ops as f64
+                } else {
+                    0.0
+                },
+            },
+            abandoned: 0,
+            interrupted: false,
+            failures: Vec::new(),
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let t = &self.target;
+        let c = &self.config;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "target   {}.{} ({}) on {}: {} sectors ({:.1} MiB), {} sectors/frame advertised, \
+             buffer count {}, MTU {}",
+            t.shelf,
+            t.slot,
+            t.mac,
+            t.iface,
+            t.capacity_sectors,
+            t.capacity_sectors as f64 * 512.0 / 1048576.0,
+            t.advertised_sectors,
+            t.buffer_count,
+            t.mtu
+        );
+        let _ = writeln!(
+            s,
+            "workload {:?} {}% read, {} sectors ({} B) per request, queue depth {}, span {} \
+             sectors, {:.1} s after {:.1} s warm-up, verify {}, timeout {} ms x {} retries, seed {}",
+            c.pattern,
+            c.read_pct,
+            c.sectors,
+            c.request_bytes,
+            c.queue_depth,
+            c.span_sectors,
+            c.duration_s,
+            c.warmup_s,
+            if c.verify { "on" } else { "off" },
+            c.timeout_ms,
+            c.retries,
+            c.seed
+        );
+        let _ = writeln!(
+            s,
+            "I/O      rx TPACKET_{:?} ring of {} KiB, tx {:?}, spin {} us",
+            c.rx_ring,
+            c.rx_ring_bytes / 1024,
+            c.tx,
+            c.spin_us
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "", "ops", "IOPS", "MB/s", "min", "p50", "p99", "p99.9", "max", "mean"
+        );
+        for (name, op) in [
+            ("read", &self.results.read),
+            ("write", &self.results.write),
+            ("all", &self.results.all),
+        ] {
+            if op.ops == 0 && name != "all" {
+                continue;
+            }
+            let _ = write!(
+                s,
+                "{:<6} {:>10} {:>10.0} {:>9.2}",
+                name, op.ops, op.iops, op.mb_per_s
+            );
+            match op.latency {
+                Some(l) => {
+                    let _ = writeln!(
+                        s,
+                        " {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                        format_ns(l.min_ns),
+                        format_ns(l.p50_ns),
+                        format_ns(l.p99_ns),
+                        format_ns(l.p99_9_ns),
+                        format_ns(l.max_ns),
+                        format_ns(l.mean_ns as u64)
+                    );
+                }
+                None => {
+                    let _ = writeln!(s);
+                }
+            }
+        }
+        let e = &self.errors;
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "errors   (whole run) retransmits {}, timeouts {}, ATA errors {}, AoE errors {}, \
+             bad replies {}, verify failures {}, stray replies {} ({} stale), tx drops {}, \
+             rx ring drops {}",
+            e.retransmits,
+            e.timeouts,
+            e.ata_errors,
+            e.aoe_errors,
+            e.bad_replies,
+            e.verify_failures,
+            e.stray_replies,
+            e.stale_replies,
+            e.tx_drops,
+            e.rx_ring_drops
+        );
+        let _ = writeln!(
+            s,
+            "cpu      {:.2} cores (user {:.2} s, sys {:.2} s in {:.2} s), {:.2} us per request",
+            self.cpu.cores,
+            self.cpu.user_s,
+            self.cpu.sys_s,
+            self.results.seconds,
+            self.cpu.us_per_op
+        );
+        let io = &self.io;
+        let _ = writeln!(
+            s,
+            "loop     {} turns, {} slept; {:.1} frames per send, {:.1} replies per turn that had any",
+            io.counts.turns, io.counts.sleeps, io.frames_per_send, io.frames_per_receiving_turn
+        );
+        if self.abandoned > 0 {
+            let _ = writeln!(
+                s,
+                "abandoned {} requests still unanswered at exit",
+                self.abandoned
+            );
+        }
+        if self.interrupted {
+            let _ = writeln!(s, "interrupted: the measured window was cut short");
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "failure  {f}");
+        }
+        s
+    }
+}
+
+/// A latency for people: "850ns", "12.3us", "4.56ms", "1.20s".
+pub fn format_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}us", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Kind;
+
+    fn sample() -> Report {
+        let mut stats = Stats::new();
+        for i in 0..100u64 {
+            stats.record(Kind::Read, 20_000 + i * 100, 1024);
+        }
+        stats.record(Kind::Write, 50_000, 1024);
+        stats.errors.retransmits = 3;
+        let target = TargetReport {
+            iface: "xbc-x".into(),
+            shelf: 1,
+            slot: 0,
+            mac: "02:00:00:00:00:01".into(),
+            capacity_sectors: 131072,
+            advertised_sectors: 2,
+            buffer_count: 16,
+            firmware_version: 0x4019,
+            mtu: 1500,
+        };
+        let config = ConfigReport {
+            queue_depth: 16,
+            read_pct: 99,
+            sectors: 2,
+            request_bytes: 1024,
+            pattern: Pattern::Random,
+            span_sectors: 131072,
+            warmup_s: 1.0,
+            duration_s: 2.0,
+            verify: true,
+            timeout_ms: 500,
+            retries: 5,
+            seed: 1,
+            tx: TxMethod::Sendmmsg,
+            rx_ring: RxVersion::V2,
+            rx_ring_bytes: 2 << 20,
+            rx_block_bytes: 65536,
+            rx_block_timeout_ms: 1,
+            spin_us: 0,
+        };
+        Report::new(target, config, &stats, 2.0, (0.5, 0.25))
+    }
+
+    #[test]
+    fn rates_and_cpu_are_derived_from_the_window() {
+        let r = sample();
+        assert_eq!(r.results.all.ops, 101);
+        assert!((r.results.all.iops - 50.5).abs() < 1e-9);
+        assert!((r.results.read.mb_per_s - 0.0512).abs() < 1e-9);
+        assert!((r.cpu.cores - 0.375).abs() < 1e-9);
+        assert!((r.cpu.us_per_op - 750_000.0 / 101.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn json_has_the_fields_scripts_read() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["results"]["all"]["ops"], 101);
+        assert_eq!(v["errors"]["verify_failures"], 0);
+        assert_eq!(v["errors"]["retransmits"], 3);
+        assert_eq!(v["config"]["pattern"], "random");
+        assert_eq!(v["config"]["tx"], "sendmmsg");
+        assert_eq!(v["config"]["rx_ring"], "v2");
+        assert!(v["results"]["read"]["latency"]["p99_ns"].as_u64().unwrap() >= 29_000);
+        assert!(v["results"]["read"]["latency"]["p99_9_ns"].is_u64());
+        assert!(v["results"]["all"]["iops"].is_f64());
+        assert!(v["cpu"]["cores"].is_f64());
+        assert!(v["io"]["turns"].is_u64(), "flattened counts");
+        assert!(v["io"]["frames_per_send"].is_f64());
+    }
+
+    #[test]
+    fn table_shows_rows_and_errors() {
+        let text = sample().table();
+        assert!(text.contains("read "), "{text}");
+        assert!(text.contains("write "), "{text}");
+        assert!(text.contains("retransmits 3"), "{text}");
+        assert!(text.contains("0.38 cores"), "{text}");
+        assert!(!text.contains("abandoned"), "{text}");
+    }
+
+    #[test]
+    fn latencies_format_with_their_unit() {
+        assert_eq!(format_ns(850), "850ns");
+        assert_eq!(format_ns(12_345), "12.3us");
+        assert_eq!(format_ns(4_560_000), "4.56ms");
+        assert_eq!(format_ns(1_200_000_000), "1.20s");
+    }
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Benchmarks xblade against vblade (the baseline, measured in the same run) on one veth
+# pair between two throwaway network namespaces, with the same image and the same load
+# generator (xblade-bench), and prints one table: IOPS, MB/s, p50/p99/p99.9 latency, target
+# CPU time per request, and the xblade/vblade ratio. Also raw fio on the disk (the ceiling
+# for the O_DIRECT cases), the null backend, MTU 9000, 1 vs 2 queues, and what each
+# fast-path mechanism buys (ablations).
+#
+#   sudo ./scripts/bench.sh [--quick] [--repeat N] [--duration S] [--out DIR] [--only GROUPS]
+#
+#   --quick        one repetition of 2 s runs (a smoke run, not numbers to quote)
+#   --repeat N     repetitions of every case (default 3; the table shows the median and the
+#                  spread, min..max)
+#   --duration S   measured seconds per run (default 5; 1 s warm-up before each)
+#   --out DIR      where JSON results, the table and the latency CDF plot go
+#                  (default results/bench-DATE)
+#   --only GROUPS  comma-separated subset of: tmpfs,disk,null,jumbo,queues,ablation
+#
+# Settings recorded with every number: queue depth, request size (sectors per frame at the
+# MTU), read/write, XDP mode (auto: native on veth), AF_XDP copy mode (veth has no
+# zero-copy), batch size, busy-poll off, CPU placement (target on CPU 1, load on CPU 0).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,disk,null,jumbo,queues,ablation"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) REPEAT=1 DURATION=2 ;;
+        --repeat) REPEAT=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --only) ONLY=$2; shift ;;
+        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+need_root "bench.sh"
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade fio python3
+find_cargo
+log "building release binaries"
+cargo_run build --release --locked -p xblade -p xblade-bench
+XBLADE="$REPO/target/release/xblade"
+BENCH="$REPO/target/release/xblade-bench"
+OUT=${OUT:-$REPO/results/bench-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT/runs"
+
+ID="xbb$$"
+NS_T="$ID-t" NS_C="$ID-c" IF_T="${ID}t" IF_C="${ID}c"
+SHM_IMG="/dev/shm/xblade-bench-$$.img"
+DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
+DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
+TARGET_PID=""
+cleanup() {
+    set +e
+    stop_target
+    ip netns del "$NS_T" 2>/dev/null
+    ip netns del "$NS_C" 2>/dev/null
+    rm -f "$SHM_IMG" "$DISK_IMG"
+}
+trap cleanup EXIT INT TERM
+
+# make_lab MTU RXQUEUES
+make_lab() {
+    ip netns del "$NS_T" 2>/dev/null || true
+    ip netns del "$NS_C" 2>/dev/null || true
+    ip netns add "$NS_T"
+    ip netns add "$NS_C"
+    ip link add "$IF_T" numrxqueues "$2" numtxqueues "$2" netns "$NS_T" type veth \
+        peer name "$IF_C" numrxqueues "$2" numtxqueues "$2" netns "$NS_C"
+    for side in "$NS_T $IF_T" "$NS_C $IF_C"; do
+        set -- $side
+        ip -n "$1" link set "$2" mtu "$MTU_NOW" up
+    done
+    # XPS on the client: a frame sent from CPU n leaves on TX queue n (veth delivers it
+    # on the peer's RX queue n).
+    if [ "$RXQ_NOW" -ge 2 ]; then
+        ip netns exec "$NS_C" sh -c "echo 1 > /sys/class/net/$IF_C/queues/tx-0/xps_cpus; echo 2 > /sys/class/net/$IF_C/queues/tx-1/xps_cpus"
+    fi
+}
+lab() { MTU_NOW=$1 RXQ_NOW=$2; make_lab "$1" "$2"; }
+
+stop_target() {
+    if [ -n "$TARGET_PID" ] && kill -0 "$TARGET_PID" 2>/dev/null; then
+        kill -TERM "$TARGET_PID"
+        wait "$TARGET_PID" 2>/dev/null || true
+    fi
+    TARGET_PID=""
+}
+
+# start_target LOGFILE CPUS COMMAND... (in the target namespace, on CPUS)
+start_target() {
+    local log=$1 cpus=$2
+    shift 2
+    ip netns exec "$NS_T" taskset -c "$cpus" "$@" >"$log" 2>&1 &
+    TARGET_PID=$!
+    for _ in $(seq 100); do
+        if grep -q "exporting" "$log" 2>/dev/null; then return 0; fi
+        case "$1" in *vblade*) sleep 0.5; return 0 ;; esac
+        kill -0 "$TARGET_PID" 2>/dev/null || { cat "$log" >&2; die "target exited: $*"; }
+        sleep 0.05
+    done
+    die "target did not come up: $*"
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# run_bench NAME TARGETKIND QD READPCT [EXTRA BENCH ARGS...]: one measured run of the load
+# generator on CPU 0 against the running target; JSON into runs/, with the target's CPU time.
+run_bench() {
+    local name=$1 kind=$2 qd=$3 rpct=$4
+    shift 4
+    local json="$OUT/runs/$name.json"
+    local t0 t1
+    t0=$(cpu_ticks "$TARGET_PID")
+    ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
+        --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
+        --quiet --json "$json" "$@" >/dev/null || log "warning: $name: xblade-bench exited $?"
+    t1=$(cpu_ticks "$TARGET_PID")
+    python3 - "$json" "$kind" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$WARMUP" "$DURATION" <<'PY'
+import json, sys
+path, kind, ticks, hz, warmup, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+try:
+    report = json.load(open(path))
+except (OSError, ValueError):
+    sys.exit(0)
+ops = report["results"]["all"]["ops"] * (warmup + duration) / duration
+report["target_cpu"] = {"kind": kind, "seconds": ticks / hz,
+                        "us_per_request": (ticks / hz) * 1e6 / ops if ops else None}
+json.dump(report, open(path, "w"), indent=1)
+PY
+}
+
+# fio_run NAME RW QD BS: raw fio io_uring O_DIRECT on the disk image, CPU 1.
+fio_run() {
+    local name=$1 rw=$2 qd=$3 bs=$4
+    taskset -c 1 fio --name=raw --filename="$DISK_IMG" --direct=1 --ioengine=io_uring \
+        --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$DURATION" --ramp_time="$WARMUP" \
+        --time_based --norandommap --randrepeat=0 --output-format=json \
+        --output="$OUT/runs/$name.json" >/dev/null
+}
+
+XBLADE_ARGS=(--no-state --no-pin)
+cases_for() { # GROUP IMAGE VBLADE_FLAGS(comma) QDS
+    local group=$1 image=$2 vflags=$3 qds=$4
+    for rep in $(seq "$REPEAT"); do
+        for target in vblade xblade; do
+            if [ "$target" = vblade ]; then
+                # shellcheck disable=SC2086
+                start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image"
+            else
+                start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image"
+            fi
+            for qd in $qds; do
+                for op in read write; do
+                    local rpct=100; [ $op = write ] && rpct=0
+                    run_bench "$group-$op-qd$qd-$target-$rep" "$target" "$qd" "$rpct"
+                done
+            done
+            stop_target
+        done
+    done
+}
+
+cat >"$OUT/settings.json" <<JSON
+{"date": "$(date -Is)", "kernel": "$(uname -r)", "cpus": $(nproc),
+ "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
+ "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
+ "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
+ "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
+ "xdp_mode": "auto (native on veth)", "af_xdp_bind": "copy (veth has no zero-copy)",
+ "xblade_batch": 64, "busy_poll": false, "frames_per_queue": 4096,
+ "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
+JSON
+
+if want tmpfs || want null || want jumbo || want queues || want ablation; then
+    log "tmpfs image: 512 MiB, allocated"
+    dd if=/dev/zero of="$SHM_IMG" bs=1M count=512 status=none
+fi
+
+if want tmpfs; then
+    log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
+    lab 1500 1
+    cases_for tmpfs "$SHM_IMG" "" "1 16 64"
+fi
+
+if want disk; then
+    log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling"
+    dd if=/dev/zero of="$DISK_IMG" bs=1M count=1024 oflag=direct status=none
+    lab 1500 1
+    cases_for disk "$DISK_IMG" "-d" "1 16 64"
+    for rep in $(seq "$REPEAT"); do
+        for qd in 1 16 64; do
+            fio_run "disk-read-qd$qd-fio-$rep" randread "$qd" 1k
+            fio_run "disk-write-qd$qd-fio-$rep" randwrite "$qd" 1k
+        done
+    done
+fi
+
+if want null; then
+    log "null backend: the network path alone"
+    lab 1500 1
+    for rep in $(seq "$REPEAT"); do
+        start_target "$OUT/runs/null-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" null:1G
+        for qd in 1 64; do
+            run_bench "null-read-qd$qd-xblade-$rep" xblade "$qd" 100
+            run_bench "null-write-qd$qd-xblade-$rep" xblade "$qd" 0
+        done
+        stop_target
+    done
+fi
+
+if want jumbo; then
+    log "MTU 9000: 17 sectors per frame"
+    lab 9000 1
+    cases_for jumbo "$SHM_IMG" "" "16"
+fi
+
+if want queues; then
+    log "xblade with 1 and 2 RX queues (two load generators, one per CPU)"
+    for queues in 1 2; do
+        lab 1500 "$queues"
+        for rep in $(seq "$REPEAT"); do
+            ip netns exec "$NS_T" "$XBLADE" --no-state 1 0 "$IF_T" "$SHM_IMG" >"$OUT/runs/queues$queues-$rep.log" 2>&1 &
+            TARGET_PID=$!
+            for _ in $(seq 100); do grep -q exporting "$OUT/runs/queues$queues-$rep.log" && break; sleep 0.05; done
+            gens=()
+            for cpu in 0 1; do
+                ip netns exec "$NS_C" taskset -c "$cpu" "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
+                    --queue-depth 32 --read-pct 100 --warmup-s "$WARMUP" --duration-s "$DURATION" --seed $((cpu + 1)) \
+                    --quiet --json "$OUT/runs/queues$queues-read-qd32x2-gen$cpu-$rep.json" >/dev/null &
+                gens+=($!)
+            done
+            wait "${gens[@]}" 2>/dev/null || true
+            sleep 0.5
+            stop_target
+        done
+    done
+fi
+
+if want ablation; then
+    log "ablations: xblade tmpfs reads, QD 64, one mechanism switched off at a time"
+    lab 1500 1
+    variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "no-need-wakeup:--tune-no-need-wakeup"
+              "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "unpinned:UNPINNED")
+    for rep in $(seq "$REPEAT"); do
+        for v in "${variants[@]}"; do
+            name=${v%%:*} flags=${v#*:}
+            cpus=1
+            if [ "$flags" = UNPINNED ]; then flags="" cpus=0,1; fi
+            # shellcheck disable=SC2086
+            start_target "$OUT/runs/ablation-$name-$rep.log" "$cpus" "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
+            run_bench "ablation-read-qd64-$name-$rep" xblade 64 100
+            run_bench "ablation-write-qd64-$name-$rep" xblade 64 0
+            stop_target
+        done
+    done
+fi
+
+log "report"
+python3 "$REPO/scripts/bench_report.py" "$OUT" | tee "$OUT/table.txt"
+log "results in $OUT (table.txt, summary.json, latency-cdf.svg, runs/)"

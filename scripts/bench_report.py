@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Summarises a scripts/bench.sh run: one table (median and min..max over repetitions),
+ratios xblade/vblade measured in the same run, summary.json, and a latency CDF plot (SVG).
+
+    python3 scripts/bench_report.py RESULTS_DIR
+"""
+import json
+import math
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+def load_runs(runs_dir):
+    """{(case, target): [metrics per repetition]}"""
+    table = defaultdict(list)
+    for path in sorted(runs_dir.glob("*.json")):
+        name = path.stem
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if name.startswith("queues"):
+            m = re.match(r"^(queues\d+-read-qd32x2)-gen(\d+)-(\d+)$", name)
+            if m:
+                table[(m.group(1), "xblade", m.group(3))].append(bench_metrics(data))
+            continue
+        if name.startswith("ablation-"):
+            m = re.match(r"^(ablation-(?:read|write)-qd\d+)-(.+)-(\d+)$", name)
+            if m:
+                table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
+            continue
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade|fio)-(\d+)$", name)
+        if not m:
+            continue
+        metrics = fio_metrics(data) if m.group(2) == "fio" else bench_metrics(data)
+        table[(m.group(1), m.group(2), m.group(3))].append(metrics)
+    # Two load generators in one repetition add up (queues cases).
+    merged = defaultdict(list)
+    for (case, target, _rep), parts in table.items():
+        if len(parts) == 1:
+            merged[(case, target)].append(parts[0])
+        else:
+            merged[(case, target)].append({
+                "iops": sum(p["iops"] for p in parts),
+                "mb_s": sum(p["mb_s"] for p in parts),
+                "p50_us": max(p["p50_us"] for p in parts),
+                "p99_us": max(p["p99_us"] for p in parts),
+                "p999_us": max(p["p999_us"] for p in parts),
+                "cpu_us": None,
+                "retransmits": sum(p["retransmits"] for p in parts),
+                "errors": sum(p["errors"] for p in parts),
+                "cdf": [],
+            })
+    return merged
+
+
+def bench_metrics(report):
+    res = report["results"]["all"]
+    lat = res.get("latency") or {}
+    errors = report.get("errors", {})
+    return {
+        "iops": res["iops"],
+        "mb_s": res["mb_per_s"],
+        "p50_us": lat.get("p50_ns", 0) / 1e3,
+        "p99_us": lat.get("p99_ns", 0) / 1e3,
+        "p999_us": lat.get("p99_9_ns", 0) / 1e3,
+        "cpu_us": (report.get("target_cpu") or {}).get("us_per_request"),
+        "retransmits": errors.get("retransmits", 0),
+        "errors": sum(errors.get(k, 0) for k in ("timeouts", "ata_errors", "aoe_errors", "bad_replies", "verify_failures")),
+        "cdf": res.get("cdf") or [
+            [q, lat.get(k, 0)] for q, k in ((0.5, "p50_ns"), (0.9, "p90_ns"), (0.99, "p99_ns"), (0.999, "p99_9_ns"))
+        ],
+    }
+
+
+def fio_metrics(report):
+    job = report["jobs"][0]
+    side = job["read"] if job["read"]["iops"] > 0 else job["write"]
+    pct = side.get("clat_ns", {}).get("percentile", {})
+    return {
+        "iops": side["iops"],
+        "mb_s": side["bw_bytes"] / 1e6,
+        "p50_us": pct.get("50.000000", 0) / 1e3,
+        "p99_us": pct.get("99.000000", 0) / 1e3,
+        "p999_us": pct.get("99.900000", 0) / 1e3,
+        "cpu_us": None,
+        "retransmits": 0,
+        "errors": 0,
+        "cdf": [],
+    }
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return ""
+    return f" [{min(values):.0f}..{max(values):.0f}]"
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def case_key(case):
+    m = re.match(r"^(.*)-(read|write)-qd(\d+)", case)
+    return (m.group(1), m.group(2), int(m.group(3))) if m else (case, "", 0)
+
+
+def main():
+    out = Path(sys.argv[1])
+    runs = load_runs(out / "runs")
+    summary = {}
+    lines = []
+    header = f"{'case':28} {'target':17} {'IOPS median [min..max]':>30} {'MB/s':>8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'CPU us/req':>10} {'retx':>6}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    cases = sorted({case for case, _ in runs}, key=case_key)
+    for case in cases:
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade": 1, "fio": 2}.get(t, 3 if t != "default" else 0))
+        for target in targets:
+            reps = runs[(case, target)]
+            row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us")}
+            row["retransmits"] = sum(r["retransmits"] for r in reps)
+            row["errors"] = sum(r["errors"] for r in reps)
+            row["iops_spread"] = [min(r["iops"] for r in reps), max(r["iops"] for r in reps)]
+            row["repetitions"] = len(reps)
+            summary.setdefault(case, {})[target] = row
+            iops = f"{row['iops']:.0f}{spread([r['iops'] for r in reps])}"
+            lines.append(f"{case:28} {target:17} {iops:>30} {fmt(row['mb_s']):>8} {fmt(row['p50_us']):>9} {fmt(row['p99_us']):>9} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} {row['retransmits']:>6}")
+        pair = summary[case]
+        if "xblade" in pair and "vblade" in pair and pair["vblade"]["iops"]:
+            x, v = pair["xblade"], pair["vblade"]
+            ratio = {"iops": x["iops"] / v["iops"], "p99": (x["p99_us"] / v["p99_us"]) if v["p99_us"] else None}
+            pair["ratio_xblade_vblade"] = ratio
+            lines.append(f"{'':28} {'xblade/vblade':17} {ratio['iops']:>29.2f}x {'':8} {'':9} {fmt(ratio['p99'], 2) + 'x':>9}")
+        if "xblade" in pair and "fio" in pair and pair["fio"]["iops"]:
+            r = pair["xblade"]["iops"] / pair["fio"]["iops"]
+            pair["ratio_xblade_fio"] = r
+            lines.append(f"{'':28} {'xblade/raw fio':17} {r:>29.2f}x")
+        if case.startswith("ablation") and "default" in pair:
+            base = pair["default"]["iops"]
+            for target, row in pair.items():
+                if isinstance(row, dict) and "iops" in row and target != "default" and base:
+                    row["vs_default"] = row["iops"] / base
+    print("\n".join(lines))
+    abl = [(c, t, r) for c, rows in summary.items() if c.startswith("ablation") for t, r in rows.items() if isinstance(r, dict) and "vs_default" in r]
+    if abl:
+        print("\nablations (IOPS relative to the default configuration):")
+        for c, t, r in abl:
+            print(f"  {c:28} {t:18} {r['vs_default']:.2f}x")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_cdf(out, runs)
+
+
+def write_cdf(out, runs):
+    """Latency CDF (log-scale x) of xblade and vblade for the tmpfs read cases."""
+    series = []
+    colors = {"vblade": "#d95f02", "xblade": "#1b9e77"}
+    dashes = {1: "", 16: "6,3", 64: "2,2"}
+    for (case, target), reps in sorted(runs.items()):
+        m = re.match(r"^tmpfs-read-qd(\d+)$", case)
+        if not m or target not in colors or not reps:
+            continue
+        best = sorted(reps, key=lambda r: r["iops"])[len(reps) // 2]
+        points = [(ns / 1e3, q) for q, ns in best["cdf"] if ns > 0 and q < 1.0]
+        if points:
+            series.append((f"{target} QD{m.group(1)}", colors[target], dashes.get(int(m.group(1)), ""), points))
+    if not series:
+        return
+    width, height, left, bottom, top, right = 760, 440, 70, 50, 30, 190
+    xs = [x for _, _, _, pts in series for x, _ in pts]
+    lo, hi = math.log10(max(min(xs), 1.0)), math.log10(max(xs) * 1.2)
+    hi = max(hi, lo + 1)
+    def px(us):
+        return left + (math.log10(max(us, 10 ** lo)) - lo) / (hi - lo) * (width - left - right)
+    # y: "nines" (0.9 -> 1, 0.99 -> 2, 0.999 -> 3, 0.9999 -> 4), so the tail is visible.
+    max_nines = 4.0
+    def nines(q):
+        return min(-math.log10(max(1 - q, 10 ** -max_nines)), max_nines)
+    def py(q):
+        return top + (1 - nines(q) / max_nines) * (height - top - bottom)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14">Request latency CDF, tmpfs image, reads (xblade-bench, same veth pair)</text>']
+    for decade in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            us = m * 10 ** decade
+            if 10 ** lo <= us <= 10 ** hi:
+                x = px(us)
+                svg.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#eee"/>')
+                svg.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{us:g}</text>')
+    for q in (0, 0.5, 0.9, 0.99, 0.999, 0.9999):
+        y = py(q)
+        svg.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eee"/>')
+        svg.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{q:g}</text>')
+    svg.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">latency (µs, log scale)</text>')
+    svg.append(f'<text x="16" y="{(top + height - bottom) / 2}" transform="rotate(-90 16 {(top + height - bottom) / 2})" text-anchor="middle">fraction of requests (nines scale)</text>')
+    for i, (label, color, dash, points) in enumerate(series):
+        path = " ".join(f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(q):.1f}" for j, (x, q) in enumerate(sorted(points)))
+        svg.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        ly = top + 14 + 18 * i
+        svg.append(f'<line x1="{width - right + 12}" y1="{ly}" x2="{width - right + 40}" y2="{ly}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        svg.append(f'<text x="{width - right + 46}" y="{ly + 4}">{label}</text>')
+    svg.append("</svg>")
+    (out / "latency-cdf.svg").write_text("\n".join(svg))
+
+
+if __name__ == "__main__":
+    main()
