@@ -187,6 +187,16 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             "tuning experiment: fast-path mechanisms switched off"
         );
     }
+    let sync_io = match cli.io_engine.as_str() {
+        "sync" => true,
+        "uring" => false,
+        _ => backend.memory_backed && backend.io_mode != IoMode::Null,
+    };
+    info!(
+        engine = if sync_io { "sync" } else { "io_uring" },
+        memory_backed = backend.memory_backed,
+        "disk I/O engine"
+    );
     let mut workers = Vec::new();
     for (queue_id, umem, socket) in sockets {
         let bind_mode = socket.bind_mode();
@@ -210,6 +220,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             tuning: Tuning {
                 defer_taskrun: !cli.tune_no_defer_taskrun,
                 merge: !cli.tune_no_merge,
+                sync_io,
                 fixed: !cli.tune_no_fixed,
                 need_wakeup: !cli.tune_no_need_wakeup,
             },

@@ -605,24 +605,38 @@ fn tuning_switches_keep_the_data_path_correct() {
 #[test]
 fn adjacent_requests_are_merged_and_each_answered() {
     require_root!();
-    let lab = Lab::new("merge", LabOptions::default()).expect("lab");
-    let dir = TempDir::new("merge");
-    let image = dir.image("disk.img", IMAGE_BYTES);
-    let daemon = Daemon::start(&lab, &dir, &image, &[]);
-    let mut client = initiator(&lab, 500, 2);
-    client.set_queue_depth(64).expect("depth");
-    let run = |client: &mut aoe_initiator::Initiator, write: bool| {
-        let mut completed = 0;
-        for block in 0..512u64 {
-            let lba = block * 2;
-            if write {
-                client
-                    .submit_write(lba, &pattern(lba, 9, 2), lba)
-                    .expect("submit write");
-            } else {
-                client.submit_read(lba, 2, lba).expect("submit read");
+    // Both disk I/O engines: io_uring, and synchronous syscalls (auto for tmpfs).
+    for engine in ["uring", "sync"] {
+        let lab = Lab::new("merge", LabOptions::default()).expect("lab");
+        let dir = TempDir::new("merge");
+        let image = dir.image("disk.img", IMAGE_BYTES);
+        let daemon = Daemon::start(&lab, &dir, &image, &["--io-engine", engine]);
+        let mut client = initiator(&lab, 500, 2);
+        client.set_queue_depth(64).expect("depth");
+        let run = |client: &mut aoe_initiator::Initiator, write: bool| {
+            let mut completed = 0;
+            for block in 0..512u64 {
+                let lba = block * 2;
+                if write {
+                    client
+                        .submit_write(lba, &pattern(lba, 9, 2), lba)
+                        .expect("submit write");
+                } else {
+                    client.submit_read(lba, 2, lba).expect("submit read");
+                }
+                while client.in_flight() >= 64 {
+                    client
+                        .poll(100, |c| {
+                            assert!(c.result.is_ok(), "{:?}", c.result);
+                            if !write {
+                                assert!(c.data == &pattern(c.user, 9, 2)[..], "lba {}", c.user);
+                            }
+                            completed += 1;
+                        })
+                        .expect("poll");
+                }
             }
-            while client.in_flight() >= 64 {
+            while client.in_flight() > 0 {
                 client
                     .poll(100, |c| {
                         assert!(c.result.is_ok(), "{:?}", c.result);
@@ -633,37 +647,26 @@ fn adjacent_requests_are_merged_and_each_answered() {
                     })
                     .expect("poll");
             }
-        }
-        while client.in_flight() > 0 {
-            client
-                .poll(100, |c| {
-                    assert!(c.result.is_ok(), "{:?}", c.result);
-                    if !write {
-                        assert!(c.data == &pattern(c.user, 9, 2)[..], "lba {}", c.user);
-                    }
-                    completed += 1;
-                })
-                .expect("poll");
-        }
-        assert_eq!(completed, 512);
-    };
-    run(&mut client, true);
-    run(&mut client, false);
-    let exit = daemon.terminate(Duration::from_secs(10));
-    assert!(exit.status.success(), "{exit:?}");
-    let merged: u64 = exit
-        .stdout
-        .split("merged ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("merged count in the summary");
-    eprintln!("{}", exit.stdout);
-    assert!(
-        merged > 0,
-        "sequential pipelined requests were merged: {}",
-        exit.stdout
-    );
+            assert_eq!(completed, 512);
+        };
+        run(&mut client, true);
+        run(&mut client, false);
+        let exit = daemon.terminate(Duration::from_secs(10));
+        assert!(exit.status.success(), "{exit:?}");
+        let merged: u64 = exit
+            .stdout
+            .split("merged ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("merged count in the summary");
+        eprintln!("{}", exit.stdout);
+        assert!(
+            merged > 0,
+            "{engine}: sequential pipelined requests were merged: {}",
+            exit.stdout
+        );
+    }
 }
 
 fn start_error(lab: &Lab, args: &[&str], iface: Option<&str>, image: &std::path::Path) -> String {

@@ -84,6 +84,8 @@ pub struct Backend {
     pub size_sectors: u64,
     pub offset_sectors: u64,
     pub is_block_device: bool,
+    /// The file lives in memory (tmpfs, ramfs): its I/O never waits for a device.
+    pub memory_backed: bool,
 }
 
 impl Backend {
@@ -185,7 +187,9 @@ impl Backend {
             size_sectors: length_sectors,
             offset_sectors,
             is_block_device,
-        })
+            memory_backed: false,
+        }
+        .with_memory_backed())
     }
 
     /// The null backend of `size` bytes (`null:SIZE`; SIZE takes K, M, G, T suffixes).
@@ -208,12 +212,32 @@ impl Backend {
             size_sectors,
             offset_sectors: 0,
             is_block_device: false,
+            memory_backed: true,
         })
     }
 
     /// The descriptor io_uring registers; `None` for the null backend.
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.file.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+impl Backend {
+    /// Sets `memory_backed` from fstatfs(2)'s filesystem type.
+    fn with_memory_backed(mut self) -> Backend {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        if let Some(file) = &self.file {
+            // SAFETY: statfs is plain old data; all-zero is a valid value.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: the descriptor is open and `st` is a valid out pointer.
+            if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } == 0 {
+                #[allow(clippy::unnecessary_cast)]
+                let kind = st.f_type as i64;
+                self.memory_backed = kind == TMPFS_MAGIC || kind == RAMFS_MAGIC;
+            }
+        }
+        self
     }
 }
 

@@ -83,6 +83,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
+    /// How disk I/O is issued: io_uring; sync (preadv/pwritev on the worker thread); or
+    /// auto: sync for memory-backed files (tmpfs, whose I/O io_uring would hand to a
+    /// helper thread, a context switch per request), io_uring for everything else.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "sync"])]
+    pub io_engine: String,
+
     /// Busy-poll: workers spin on their rings instead of sleeping when idle (lowest latency;
     /// each worker keeps a core busy).
     #[arg(long)]

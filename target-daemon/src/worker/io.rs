@@ -192,6 +192,12 @@ impl Worker {
         self.in_flight_count += run.len() as u32;
         self.counters.add(|c| &c.merged, run.len() as u64 - 1);
         let user_data = u64::from(leader_index);
+        if let Some(fd) = self.sync_fd {
+            // SAFETY: as below; the call returns before anything else touches the buffers.
+            let result = unsafe { sync_transfer(fd, kind, vector, run.len(), offset) };
+            self.complete_io(leader_index, result);
+            return true;
+        }
         // SAFETY: every iovec names a frame one of the members owns, inside the registered
         // region; nothing else touches them until the leader's completion is reaped; the
         // iovec array lives in the in-flight table, never reallocated, until then.
@@ -277,6 +283,13 @@ impl Worker {
         let user_data = u64::from(index);
         let (vector, count) = (stored.vector.as_ptr(), stored.vector_count);
         let (offset, first) = (io.offset_bytes, stored.vector[0]);
+        if let Some(fd) = self.sync_fd {
+            // SAFETY: as for the io_uring operations below; the call returns before
+            // anything else touches the buffers.
+            let result = unsafe { sync_transfer(fd, io.kind, vector, count, offset) };
+            self.complete_io(index, result);
+            return;
+        }
         match io.kind {
             IoKind::Flush => self.ring.push_fdatasync(user_data),
             // SAFETY (all four): the buffers are frames this request owns, or its bounce
@@ -571,6 +584,42 @@ impl Worker {
     pub(super) fn recycle_extras(&mut self, extras: &[libc::xdp_desc]) {
         for d in extras {
             self.recycle.push(self.frames.chunk_of(d.addr));
+        }
+    }
+}
+
+/// The synchronous engine: preadv(2) / pwritev(2) / fdatasync(2) on the calling thread, for
+/// backing files whose I/O never blocks on a device (tmpfs) but that io_uring would hand to
+/// a worker thread (they cannot be issued with IOCB_NOWAIT). Returns what io_uring would:
+/// bytes transferred, or a negative errno.
+///
+/// # Safety
+/// `vector` must point to `count` iovecs naming memory valid for the transfer, which
+/// nothing else touches during the call.
+unsafe fn sync_transfer(
+    fd: std::os::fd::RawFd,
+    kind: IoKind,
+    vector: *const libc::iovec,
+    count: usize,
+    offset: u64,
+) -> i32 {
+    loop {
+        // SAFETY: guaranteed by the caller; fd is the open backing file.
+        let rc = unsafe {
+            match kind {
+                IoKind::Read => libc::preadv(fd, vector, count as i32, offset as libc::off_t),
+                IoKind::Write => libc::pwritev(fd, vector, count as i32, offset as libc::off_t),
+                IoKind::Flush => libc::fdatasync(fd) as isize,
+            }
+        };
+        if rc >= 0 {
+            return i32::try_from(rc).unwrap_or(i32::MAX);
+        }
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return -errno;
         }
     }
 }

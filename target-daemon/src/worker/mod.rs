@@ -94,6 +94,9 @@ pub struct Tuning {
     pub need_wakeup: bool,
     /// Merge adjacent requests into one disk operation.
     pub merge: bool,
+    /// Do disk I/O with plain synchronous syscalls on the worker thread instead of io_uring
+    /// (for memory-backed files, which io_uring hands to its worker threads).
+    pub sync_io: bool,
 }
 
 impl Default for Tuning {
@@ -103,6 +106,7 @@ impl Default for Tuning {
             fixed: true,
             need_wakeup: true,
             merge: true,
+            sync_io: false,
         }
     }
 }
@@ -196,6 +200,8 @@ struct Worker {
     rx_chain: RxChain,
     /// Merge adjacent requests of an RX batch into one disk operation.
     merge: bool,
+    /// The backing file, when disk I/O is done synchronously (see [`Tuning::sync_io`]).
+    sync_fd: Option<RawFd>,
     /// Requests of the current RX batch held back for merging (capacity MAX_BATCH).
     merge_batch: Vec<Mergeable>,
     /// Descriptors taken off the RX ring in one batch (capacity MAX_BATCH, never grows).
@@ -303,6 +309,7 @@ impl Worker {
             },
             rx_descs: Vec::with_capacity(MAX_BATCH as usize),
             merge: tuning.merge,
+            sync_fd: setup.backing_fd.filter(|_| tuning.sync_io),
             merge_batch: Vec::with_capacity(MAX_BATCH as usize),
             comp_addrs: Vec::with_capacity(MAX_BATCH as usize),
             reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
