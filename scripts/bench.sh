@@ -246,7 +246,7 @@ if want ablation; then
     log "ablations: xblade tmpfs reads, QD 64, one mechanism switched off at a time"
     lab 1500 1
     variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "no-need-wakeup:--tune-no-need-wakeup"
-              "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "unpinned:UNPINNED")
+              "uring-engine:--io-engine uring" "no-merge:--tune-no-merge" "unpinned:UNPINNED")
     for rep in $(seq "$REPEAT"); do
         for v in "${variants[@]}"; do
             name=${v%%:*} flags=${v#*:}
@@ -256,6 +256,20 @@ if want ablation; then
             start_target "$OUT/runs/ablation-$name-$rep.log" "$cpus" "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
             run_bench "ablation-read-qd64-$name-$rep" xblade 64 100
             run_bench "ablation-write-qd64-$name-$rep" xblade 64 0
+            stop_target
+        done
+    done
+fi
+
+if want ablation && want disk; then
+    log "ablations on the disk image (io_uring path): QD 64 reads"
+    lab 1500 1
+    for rep in $(seq "$REPEAT"); do
+        for v in "default:" "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "no-merge:--tune-no-merge"; do
+            name=${v%%:*} flags=${v#*:}
+            # shellcheck disable=SC2086
+            start_target "$OUT/runs/diskablation-$name-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$DISK_IMG"
+            run_bench "ablation-disk-read-qd64-$name-$rep" xblade 64 100
             stop_target
         done
     done

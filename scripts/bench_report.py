@@ -27,7 +27,7 @@ def load_runs(runs_dir):
                 table[(m.group(1), "xblade", m.group(3))].append(bench_metrics(data))
             continue
         if name.startswith("ablation-"):
-            m = re.match(r"^(ablation-(?:read|write)-qd\d+)-(.+)-(\d+)$", name)
+            m = re.match(r"^(ablation-(?:disk-)?(?:read|write)-qd\d+)-(.+)-(\d+)$", name)
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
