@@ -56,45 +56,8 @@ pub enum DaemonError {
 pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let started = Instant::now();
     let netdev = Netdev::lookup(&cli.iface)?;
-    let backend = Backend::open(&BackendOptions {
-        path: cli.file.clone(),
-        read_only: cli.read_only,
-        sync_writes: cli.sync_writes,
-        offset_sectors: cli.offset_sectors,
-        length_sectors: cli.length_sectors,
-    })?;
-    match (backend.io_mode, &backend.buffered_reason) {
-        (IoMode::Direct { mem_align }, _) if mem_align > FRAME_SIZE => {
-            return Err(DaemonError::AlignmentUnsupported {
-                path: backend.path.display().to_string(),
-                mem_align,
-            });
-        }
-        (IoMode::Direct { mem_align }, _) => info!(
-            mem_align,
-            "direct I/O (O_DIRECT{})",
-            if cli.sync_writes { " | O_DSYNC" } else { "" }
-        ),
-        (IoMode::Buffered, Some(reason)) => warn!("buffered I/O: {reason}"),
-        (IoMode::Buffered, None) => warn!("buffered I/O"),
-        (IoMode::Null, _) => warn!("null backend: reads return zeros, writes are discarded"),
-    }
-
-    let umem_config = UmemConfig {
-        frame_count: cli.frames,
-        frame_size: FRAME_SIZE,
-        frame_headroom: FRAME_HEADROOM,
-        ring_size: cli.frames,
-    };
-    let state_file = match (&cli.state_file, cli.no_state) {
-        (_, true) => None,
-        (Some(path), false) => Some(StateFile::new(path.clone())),
-        (None, false) if backend.io_mode == IoMode::Null => None,
-        (None, false) => Some(StateFile::default_for(
-            &backend.path,
-            backend.is_block_device,
-        )),
-    };
+    let backend = open_backend(&cli)?;
+    let state_file = state_file(&cli, &backend);
     let persisted = match &state_file {
         Some(file) => file.load()?,
         None => None,
@@ -102,56 +65,16 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     if let (Some(file), Some(_)) = (&state_file, &persisted) {
         info!(path = %file.path().display(), "restored config string, mask list and reservation");
     }
-    let initial = initial_state(&cli, persisted.unwrap_or_default());
+    let umem_config = UmemConfig {
+        frame_count: cli.frames,
+        frame_size: FRAME_SIZE,
+        frame_headroom: FRAME_HEADROOM,
+        ring_size: cli.frames,
+    };
+
     let mut xdp = XdpProgram::attach(&netdev.name, cli.xdp_mode)?;
     xdp.serve_target(cli.shelf, cli.slot)?;
-
-    let queue_count = match cli.queues {
-        Some(n) => n,
-        None => xsk::queue_count(&netdev.name)?,
-    };
-    let ifindex = xsk::ifindex(&netdev.name)?;
-    let shutdown = eventfd()?;
-    let (changes_tx, changes_rx) = mpsc::channel();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Frames longer than a UMEM frame (jumbo MTU) need AF_XDP multi-buffer (XDP_USE_SG).
-    let frame_capacity = worker::frame_capacity(&umem_config);
-    let want_multi_buffer = netdev.mtu + 18 > frame_capacity;
-    let optimistic_sectors = netdev::max_sectors_per_frame(
-        netdev.mtu,
-        worker::reply_capacity(&umem_config, want_multi_buffer) as u32,
-    );
-    let bounce_len = worker::bounce_len(backend.io_mode, &umem_config, optimistic_sectors);
-    let mut sockets = Vec::new();
-    for queue_id in 0..queue_count {
-        let umem = UmemRegion::new(&umem_config, umem_config.frame_count as usize * bounce_len)?;
-        let socket = XskSocket::with_options(
-            ifindex,
-            queue_id,
-            &umem,
-            &umem_config,
-            BindOptions {
-                multi_buffer: want_multi_buffer,
-                need_wakeup: !cli.tune_no_need_wakeup,
-            },
-        )?;
-        xdp.register_socket(queue_id, socket.fd())?;
-        sockets.push((queue_id, umem, socket));
-    }
-    let multi_buffer = want_multi_buffer && sockets.iter().all(|(_, _, s)| s.multi_buffer());
-    if want_multi_buffer && !multi_buffer {
-        warn!(mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {frame_capacity} bytes");
-    }
-    let max_sectors = netdev::max_sectors_per_frame(
-        netdev.mtu,
-        worker::reply_capacity(&umem_config, multi_buffer) as u32,
-    );
-    if max_sectors == 0 {
-        return Err(DaemonError::MtuTooSmall {
-            iface: netdev.name.clone(),
-            mtu: netdev.mtu,
-        });
-    }
+    let sockets = bind_sockets(&cli, &netdev, &backend, &umem_config, &mut xdp)?;
     let target = Target::new(
         TargetConfig {
             major: cli.shelf,
@@ -159,7 +82,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             size_sectors: backend.size_sectors,
             offset_sectors: backend.offset_sectors,
             read_only: cli.read_only,
-            max_sectors_per_frame: max_sectors,
+            max_sectors_per_frame: sockets.max_sectors,
             buffer_count: cli.buffer_count,
             firmware_version: firmware_version(),
             serial: cli
@@ -169,44 +92,24 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             model: "xblade AoE target".to_owned(),
         },
         netdev.mac,
-        initial,
+        initial_state(&cli, persisted.unwrap_or_default()),
     );
-
     sync_acl(&mut xdp, &target);
 
-    if cli.tune_no_need_wakeup
-        || cli.tune_no_fixed
-        || cli.tune_no_defer_taskrun
-        || cli.tune_no_merge
-    {
-        warn!(
-            need_wakeup = !cli.tune_no_need_wakeup,
-            fixed_file_and_buffers = !cli.tune_no_fixed,
-            defer_taskrun = !cli.tune_no_defer_taskrun,
-            merge = !cli.tune_no_merge,
-            "tuning experiment: fast-path mechanisms switched off"
-        );
-    }
-    let sync_io = match cli.io_engine.as_str() {
-        "sync" => true,
-        "uring" => false,
-        _ => backend.memory_backed && backend.io_mode != IoMode::Null,
-    };
-    info!(
-        engine = if sync_io { "sync" } else { "io_uring" },
-        memory_backed = backend.memory_backed,
-        "disk I/O engine"
-    );
+    let tuning = tuning(&cli, &backend);
+    let shutdown = eventfd()?;
+    let (changes_tx, changes_rx) = mpsc::channel();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max_sectors = sockets.max_sectors;
+    let queue_count = sockets.bound.len();
     let mut workers = Vec::new();
-    for (queue_id, umem, socket) in sockets {
-        let bind_mode = socket.bind_mode();
-        let counters = Arc::new(WorkerCounters::default());
-        let setup = WorkerSetup {
+    for (queue_id, umem, socket) in sockets.bound {
+        workers.push(spawn_worker(WorkerSetup {
             queue_id,
             socket,
             umem,
             umem_config,
-            bounce_len,
+            bounce_len: sockets.bounce_len,
             target: target.clone(),
             backing_fd: backend.raw_fd(),
             io_mode: backend.io_mode,
@@ -215,36 +118,10 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             cpu: (!cli.no_pin).then_some(queue_id as usize % cpus),
             announce: queue_id == 0,
             shutdown_fd: shutdown.as_raw_fd(),
-            counters: Arc::clone(&counters),
+            counters: Arc::new(WorkerCounters::default()),
             changes: changes_tx.clone(),
-            tuning: Tuning {
-                defer_taskrun: !cli.tune_no_defer_taskrun,
-                merge: !cli.tune_no_merge,
-                sync_io,
-                fixed: !cli.tune_no_fixed,
-                need_wakeup: !cli.tune_no_need_wakeup,
-            },
-        };
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name(format!("xblade-q{queue_id}"))
-            .spawn(move || worker::run(setup, ready_tx))
-            .map_err(|e| DaemonError::Setup(format!("cannot start worker thread: {e}")))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(DaemonError::Setup(message)),
-            Err(_) => {
-                return Err(DaemonError::Setup(format!(
-                    "worker for queue {queue_id} died during set-up"
-                )))
-            }
-        }
-        info!(queue_id, %bind_mode, "worker serving");
-        workers.push(RunningWorker {
-            queue_id,
-            handle: Some(handle),
-            counters,
-        });
+            tuning,
+        })?);
     }
     info!(
         shelf = cli.shelf,
@@ -273,9 +150,192 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     );
     // Stop: every worker finishes its in-flight I/O, answers it, and returns.
     signal_eventfd(&shutdown);
+    let (latency, worker_error) = join_workers(&mut workers);
+    // Changes made while the workers drained.
+    if let (true, Some(file)) = (changes_rx.try_iter().count() > 0, &state_file) {
+        if let Err(e) = file.save(&target.state()) {
+            warn!("{e}");
+        }
+    }
+    let xdp_counters = xdp.counters();
+    drop(xdp);
+    print_summary(&workers, &latency, started, xdp_counters);
+    outcome?;
+    match worker_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Opens the backing store and says how its I/O will go.
+fn open_backend(cli: &Cli) -> Result<Backend, DaemonError> {
+    let backend = Backend::open(&BackendOptions {
+        path: cli.file.clone(),
+        read_only: cli.read_only,
+        sync_writes: cli.sync_writes,
+        offset_sectors: cli.offset_sectors,
+        length_sectors: cli.length_sectors,
+    })?;
+    match (backend.io_mode, &backend.buffered_reason) {
+        (IoMode::Direct { mem_align }, _) if mem_align > FRAME_SIZE => {
+            return Err(DaemonError::AlignmentUnsupported {
+                path: backend.path.display().to_string(),
+                mem_align,
+            });
+        }
+        (IoMode::Direct { mem_align }, _) => info!(
+            mem_align,
+            "direct I/O (O_DIRECT{})",
+            if cli.sync_writes { " | O_DSYNC" } else { "" }
+        ),
+        (IoMode::Buffered, Some(reason)) => warn!("buffered I/O: {reason}"),
+        (IoMode::Buffered, None) => warn!("buffered I/O"),
+        (IoMode::Null, _) => warn!("null backend: reads return zeros, writes are discarded"),
+    }
+    Ok(backend)
+}
+
+/// Where the state initiators set is kept, if anywhere.
+fn state_file(cli: &Cli, backend: &Backend) -> Option<StateFile> {
+    match (&cli.state_file, cli.no_state) {
+        (_, true) => None,
+        (Some(path), false) => Some(StateFile::new(path.clone())),
+        (None, false) if backend.io_mode == IoMode::Null => None,
+        (None, false) => Some(StateFile::default_for(
+            &backend.path,
+            backend.is_block_device,
+        )),
+    }
+}
+
+/// One bound AF_XDP socket per served RX queue, and what their binding allows.
+struct BoundSockets {
+    bound: Vec<(u32, UmemRegion, XskSocket)>,
+    bounce_len: usize,
+    /// Sectors per AoE frame the MTU and the frames allow.
+    max_sectors: u8,
+}
+
+/// Creates a UMEM and a socket per RX queue and puts each socket in the XSKMAP. Frames
+/// longer than a UMEM frame (jumbo MTU) need AF_XDP multi-buffer (XDP_USE_SG): asked for
+/// when the MTU needs it, and the sectors per frame follow what was granted.
+fn bind_sockets(
+    cli: &Cli,
+    netdev: &Netdev,
+    backend: &Backend,
+    umem_config: &UmemConfig,
+    xdp: &mut XdpProgram,
+) -> Result<BoundSockets, DaemonError> {
+    let queue_count = match cli.queues {
+        Some(n) => n,
+        None => xsk::queue_count(&netdev.name)?,
+    };
+    let ifindex = xsk::ifindex(&netdev.name)?;
+    let frame_capacity = worker::frame_capacity(umem_config);
+    let want_multi_buffer = netdev.mtu + 18 > frame_capacity;
+    let sectors_for = |multi_buffer| {
+        netdev::max_sectors_per_frame(
+            netdev.mtu,
+            worker::reply_capacity(umem_config, multi_buffer) as u32,
+        )
+    };
+    let bounce_len =
+        worker::bounce_len(backend.io_mode, umem_config, sectors_for(want_multi_buffer));
+    let options = BindOptions {
+        multi_buffer: want_multi_buffer,
+        need_wakeup: !cli.tune_no_need_wakeup,
+    };
+    let mut bound = Vec::new();
+    for queue_id in 0..queue_count {
+        let bounce_bytes = worker::bounce_slots(umem_config) as usize * bounce_len;
+        let umem = UmemRegion::new(umem_config, bounce_bytes)?;
+        let socket = XskSocket::with_options(ifindex, queue_id, &umem, umem_config, options)?;
+        xdp.register_socket(queue_id, socket.fd())?;
+        bound.push((queue_id, umem, socket));
+    }
+    let multi_buffer = want_multi_buffer && bound.iter().all(|(_, _, s)| s.multi_buffer());
+    if want_multi_buffer && !multi_buffer {
+        warn!(mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {frame_capacity} bytes");
+    }
+    let max_sectors = sectors_for(multi_buffer);
+    if max_sectors == 0 {
+        return Err(DaemonError::MtuTooSmall {
+            iface: netdev.name.clone(),
+            mtu: netdev.mtu,
+        });
+    }
+    Ok(BoundSockets {
+        bound,
+        bounce_len,
+        max_sectors,
+    })
+}
+
+/// The fast-path switches: the defaults, less what the hidden tuning flags turn off, and
+/// the I/O engine for this backing store.
+fn tuning(cli: &Cli, backend: &Backend) -> Tuning {
+    let sync_io = match cli.io_engine.as_str() {
+        "sync" => true,
+        "uring" => false,
+        _ => backend.memory_backed && backend.io_mode != IoMode::Null,
+    };
+    let tuning = Tuning {
+        defer_taskrun: !cli.tune_no_defer_taskrun,
+        fixed: !cli.tune_no_fixed,
+        need_wakeup: !cli.tune_no_need_wakeup,
+        merge: !cli.tune_no_merge,
+        sync_io,
+    };
+    info!(
+        engine = if sync_io { "sync" } else { "io_uring" },
+        memory_backed = backend.memory_backed,
+        "disk I/O engine"
+    );
+    if (Tuning {
+        sync_io,
+        ..Tuning::default()
+    }) != tuning
+    {
+        warn!(
+            ?tuning,
+            "tuning experiment: fast-path mechanisms switched off"
+        );
+    }
+    tuning
+}
+
+/// Starts a worker thread and waits until it serves (or reports why it cannot).
+fn spawn_worker(setup: WorkerSetup) -> Result<RunningWorker, DaemonError> {
+    let queue_id = setup.queue_id;
+    let bind_mode = setup.socket.bind_mode();
+    let counters = Arc::clone(&setup.counters);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("xblade-q{queue_id}"))
+        .spawn(move || worker::run(setup, ready_tx))
+        .map_err(|e| DaemonError::Setup(format!("cannot start worker thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => return Err(DaemonError::Setup(message)),
+        Err(_) => {
+            return Err(DaemonError::Setup(format!(
+                "worker for queue {queue_id} died during set-up"
+            )))
+        }
+    }
+    info!(queue_id, %bind_mode, "worker serving");
+    Ok(RunningWorker {
+        queue_id,
+        handle: Some(handle),
+        counters,
+    })
+}
+
+/// Waits for every worker; merges their latency histograms; returns the first failure.
+fn join_workers(workers: &mut [RunningWorker]) -> (LatencyHistogram, Option<WorkerError>) {
     let mut latency = LatencyHistogram::new();
     let mut worker_error = None;
-    for worker in &mut workers {
+    for worker in workers {
         let Some(handle) = worker.handle.take() else {
             continue;
         };
@@ -289,23 +349,24 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             }
         }
     }
-    // Changes made while the workers drained.
-    if let (true, Some(file)) = (changes_rx.try_iter().count() > 0, &state_file) {
-        if let Err(e) = file.save(&target.state()) {
-            warn!("{e}");
-        }
-    }
-    let xdp_counters = xdp.counters();
-    drop(xdp);
-    let counters = total_counters(&workers);
+    (latency, worker_error)
+}
+
+/// The exit summary on stdout.
+fn print_summary(
+    workers: &[RunningWorker],
+    latency: &LatencyHistogram,
+    started: Instant,
+    xdp_counters: Result<crate::xdp::XdpCounters, XdpError>,
+) {
     let per_queue: Vec<(u32, u64)> = workers
         .iter()
         .map(|w| (w.queue_id, w.counters.snapshot().requests()))
         .collect();
     let summary = Summary {
-        counters,
+        counters: total_counters(workers),
         per_queue: &per_queue,
-        latency: &latency,
+        latency,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     println!("{summary}");
@@ -315,11 +376,6 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             c.redirect, c.drop_acl, c.drop_malformed, c.pass_not_aoe, c.pass_response, c.pass_other_target, c.pass_no_socket
         ),
         Err(e) => warn!("could not read the XDP counters: {e}"),
-    }
-    outcome?;
-    match worker_error {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Addressing inside a worker's buffer region: UMEM frames first, then the bounce buffers
-//! (one slot per frame, used only when O_DIRECT alignment forces a copy).
+//! (a small pool of slots, used only when O_DIRECT alignment forces a copy).
 
 use crate::xsk::{UmemConfig, UmemRegion, XDP_PACKET_HEADROOM};
 
@@ -10,21 +10,28 @@ pub(super) struct FrameMap {
     frame_count: u32,
     /// XDP_PACKET_HEADROOM + the UMEM's frame headroom: where a received packet starts.
     packet_offset: u64,
-    /// Bytes of bounce buffer per frame (0 when the I/O mode never bounces).
+    /// Bytes per bounce buffer slot (0 when the I/O mode never bounces).
     bounce_len: usize,
+    bounce_slots: u32,
 }
 
 impl FrameMap {
-    pub(super) fn new(region: UmemRegion, config: &UmemConfig, bounce_len: usize) -> FrameMap {
+    pub(super) fn new(
+        region: UmemRegion,
+        config: &UmemConfig,
+        bounce_len: usize,
+        bounce_slots: u32,
+    ) -> FrameMap {
         let map = FrameMap {
             region,
             frame_size: config.frame_size,
             frame_count: config.frame_count,
             packet_offset: u64::from(XDP_PACKET_HEADROOM + config.frame_headroom),
             bounce_len,
+            bounce_slots,
         };
         assert!(
-            map.region.umem_len() + map.frame_count as usize * bounce_len <= map.region.len(),
+            map.region.umem_len() + bounce_slots as usize * bounce_len <= map.region.len(),
             "region too small for its bounce buffers"
         );
         map
@@ -83,12 +90,12 @@ impl FrameMap {
         unsafe { self.region.as_ptr().add(at) }
     }
 
-    /// The bounce buffer of frame `index`: `bounce_len` page-aligned bytes after the UMEM.
-    pub(super) fn bounce_ptr(&self, index: u32) -> *mut u8 {
-        let offset = self.region.umem_len() + index as usize * self.bounce_len;
+    /// Bounce buffer `slot`: `bounce_len` page-aligned bytes after the UMEM.
+    pub(super) fn bounce_ptr(&self, slot: u32) -> *mut u8 {
+        let offset = self.region.umem_len() + slot as usize * self.bounce_len;
         assert!(
-            self.bounce_len > 0 && offset + self.bounce_len <= self.region.len(),
-            "no bounce buffer mapped for frame {index}"
+            slot < self.bounce_slots && offset + self.bounce_len <= self.region.len(),
+            "no bounce buffer slot {slot}"
         );
         // SAFETY: in bounds of the mapping (asserted above).
         unsafe { self.region.as_ptr().add(offset) }

@@ -29,6 +29,8 @@ pub(super) struct InFlight {
     packet_addr: u64,
     started_ns: u64,
     bounce: Bounce,
+    /// The bounce buffer slot, when `bounce` is not [`Bounce::None`].
+    bounce_slot: u32,
     /// Frames held besides the head: a write's further fragments (their descriptor
     /// addresses) or a chained read reply's spare frames (chunk addresses).
     extra: [u64; MAX_FRAGS - 1],
@@ -219,6 +221,7 @@ impl Worker {
             packet_addr: head.addr,
             started_ns,
             bounce: Bounce::None,
+            bounce_slot: 0,
             extra: [0; MAX_FRAGS - 1],
             extra_count: 0,
             pieces: [EMPTY_IOV; MAX_FRAGS],
@@ -244,6 +247,7 @@ impl Worker {
             packet_addr: head.addr,
             started_ns,
             bounce: Bounce::None,
+            bounce_slot: 0,
             extra: [0; MAX_FRAGS - 1],
             extra_count: 0,
             pieces: [EMPTY_IOV; MAX_FRAGS],
@@ -275,7 +279,15 @@ impl Worker {
             self.finish_io(flight, true);
             return;
         }
-        self.choose_vector(index, &mut flight);
+        if !self.choose_vector(&mut flight) {
+            // No bounce buffer free: drop the request (the initiator retransmits it).
+            self.counters.add(|c| &c.dropped_no_buffer, 1);
+            for &addr in &flight.extra[..flight.extra_count] {
+                self.release_frame(addr);
+            }
+            self.recycle.push(self.frames.chunk_of(head.addr));
+            return;
+        }
         let slot = &mut self.in_flight[index as usize];
         debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
         let stored = slot.insert(flight);
@@ -380,20 +392,24 @@ impl Worker {
     }
 
     /// Decides what io_uring reads into or writes from: the pieces themselves where the
-    /// I/O mode allows, else (O_DIRECT alignment) the bounce buffer, gathering a write's
-    /// data into it now.
-    fn choose_vector(&mut self, index: u32, flight: &mut InFlight) {
+    /// I/O mode allows, else (O_DIRECT alignment) a bounce buffer, gathering a write's data
+    /// into it now. Returns false when a bounce buffer is needed and none is free.
+    fn choose_vector(&mut self, flight: &mut InFlight) -> bool {
         let count = flight.piece_count;
         flight.vector[..count].copy_from_slice(&flight.pieces[..count]);
         flight.vector_count = count;
         let IoMode::Direct { mem_align } = self.io_mode else {
-            return;
+            return true;
         };
         let pieces = flight.pieces;
         if count == 0 || pieces[..count].iter().all(|p| direct_ok(p, mem_align)) {
-            return;
+            return true;
         }
-        let bounce = self.frames.bounce_ptr(index);
+        let Some(slot) = self.bounce_free.pop() else {
+            return false;
+        };
+        flight.bounce_slot = slot;
+        let bounce = self.frames.bounce_ptr(slot);
         let head_in_place =
             flight.io.kind == IoKind::Write && count > 1 && direct_ok(&pieces[0], mem_align);
         let (first_bounced, mut at) = if head_in_place { (1, 0) } else { (0, 0) };
@@ -429,6 +445,7 @@ impl Worker {
             flight.vector[0] = bounce_iov;
             flight.vector_count = 1;
         }
+        true
     }
 
     /// Handles the completion of the I/O of head frame `index` with io_uring result `result`.
@@ -471,7 +488,7 @@ impl Worker {
             }
         }
         if done && io.kind == IoKind::Read && flight.bounce == Bounce::Whole {
-            let mut from = self.frames.bounce_ptr(index).cast_const();
+            let mut from = self.frames.bounce_ptr(flight.bounce_slot).cast_const();
             for piece in flight.pieces() {
                 // SAFETY: the bounce buffer holds the len_bytes just read, which the pieces
                 // (frames this request owns) add up to; they do not overlap.
@@ -525,6 +542,9 @@ impl Worker {
 
     /// Builds and queues the reply of a finished I/O, and releases the frames it held.
     fn finish_io(&mut self, flight: InFlight, done: bool) {
+        if flight.bounce != Bounce::None {
+            self.bounce_free.push(flight.bounce_slot);
+        }
         let io = flight.io;
         let outcome = if done {
             IoOutcome::Done

@@ -64,7 +64,8 @@ pub struct WorkerSetup {
     pub socket: XskSocket,
     pub umem: UmemRegion,
     pub umem_config: UmemConfig,
-    /// Bounce buffer bytes per frame in the region after the UMEM (see [`bounce_len`]).
+    /// Bytes per bounce buffer slot in the region after the UMEM (see [`bounce_len`]);
+    /// there are [`bounce_slots`] of them.
     pub bounce_len: usize,
     pub target: Target,
     /// The backing file for io_uring; `None` for the null backend.
@@ -120,7 +121,17 @@ pub struct WorkerReport {
     pub xsk_statistics: Option<XskStatistics>,
 }
 
-/// Bounce buffer bytes per frame: room for the largest request's data, in whole frames
+/// Bounce buffers: only requests whose data O_DIRECT cannot use in place (an 802.1Q tag
+/// shifts it off the 512-byte boundary; a jumbo write's later fragments) take one, for
+/// the time of their disk I/O; a request finding none free is dropped and retransmitted.
+pub fn bounce_slots(config: &UmemConfig) -> u32 {
+    config.frame_count.min(MAX_BOUNCE_SLOTS)
+}
+
+/// Most bounce buffer slots per worker.
+const MAX_BOUNCE_SLOTS: u32 = 256;
+
+/// Bytes per bounce buffer slot: room for the largest request's data, in whole frames
 /// (page aligned); none where the I/O mode never bounces.
 pub fn bounce_len(io_mode: IoMode, config: &UmemConfig, max_sectors_per_frame: u8) -> usize {
     match io_mode {
@@ -191,6 +202,8 @@ struct Worker {
     rx_frames: u32,
     /// Free spare frames (indices).
     spare: Vec<u32>,
+    /// Free bounce buffer slots.
+    bounce_free: Vec<u32>,
     /// Which frames the kernel holds (fill, RX, TX or completion ring) rather than this
     /// worker. A frame is handed over only by its owner: a descriptor naming a frame the
     /// kernel does not hold is counted and ignored instead of being used twice.
@@ -274,7 +287,12 @@ impl Worker {
         } else {
             frame_count
         };
-        let frames = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len);
+        let slots = if setup.bounce_len > 0 {
+            bounce_slots(&setup.umem_config)
+        } else {
+            0
+        };
+        let frames = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
         let empty = libc::xdp_desc {
             addr: 0,
             len: 0,
@@ -301,6 +319,7 @@ impl Worker {
             rx_frames,
             spare: (rx_frames..frame_count).collect(),
             with_kernel: vec![false; frame_count as usize],
+            bounce_free: (0..slots).rev().collect(),
             recycle: Vec::with_capacity(frame_count as usize),
             rx_chain: RxChain {
                 descs: [empty; MAX_FRAGS],
