@@ -99,6 +99,8 @@ impl WorkerCounters {
                 + get(&self.dropped_config_mismatch)
                 + get(&self.dropped_no_buffer),
             dropped_masked: get(&self.dropped_masked),
+            dropped_malformed: get(&self.dropped_malformed),
+            dropped_no_buffer: get(&self.dropped_no_buffer),
         }
     }
 }
@@ -122,6 +124,8 @@ pub struct CounterSnapshot {
     pub frame_anomalies: u64,
     pub dropped: u64,
     pub dropped_masked: u64,
+    pub dropped_malformed: u64,
+    pub dropped_no_buffer: u64,
 }
 
 impl CounterSnapshot {
@@ -151,6 +155,8 @@ impl CounterSnapshot {
         self.frame_anomalies += other.frame_anomalies;
         self.dropped += other.dropped;
         self.dropped_masked += other.dropped_masked;
+        self.dropped_malformed += other.dropped_malformed;
+        self.dropped_no_buffer += other.dropped_no_buffer;
     }
 
     /// The change since `earlier`, for rates.
@@ -172,6 +178,8 @@ impl CounterSnapshot {
             frame_anomalies: self.frame_anomalies - earlier.frame_anomalies,
             dropped: self.dropped - earlier.dropped,
             dropped_masked: self.dropped_masked - earlier.dropped_masked,
+            dropped_malformed: self.dropped_malformed - earlier.dropped_malformed,
+            dropped_no_buffer: self.dropped_no_buffer - earlier.dropped_no_buffer,
         }
     }
 }
@@ -260,8 +268,16 @@ impl fmt::Display for Summary<'_> {
         )?;
         writeln!(
             f,
-            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}); bounced {}; merged {}",
-            c.ata_errors, c.aoe_errors, c.io_errors, c.dropped, c.dropped_masked, c.bounced, c.merged
+            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}, malformed {}, no buffer {}); bounced {}; merged {}",
+            c.ata_errors,
+            c.aoe_errors,
+            c.io_errors,
+            c.dropped,
+            c.dropped_masked,
+            c.dropped_malformed,
+            c.dropped_no_buffer,
+            c.bounced,
+            c.merged
         )?;
         write!(f, "  queues  ")?;
         for (queue_id, requests) in self.per_queue {

@@ -353,7 +353,9 @@ impl Worker {
             head_piece,
         );
         rest -= head_piece;
-        while let (true, Some(spare)) = (rest > 0, self.spare.pop()) {
+        while rest > 0 {
+            // Counted above: the pool has the spares this needs.
+            let Some(spare) = self.spare.pop() else { break };
             let chunk = self.frames.chunk_addr(spare);
             let piece = rest.min(frame_size);
             flight.extra[flight.extra_count] = chunk;
