@@ -14,7 +14,7 @@
 #   --duration S   measured seconds per run (default 5; 1 s warm-up before each)
 #   --out DIR      where JSON results, the table and the latency CDF plot go
 #                  (default results/bench-DATE)
-#   --only GROUPS  comma-separated subset of: tmpfs,disk,null,jumbo,queues,ablation
+#   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, XDP mode (auto: native on veth), AF_XDP copy mode (veth has no
@@ -24,7 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 
-REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,disk,null,jumbo,queues,ablation"
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) REPEAT=1 DURATION=2 ;;
@@ -186,6 +186,21 @@ if want tmpfs; then
     log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
     lab 1500 1
     cases_for tmpfs "$SHM_IMG" "" "1 16 64"
+fi
+
+if want qd1; then
+    log "latency at QD 1, tmpfs: vblade, xblade, and xblade --busy-poll (a dedicated core)"
+    lab 1500 1
+    for rep in $(seq "$REPEAT"); do
+        start_target "$OUT/runs/qd1-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG"
+        run_bench "qd1-read-qd1-vblade-$rep" vblade 1 100
+        run_bench "qd1-write-qd1-vblade-$rep" vblade 1 0
+        stop_target
+        start_target "$OUT/runs/qd1-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --busy-poll 1 0 "$IF_T" "$SHM_IMG"
+        run_bench "qd1-read-qd1-xblade-$rep" xblade 1 100
+        run_bench "qd1-write-qd1-xblade-$rep" xblade 1 0
+        stop_target
+    done
 fi
 
 if want disk; then
