@@ -240,7 +240,9 @@ pub struct OpSummary {
 
 /// Quantiles at which [`OpSummary::cdf`] samples the distribution.
 fn cdf_quantiles() -> impl Iterator<Item = f64> {
-    (1..100).map(|p| f64::from(p) / 100.0).chain([0.995, 0.999, 0.9995, 0.9999, 1.0])
+    (1..100)
+        .map(|p| f64::from(p) / 100.0)
+        .chain([0.995, 0.999, 0.9995, 0.9999, 1.0])
 }
 
 /// Summarises `op` over a window of `seconds`.

@@ -552,30 +552,14 @@ fn jumbo_frames_carry_17_sectors() {
         }
         // Many more chained replies than there are spare frames: each must give its spare
         // frames back (a leak once dropped every read after about a thousand).
-        client.set_queue_depth(16).expect("depth");
-        let mut completed = 0;
-        for i in 0..3000u64 {
-            client
-                .submit_read((i % 64) * 17, 17, i)
-                .expect("submit read");
-            while client.in_flight() >= 16 {
-                client
-                    .poll(100, |c| {
-                        assert!(c.result.is_ok(), "{:?}", c.result);
-                        completed += 1;
-                    })
-                    .expect("poll");
-            }
-        }
-        while client.in_flight() > 0 {
-            client
-                .poll(100, |c| {
-                    assert!(c.result.is_ok(), "{:?}", c.result);
-                    completed += 1;
-                })
-                .expect("poll");
-        }
-        assert_eq!(completed, 3000, "{mode}");
+        let submit = |c: &mut aoe_initiator::Initiator, i: u64| {
+            c.submit_read((i % 64) * 17, 17, i).expect("submit read")
+        };
+        assert_eq!(
+            common::pipelined(&mut client, 16, 3000, submit, |_| {}),
+            3000,
+            "{mode}"
+        );
         assert_eq!(client.stats().retransmits, 0, "{mode}");
         let exit = daemon.terminate(Duration::from_secs(10));
         assert!(exit.status.success(), "{exit:?}");
@@ -603,22 +587,11 @@ fn tuning_switches_keep_the_data_path_correct() {
     ];
     let daemon = Daemon::start(&lab, &dir, &image, &args);
     let mut client = initiator(&lab, 500, 2);
-    client.set_queue_depth(16).expect("depth");
-    for lba in (0..400u64).step_by(2) {
-        client
-            .submit_write(lba, &pattern(lba, 5, 2), lba)
-            .expect("submit");
-        while client.in_flight() >= 16 {
-            client
-                .poll(100, |c| assert!(c.result.is_ok(), "{:?}", c.result))
-                .expect("poll");
-        }
-    }
-    while client.in_flight() > 0 {
-        client
-            .poll(100, |c| assert!(c.result.is_ok(), "{:?}", c.result))
-            .expect("poll");
-    }
+    let submit = |c: &mut aoe_initiator::Initiator, i: u64| {
+        c.submit_write(i * 2, &pattern(i * 2, 5, 2), i)
+            .expect("submit")
+    };
+    assert_eq!(common::pipelined(&mut client, 16, 200, submit, |_| {}), 200);
     let mut back = vec![0u8; 1024];
     for lba in (0..400u64).step_by(2) {
         client.read(lba, &mut back).expect("read");
@@ -639,45 +612,18 @@ fn adjacent_requests_are_merged_and_each_answered() {
         let image = dir.image("disk.img", IMAGE_BYTES);
         let daemon = Daemon::start(&lab, &dir, &image, &["--io-engine", engine]);
         let mut client = initiator(&lab, 500, 2);
-        client.set_queue_depth(64).expect("depth");
-        let run = |client: &mut aoe_initiator::Initiator, write: bool| {
-            let mut completed = 0;
-            for block in 0..512u64 {
-                let lba = block * 2;
-                if write {
-                    client
-                        .submit_write(lba, &pattern(lba, 9, 2), lba)
-                        .expect("submit write");
-                } else {
-                    client.submit_read(lba, 2, lba).expect("submit read");
-                }
-                while client.in_flight() >= 64 {
-                    client
-                        .poll(100, |c| {
-                            assert!(c.result.is_ok(), "{:?}", c.result);
-                            if !write {
-                                assert!(c.data == &pattern(c.user, 9, 2)[..], "lba {}", c.user);
-                            }
-                            completed += 1;
-                        })
-                        .expect("poll");
-                }
-            }
-            while client.in_flight() > 0 {
-                client
-                    .poll(100, |c| {
-                        assert!(c.result.is_ok(), "{:?}", c.result);
-                        if !write {
-                            assert!(c.data == &pattern(c.user, 9, 2)[..], "lba {}", c.user);
-                        }
-                        completed += 1;
-                    })
-                    .expect("poll");
-            }
-            assert_eq!(completed, 512);
+        let write = |c: &mut aoe_initiator::Initiator, i: u64| {
+            c.submit_write(i * 2, &pattern(i * 2, 9, 2), i * 2)
+                .expect("submit write")
         };
-        run(&mut client, true);
-        run(&mut client, false);
+        assert_eq!(common::pipelined(&mut client, 64, 512, write, |_| {}), 512);
+        let read = |c: &mut aoe_initiator::Initiator, i: u64| {
+            c.submit_read(i * 2, 2, i * 2).expect("submit read")
+        };
+        let check = |c: &aoe_initiator::Completion<'_>| {
+            assert!(c.data == &pattern(c.user, 9, 2)[..], "lba {}", c.user)
+        };
+        assert_eq!(common::pipelined(&mut client, 64, 512, read, check), 512);
         let exit = daemon.terminate(Duration::from_secs(10));
         assert!(exit.status.success(), "{exit:?}");
         let merged: u64 = exit

@@ -154,7 +154,7 @@ impl Worker {
     fn start_merged(&mut self, run: &[Mergeable]) -> bool {
         let mut flights = [None; MAX_MERGE];
         for (slot, m) in flights.iter_mut().zip(run) {
-            let mut flight = self.new_flight(m.head, m.io, m.started_ns);
+            let mut flight = Self::new_flight(m.head, m.io, m.started_ns);
             match m.io.kind {
                 IoKind::Read => {
                     let planned = self.plan_read(&mut flight);
@@ -215,7 +215,8 @@ impl Worker {
         true
     }
 
-    fn new_flight(&self, head: libc::xdp_desc, io: IoRequest, started_ns: u64) -> InFlight {
+    /// A request's in-flight record before planning: no pieces, frames or bounce buffer.
+    fn new_flight(head: libc::xdp_desc, io: IoRequest, started_ns: u64) -> InFlight {
         InFlight {
             io,
             packet_addr: head.addr,
@@ -242,21 +243,7 @@ impl Worker {
         io: IoRequest,
         started_ns: u64,
     ) {
-        let mut flight = InFlight {
-            io,
-            packet_addr: head.addr,
-            started_ns,
-            bounce: Bounce::None,
-            bounce_slot: 0,
-            extra: [0; MAX_FRAGS - 1],
-            extra_count: 0,
-            pieces: [EMPTY_IOV; MAX_FRAGS],
-            piece_count: 0,
-            vector: [EMPTY_IOV; MAX_VECTOR],
-            vector_count: 0,
-            members: [0; MAX_MERGE - 1],
-            member_count: 0,
-        };
+        let mut flight = Self::new_flight(head, io, started_ns);
         match io.kind {
             IoKind::Flush => self.recycle_extras(extras),
             IoKind::Read => {

@@ -383,3 +383,32 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `count` pipelined requests with at most `depth` in flight: `submit(client, i)`
+/// sends request `i`, `check` sees every completion (which must succeed). Returns how many
+/// completed.
+pub fn pipelined(
+    client: &mut Initiator,
+    depth: usize,
+    count: u64,
+    mut submit: impl FnMut(&mut Initiator, u64),
+    mut check: impl FnMut(&aoe_initiator::Completion<'_>),
+) -> u64 {
+    client.set_queue_depth(depth).expect("queue depth");
+    let mut completed = 0;
+    let mut on_completion = |c: aoe_initiator::Completion<'_>| {
+        assert!(c.result.is_ok(), "lba {}: {:?}", c.lba, c.result);
+        check(&c);
+        completed += 1;
+    };
+    for i in 0..count {
+        submit(client, i);
+        while client.in_flight() >= depth {
+            client.poll(100, &mut on_completion).expect("poll");
+        }
+    }
+    while client.in_flight() > 0 {
+        client.poll(100, &mut on_completion).expect("poll");
+    }
+    completed
+}
