@@ -406,11 +406,9 @@ impl Worker {
                     );
                     return Ok(());
                 }
-                if self.in_flight_count == 0 {
-                    std::thread::sleep(Duration::from_micros(100));
-                    progressed = true;
-                }
             }
+            // Draining or not, the waits below end: in-flight I/O completes on the ring,
+            // and outstanding transmissions are re-kicked every TX_RETRY_WAIT_NS.
             if progressed || self.busy_poll {
                 self.submit()?;
             } else if self.tx_outstanding > 0 {
