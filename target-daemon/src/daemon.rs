@@ -115,6 +115,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             io_mode: backend.io_mode,
             batch: cli.batch,
             busy_poll: cli.busy_poll,
+            spin_us: cli.spin_us,
             cpu: (!cli.no_pin).then_some(queue_id as usize % cpus),
             announce: queue_id == 0,
             shutdown_fd: shutdown.as_raw_fd(),

@@ -74,6 +74,8 @@ pub struct WorkerSetup {
     pub batch: u32,
     /// Spin on the rings instead of sleeping in io_uring_enter when idle.
     pub busy_poll: bool,
+    /// Keep polling this many µs after the last work before sleeping.
+    pub spin_us: u32,
     pub cpu: Option<usize>,
     /// Send the start-up announcement (one worker does).
     pub announce: bool,
@@ -185,6 +187,9 @@ struct Worker {
     io_mode: IoMode,
     batch: u32,
     busy_poll: bool,
+    /// Keep polling this long after the last work before sleeping (0: sleep at once).
+    spin_ns: u64,
+    last_activity_ns: u64,
     /// Kick TX only when the kernel asks (XDP_USE_NEED_WAKEUP), else after every batch.
     kick_on_need_only: bool,
     /// Most kicks per TX batch (the frame count over the kernel's smallest budget).
@@ -307,6 +312,8 @@ impl Worker {
             io_mode: setup.io_mode,
             batch: setup.batch.min(MAX_BATCH),
             busy_poll: setup.busy_poll,
+            spin_ns: u64::from(setup.spin_us) * 1000,
+            last_activity_ns: 0,
             kick_on_need_only: tuning.need_wakeup,
             tx_kick_limit: frame_count / 8 + 1,
             shutdown_fd: setup.shutdown_fd,
@@ -409,7 +416,15 @@ impl Worker {
             }
             // Draining or not, the waits below end: in-flight I/O completes on the ring,
             // and outstanding transmissions are re-kicked every TX_RETRY_WAIT_NS.
-            if progressed || self.busy_poll {
+            let now_ns = self.now_ns();
+            if progressed {
+                self.last_activity_ns = now_ns;
+            }
+            // Busy-poll always; otherwise keep polling for spin_ns after the last work, so
+            // a closed-loop initiator's next request (tens of µs later) finds the worker
+            // awake instead of paying a wake-up from idle.
+            let spinning = now_ns.saturating_sub(self.last_activity_ns) < self.spin_ns;
+            if progressed || self.busy_poll || spinning {
                 self.submit()?;
             } else if self.tx_outstanding > 0 {
                 // Transmitted frames come back on the completion ring without a wake-up
