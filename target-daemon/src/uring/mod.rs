@@ -235,6 +235,46 @@ impl Ring {
         self.push(entry);
     }
 
+    /// Queues the read (`write` false) or write of the `count` buffers at `iovecs` at file
+    /// `offset`: READ_FIXED/WRITE_FIXED for a single buffer (it lies in the registered
+    /// region), READV/WRITEV for several.
+    ///
+    /// # Safety
+    /// As for [`Ring::push_readv`] and [`Ring::push_read`]: the iovec array and the buffers
+    /// stay valid and untouched by anyone else until the completion for `user_data` is
+    /// reaped; a single buffer lies in the registered region.
+    pub unsafe fn push_transfer(
+        &mut self,
+        write: bool,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
+        debug_assert!(count > 0);
+        // SAFETY: the caller guarantees `iovecs` points to `count` valid iovecs.
+        let first = unsafe { *iovecs };
+        // SAFETY (all four): guaranteed by the caller, as documented above.
+        unsafe {
+            match (write, count) {
+                (false, 1) => self.push_read(
+                    first.iov_base.cast(),
+                    first.iov_len as u32,
+                    offset,
+                    user_data,
+                ),
+                (false, _) => self.push_readv(iovecs, count, offset, user_data),
+                (true, 1) => self.push_write(
+                    first.iov_base.cast(),
+                    first.iov_len as u32,
+                    offset,
+                    user_data,
+                ),
+                (true, _) => self.push_writev(iovecs, count, offset, user_data),
+            }
+        }
+    }
+
     /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync(2)) of the backing file.
     pub fn push_fdatasync(&mut self, user_data: u64) {
         let entry = opcode::Fsync::new(FIXED_FILE)

@@ -204,13 +204,9 @@ impl Worker {
         // region; nothing else touches them until the leader's completion is reaped; the
         // iovec array lives in the in-flight table, never reallocated, until then.
         unsafe {
-            if kind == IoKind::Read {
-                self.ring
-                    .push_readv(vector, run.len() as u32, offset, user_data);
-            } else {
-                self.ring
-                    .push_writev(vector, run.len() as u32, offset, user_data);
-            }
+            let write = kind == IoKind::Write;
+            self.ring
+                .push_transfer(write, vector, run.len() as u32, offset, user_data);
         }
         true
     }
@@ -281,7 +277,7 @@ impl Worker {
         self.in_flight_count += 1;
         let user_data = u64::from(index);
         let (vector, count) = (stored.vector.as_ptr(), stored.vector_count);
-        let (offset, first) = (io.offset_bytes, stored.vector[0]);
+        let offset = io.offset_bytes;
         if let Some(fd) = self.sync_fd {
             // SAFETY: as for the io_uring operations below; the call returns before
             // anything else touches the buffers.
@@ -291,33 +287,14 @@ impl Worker {
         }
         match io.kind {
             IoKind::Flush => self.ring.push_fdatasync(user_data),
-            // SAFETY (all four): the buffers are frames this request owns, or its bounce
-            // buffer, all inside the registered region; nothing else touches them until the
-            // completion is reaped; the iovec array lives in the in-flight table, which is
-            // never reallocated, until then.
-            IoKind::Read if count == 1 => unsafe {
-                self.ring.push_read(
-                    first.iov_base.cast(),
-                    first.iov_len as u32,
-                    offset,
-                    user_data,
-                )
-            },
-            IoKind::Read => unsafe {
+            // SAFETY: the buffers are frames this request owns, or its bounce buffer, all
+            // inside the registered region; nothing else touches them until the completion
+            // is reaped; the iovec array lives in the in-flight table, which is never
+            // reallocated, until then.
+            IoKind::Read | IoKind::Write => unsafe {
+                let write = io.kind == IoKind::Write;
                 self.ring
-                    .push_readv(vector, count as u32, offset, user_data)
-            },
-            IoKind::Write if count == 1 => unsafe {
-                self.ring.push_write(
-                    first.iov_base.cast(),
-                    first.iov_len as u32,
-                    offset,
-                    user_data,
-                )
-            },
-            IoKind::Write => unsafe {
-                self.ring
-                    .push_writev(vector, count as u32, offset, user_data)
+                    .push_transfer(write, vector, count as u32, offset, user_data);
             },
         }
     }
@@ -401,7 +378,8 @@ impl Worker {
         let bounce = self.frames.bounce_ptr(slot);
         let head_in_place =
             flight.io.kind == IoKind::Write && count > 1 && direct_ok(&pieces[0], mem_align);
-        let (first_bounced, mut at) = if head_in_place { (1, 0) } else { (0, 0) };
+        let first_bounced = usize::from(head_in_place);
+        let mut at = 0;
         if flight.io.kind == IoKind::Write {
             for piece in &pieces[first_bounced..count] {
                 debug_assert!(at + piece.iov_len <= self.frames.bounce_len());
