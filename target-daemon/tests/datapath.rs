@@ -33,18 +33,7 @@ fn random_data_round_trips_at_random_lbas_including_the_last_sector() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut written = Vec::new();
     for round in 0..200u64 {
-        let sectors = if round == 0 {
-            1
-        } else {
-            rng.gen_range(1..=16usize)
-        };
-        let lba = match round {
-            0 => CAPACITY_SECTORS - 1,
-            1 => CAPACITY_SECTORS - sectors as u64,
-            _ => rng.gen_range(0..=CAPACITY_SECTORS - sectors as u64),
-        };
-        let mut data = vec![0u8; sectors * 512];
-        rng.fill(&mut data[..]);
+        let (lba, data) = common::random_extent(&mut rng, round, CAPACITY_SECTORS);
         client.write(lba, &data).expect("write");
         written.push((lba, data));
     }

@@ -1279,18 +1279,7 @@ fn differential_steps() -> Vec<Step> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xb1ade);
     let mut steps = Vec::new();
     for round in 0..120u64 {
-        let sectors = if round == 0 {
-            1
-        } else {
-            rng.gen_range(1..=16usize)
-        };
-        let lba = match round {
-            0 => CAPACITY_SECTORS - 1,
-            1 => CAPACITY_SECTORS - sectors as u64,
-            _ => rng.gen_range(0..=CAPACITY_SECTORS - sectors as u64),
-        };
-        let mut data = vec![0u8; sectors * 512];
-        rng.fill(&mut data[..]);
+        let (lba, data) = common::random_extent(&mut rng, round, CAPACITY_SECTORS);
         steps.push(Step::Write(lba, data));
         if round % 3 == 0 {
             let sectors = rng.gen_range(1..=16usize);

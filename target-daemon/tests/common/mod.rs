@@ -412,3 +412,26 @@ pub fn pipelined(
     }
     completed
 }
+
+/// The `round`-th random write of a test: 1 to 16 sectors of random data at a random LBA
+/// of a `capacity_sectors` device; round 0 writes the last sector alone, round 1 ends at
+/// the last sector.
+pub fn random_extent(
+    rng: &mut impl rand::Rng,
+    round: u64,
+    capacity_sectors: u64,
+) -> (u64, Vec<u8>) {
+    let sectors = if round == 0 {
+        1
+    } else {
+        rng.gen_range(1..=16usize)
+    };
+    let lba = match round {
+        0 => capacity_sectors - 1,
+        1 => capacity_sectors - sectors as u64,
+        _ => rng.gen_range(0..=capacity_sectors - sectors as u64),
+    };
+    let mut data = vec![0u8; sectors * 512];
+    rng.fill(&mut data[..]);
+    (lba, data)
+}
