@@ -31,7 +31,11 @@ fn config() -> TargetConfig {
 }
 
 fn target() -> Target {
-    Target::new(config(), OWN, TargetState::default())
+    target_with(config())
+}
+
+fn target_with(config: TargetConfig) -> Target {
+    Target::new(config, OWN, TargetState::default())
 }
 
 fn header(src: Mac, command: Command) -> Header {
@@ -75,6 +79,30 @@ impl Frame {
         f.buf[36..36 + data.len()].copy_from_slice(data);
         f.len = 36 + data.len();
         f
+    }
+
+    /// READ SECTORS EXT from CLIENT.
+    fn read(lba: u64, count: u8) -> Frame {
+        Frame::ata(
+            header(CLIENT, Command::Ata),
+            opcode::READ_SECTORS_EXT,
+            ata::AFLAG_EXTENDED,
+            lba,
+            count,
+            &[],
+        )
+    }
+
+    /// WRITE SECTORS EXT from CLIENT carrying `data`.
+    fn write(lba: u64, count: u8, data: &[u8]) -> Frame {
+        Frame::ata(
+            header(CLIENT, Command::Ata),
+            opcode::WRITE_SECTORS_EXT,
+            ata::AFLAG_EXTENDED | ata::AFLAG_WRITE,
+            lba,
+            count,
+            data,
+        )
     }
 
     fn config(src: Mac, ccmd: u8, string: &[u8]) -> Frame {
@@ -168,14 +196,7 @@ fn assert_reply_addressing(f: &Frame) {
 #[test]
 fn read_becomes_io_into_the_frame_with_window_offset() {
     let t = target();
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        998,
-        2,
-        &[],
-    );
+    let mut f = Frame::read(998, 2);
     let io = expect_io(f.decide(&t));
     assert_eq!(io.kind, IoKind::Read);
     assert_eq!(io.offset_bytes, (10 + 998) * 512);
@@ -223,14 +244,7 @@ fn write_becomes_io_from_the_frame_and_replies_without_data() {
 #[test]
 fn failed_io_maps_to_ata_errors_never_the_aoe_error_flag() {
     let t = target();
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(0, 1);
     let io = expect_io(f.decide(&t));
     assert_eq!(
         t.complete(&mut f.buf, &io, IoOutcome::Failed),
@@ -243,14 +257,7 @@ fn failed_io_maps_to_ata_errors_never_the_aoe_error_flag() {
     );
     assert_eq!(f.reply_header().flags & FLAG_ERROR, 0);
 
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::WRITE_SECTORS_EXT,
-        ata::AFLAG_EXTENDED | 1,
-        0,
-        1,
-        &[0; 512],
-    );
+    let mut f = Frame::write(0, 1, &[0; 512]);
     let io = expect_io(f.decide(&t));
     t.complete(&mut f.buf, &io, IoOutcome::Failed);
     assert_eq!(
@@ -264,14 +271,7 @@ fn failed_io_maps_to_ata_errors_never_the_aoe_error_flag() {
 fn range_past_the_end_is_idnf_including_overflowing_lba() {
     let t = target();
     for (lba, count) in [(999u64, 2u8), (1000, 1), (0xFFFF_FFFF_FFFF, 2)] {
-        let mut f = Frame::ata(
-            header(CLIENT, Command::Ata),
-            opcode::READ_SECTORS_EXT,
-            ata::AFLAG_EXTENDED,
-            lba,
-            count,
-            &[],
-        );
+        let mut f = Frame::read(lba, count);
         let (len, kind, _) = expect_reply(f.decide(&t));
         assert_eq!(
             (len, kind),
@@ -284,14 +284,7 @@ fn range_past_the_end_is_idnf_including_overflowing_lba() {
         );
     }
     // The last sector itself is fine.
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        999,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(999, 1);
     expect_io(f.decide(&t));
 }
 
@@ -315,14 +308,7 @@ fn lba28_masks_the_device_nibble() {
 #[test]
 fn count_above_maximum_and_short_write_are_aoe_bad_argument() {
     let t = target();
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        3,
-        &[],
-    );
+    let mut f = Frame::read(0, 3);
     let (len, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
     assert_eq!(len, MIN_FRAME_LEN);
@@ -334,50 +320,25 @@ fn count_above_maximum_and_short_write_are_aoe_bad_argument() {
         "command header echoed"
     );
 
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::WRITE_SECTORS_EXT,
-        ata::AFLAG_EXTENDED | 1,
-        0,
-        2,
-        &[1; 1023],
-    );
+    let mut f = Frame::write(0, 2, &[1; 1023]);
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AoeError(AoeError::BadArgument));
 }
 
 #[test]
 fn read_only_export_aborts_writes_but_serves_reads() {
-    let t = Target::new(
-        TargetConfig {
-            read_only: true,
-            ..config()
-        },
-        OWN,
-        TargetState::default(),
-    );
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::WRITE_SECTORS_EXT,
-        ata::AFLAG_EXTENDED | 1,
-        0,
-        1,
-        &[0; 512],
-    );
+    let t = target_with(TargetConfig {
+        read_only: true,
+        ..config()
+    });
+    let mut f = Frame::write(0, 1, &[0; 512]);
     let (_, kind, _) = expect_reply(f.decide(&t));
     assert_eq!(kind, ReplyKind::AtaError);
     assert_eq!(
         (f.ata_reply().cmd_status, f.ata_reply().err_feature),
         (0x41, ata::error::ABRT)
     );
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(0, 1);
     expect_io(f.decide(&t));
 }
 
@@ -452,14 +413,7 @@ fn flush_power_mode_unknown_opcode_and_zero_count() {
         assert_eq!(f.ata_reply().err_feature, ata::error::ABRT);
     }
 
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        3,
-        0,
-        &[],
-    );
+    let mut f = Frame::read(3, 0);
     let (len, kind, _) = expect_reply(f.decide(&t));
     assert_eq!((len, kind), (MIN_FRAME_LEN, ReplyKind::Ata));
 }
@@ -486,14 +440,7 @@ fn drops_responses_foreign_addresses_and_short_frames() {
         Action::Drop(DropReason::NotForUs)
     );
 
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(0, 1);
     for len in 0..36 {
         f.len = len;
         assert!(
@@ -789,14 +736,7 @@ fn reservation_guards_ata_but_not_identify_or_config() {
         expect_reply(Frame::config(OTHER, 0, b"").decide(&t)).1,
         ReplyKind::Config
     );
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(0, 1);
     expect_io(f.decide(&t));
 
     // Set by a non-holder fails; force set succeeds; an empty set releases.
@@ -806,14 +746,7 @@ fn reservation_guards_ata_but_not_identify_or_config() {
     assert_eq!(t.state().reservation.as_slice(), &[OTHER]);
     expect_reply(Frame::reserve(OTHER, rcmd::SET, &[]).decide(&t));
     assert!(t.state().reservation.is_empty());
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        1,
-        &[],
-    );
+    let mut f = Frame::read(0, 1);
     expect_io(f.decide(&t));
 }
 
@@ -902,23 +835,12 @@ fn replies_never_exceed_the_frame_capacity() {
 
 #[test]
 fn chained_packets_count_every_fragment() {
-    let t = Target::new(
-        TargetConfig {
-            max_sectors_per_frame: 17,
-            ..config()
-        },
-        OWN,
-        TargetState::default(),
-    );
+    let t = target_with(TargetConfig {
+        max_sectors_per_frame: 17,
+        ..config()
+    });
     // A 17-sector write whose first fragment holds 7 sectors: complete only with the rest.
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::WRITE_SECTORS_EXT,
-        ata::AFLAG_EXTENDED | 1,
-        0,
-        7,
-        &[1; 3584],
-    );
+    let mut f = Frame::write(0, 7, &[1; 3584]);
     f.buf[26] = 17;
     let rx = |total_len| Received {
         len: 36 + 3584,
@@ -930,26 +852,12 @@ fn chained_packets_count_every_fragment() {
         expect_reply(action).1,
         ReplyKind::AoeError(AoeError::BadArgument)
     );
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::WRITE_SECTORS_EXT,
-        ata::AFLAG_EXTENDED | 1,
-        0,
-        7,
-        &[1; 3584],
-    );
+    let mut f = Frame::write(0, 7, &[1; 3584]);
     f.buf[26] = 17;
     let io = expect_io(t.decide_chained(&mut f.buf, rx(36 + 17 * 512)));
     assert_eq!((io.kind, io.len_bytes), (IoKind::Write, 17 * 512));
     // A 17-sector read needs a reply capacity for all of it.
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        17,
-        &[],
-    );
+    let mut f = Frame::read(0, 17);
     let small = Received {
         len: 36,
         total_len: 36,
@@ -959,14 +867,7 @@ fn chained_packets_count_every_fragment() {
         expect_reply(t.decide_chained(&mut f.buf, small)).1,
         ReplyKind::AoeError(AoeError::BadArgument)
     );
-    let mut f = Frame::ata(
-        header(CLIENT, Command::Ata),
-        opcode::READ_SECTORS_EXT,
-        ata::AFLAG_EXTENDED,
-        0,
-        17,
-        &[],
-    );
+    let mut f = Frame::read(0, 17);
     let big = Received {
         len: 36,
         total_len: 36,
