@@ -3,7 +3,7 @@
 //! otherwise. Every exit path kills vblade and removes the namespaces and the image
 //! (guards, dropped in that order).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,35 +12,12 @@ use std::time::{Duration, Instant};
 use aoe_initiator::{Initiator, InitiatorConfig, InitiatorError, RequestError};
 use aoe_proto::ata::{identify_string, AtaHeader};
 use aoe_proto::{Header, MAJOR_ANY, MINOR_ANY, SECTOR_SIZE};
-use xblade_lab::{Lab, LabOptions};
+use xblade_lab::{Lab, LabOptions, TempDir};
 
 const SHELF: u16 = 1;
 const SLOT: u8 = 2;
 const IMAGE_BYTES: u64 = 64 << 20;
 const CAPACITY_SECTORS: u64 = IMAGE_BYTES / SECTOR_SIZE as u64;
-
-/// Removes a directory tree on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "xblade-initiator-{}-{tag}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running vblade; killed (by its own pid) and reaped on drop. Prints its log when the
 /// test is failing.

@@ -511,3 +511,35 @@ mod tests {
         assert!(!Path::new(NETNS_RUN_DIR).join(&c).exists());
     }
 }
+
+/// A scratch directory for a test's images and logs, removed with everything in it on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/xblade-test-PID-TAG-NANOS`. Panics if it cannot: for tests only.
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("xblade-test-{}-{tag}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// A sparse file of `bytes` bytes in this directory.
+    pub fn image(&self, name: &str, bytes: u64) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(bytes))
+            .expect("create image");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -31,35 +31,7 @@ pub fn xblade_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_xblade"))
 }
 
-/// A directory removed with everything in it on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("xblade-test-{}-{tag}-{nanos}", std::process::id()));
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// A sparse file of `bytes` bytes in this directory.
-    pub fn image(&self, name: &str, bytes: u64) -> PathBuf {
-        let path = self.0.join(name);
-        File::create(&path)
-            .and_then(|f| f.set_len(bytes))
-            .expect("create image");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+pub use xblade_lab::TempDir;
 
 /// A running xblade; SIGKILLed and reaped on drop if still running.
 pub struct Daemon {
