@@ -6,10 +6,15 @@
 //! statistics, report) are separate from the I/O (AF_PACKET rings in [`packet`], the loop in
 //! [`engine`]). Wire encoding and reply classification come from `aoe_proto` and
 //! `aoe_initiator::wire`/`tag`; discovery and IDENTIFY from `aoe_initiator::Initiator`.
+//!
+//! [`responder`] is the other end for measuring the generator itself: a zero-work AoE
+//! responder that answers every request at once (binary `xblade-responder`, also used by the
+//! integration tests). It is not a storage target.
 
 pub mod engine;
 pub mod packet;
 pub mod report;
+pub mod responder;
 pub mod rng;
 pub mod stats;
 pub mod verify;
