@@ -2,9 +2,11 @@
 # Benchmarks xblade against vblade (the baseline, measured in the same run) on one veth
 # pair between two throwaway network namespaces, with the same image and the same load
 # generator (xblade-bench), and prints one table: IOPS, MB/s, p50/p99/p99.9 latency, target
-# CPU time per request, and the xblade/vblade ratio. Also raw fio on the disk (the ceiling
-# for the O_DIRECT cases), the null backend, MTU 9000, 1 vs 2 queues, and what each
-# fast-path mechanism buys (ablations).
+# CPU time per request, and the xblade/vblade ratio. Also the two ceilings that bound any
+# ratio: raw fio on the disk (for the O_DIRECT cases) and the load generator against
+# xblade-responder, which answers at once from no storage (for the tmpfs and MTU 9000
+# cases); the null backend, 1 vs 2 queues, and what each fast-path mechanism buys
+# (ablations).
 #
 #   sudo ./scripts/bench.sh [--quick] [--repeat N] [--duration S] [--out DIR] [--only GROUPS]
 #
@@ -15,16 +17,22 @@
 #   --out DIR      where JSON results, the table and the latency CDF plot go
 #                  (default results/bench-DATE)
 #   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation
+#   --gen-spin-us US  the load generator polls its receive ring this long after the last
+#                  reply before it sleeps in ppoll (default 50; 0 sleeps at once). It has
+#                  CPU 0 to itself, so its wake-ups stay out of every target's latency.
+#                  The same for every target; the queues group, where generators share
+#                  the CPUs with xblade's workers, always uses 0
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, XDP mode (auto: native on veth), AF_XDP copy mode (veth has no
-# zero-copy), batch size, busy-poll off, CPU placement (target on CPU 1, load on CPU 0).
+# zero-copy), batch size, busy-poll off, the generator's spin, CPU placement (target on
+# CPU 1, load on CPU 0).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 
-REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation"
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation" GEN_SPIN_US=50
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) REPEAT=1 DURATION=2 ;;
@@ -32,7 +40,8 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --out) OUT=$2; shift ;;
         --only) ONLY=$2; shift ;;
-        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --gen-spin-us) GEN_SPIN_US=$2; shift ;;
+        -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
@@ -46,6 +55,7 @@ log "building release binaries"
 cargo_run build --release --locked -p xblade -p xblade-bench
 XBLADE="$REPO/target/release/xblade"
 BENCH="$REPO/target/release/xblade-bench"
+RESPONDER="$REPO/target/release/xblade-responder"
 OUT=${OUT:-$REPO/results/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/runs"
 
@@ -119,7 +129,7 @@ run_bench() {
     t0=$(cpu_ticks "$TARGET_PID")
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
-        --quiet --json "$json" "$@" >/dev/null || log "warning: $name: xblade-bench exited $?"
+        --spin-us "$GEN_SPIN_US" --quiet --json "$json" "$@" >/dev/null || log "warning: $name: xblade-bench exited $?"
     t1=$(cpu_ticks "$TARGET_PID")
     python3 - "$json" "$kind" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$WARMUP" "$DURATION" <<'PY'
 import json, sys
@@ -145,16 +155,23 @@ fio_run() {
 }
 
 XBLADE_ARGS=(--no-state --no-pin)
-cases_for() { # GROUP IMAGE VBLADE_FLAGS(comma) QDS
-    local group=$1 image=$2 vflags=$3 qds=$4
+# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling]: vblade and xblade, one after the
+# other, at every QD, reads then writes. With "ceiling", also xblade-responder (answers at
+# once from no storage): the load generator's own limit, so the table shows the largest
+# ratio over vblade that any target could reach in this run.
+cases_for() {
+    local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
     for rep in $(seq "$REPEAT"); do
-        for target in vblade xblade; do
-            if [ "$target" = vblade ]; then
-                # shellcheck disable=SC2086
-                start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image"
-            else
-                start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image"
-            fi
+        for target in vblade xblade $extra; do
+            case $target in
+                vblade)
+                    # shellcheck disable=SC2086
+                    start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image" ;;
+                xblade)
+                    start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
+                ceiling)
+                    start_target "$OUT/runs/$group-ceiling-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 "$IF_T" ;;
+            esac
             for qd in $qds; do
                 for op in read write; do
                     local rpct=100; [ $op = write ] && rpct=0
@@ -174,6 +191,7 @@ cat >"$OUT/settings.json" <<JSON
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
  "xdp_mode": "auto (native on veth)", "af_xdp_bind": "copy (veth has no zero-copy)",
  "xblade_batch": 64, "busy_poll": false, "frames_per_queue": 4096,
+ "generator_spin_us": $GEN_SPIN_US,
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
 
@@ -185,7 +203,7 @@ fi
 if want tmpfs; then
     log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
     lab 1500 1
-    cases_for tmpfs "$SHM_IMG" "" "1 16 64"
+    cases_for tmpfs "$SHM_IMG" "" "1 16 64" ceiling
 fi
 
 if want qd1; then
@@ -232,7 +250,7 @@ fi
 if want jumbo; then
     log "MTU 9000: 17 sectors per frame"
     lab 9000 1
-    cases_for jumbo "$SHM_IMG" "" "16"
+    cases_for jumbo "$SHM_IMG" "" "16" ceiling
 fi
 
 if want queues; then
@@ -246,7 +264,7 @@ if want queues; then
             gens=()
             for cpu in 0 1; do
                 ip netns exec "$NS_C" taskset -c "$cpu" "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
-                    --queue-depth 32 --read-pct 100 --warmup-s "$WARMUP" --duration-s "$DURATION" --seed $((cpu + 1)) \
+                    --queue-depth 32 --read-pct 100 --warmup-s "$WARMUP" --duration-s "$DURATION" --seed $((cpu + 1)) --spin-us 0 \
                     --quiet --json "$OUT/runs/queues$queues-read-qd32x2-gen$cpu-$rep.json" >/dev/null &
                 gens+=($!)
             done

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aoe_proto::ata::{self, opcode, AtaHeader, IdentifyStrings};
 use aoe_proto::config::ConfigHeader;
@@ -54,6 +54,9 @@ pub struct ResponderConfig {
     pub drop_every: u64,
     /// Buffer count advertised in the Query Config reply.
     pub buffer_count: u16,
+    /// Keep polling the receive ring this long after the last request before sleeping, so
+    /// a closed-loop initiator's next request does not pay a wake-up (xblade's default).
+    pub spin: Duration,
 }
 
 impl ResponderConfig {
@@ -67,6 +70,7 @@ impl ResponderConfig {
             corrupt_read_every: 0,
             drop_every: 0,
             buffer_count: 256,
+            spin: Duration::ZERO,
         }
     }
 
@@ -290,6 +294,7 @@ pub struct Server {
     bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
     replier: Replier,
+    spin: Duration,
 }
 
 impl fmt::Debug for Server {
@@ -326,6 +331,7 @@ impl Server {
             bufs: vec![vec![0u8; frame_cap]; BATCH],
             lens: vec![0; BATCH],
             replier,
+            spin: cfg.spin,
         })
     }
 
@@ -355,6 +361,8 @@ impl Server {
             replier,
             ..
         } = self;
+        let spin = self.spin;
+        let mut last_request = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut n = 0;
             rx.drain(BATCH, |frame| {
@@ -369,6 +377,9 @@ impl Server {
             if n > 0 {
                 let frames = bufs.iter().zip(lens.iter()).take(n).map(|(b, &l)| &b[..l]);
                 tx.send(frames)?;
+                last_request = Instant::now();
+            } else if last_request.elapsed() < spin {
+                std::hint::spin_loop();
             } else {
                 rx.wait(POLL_TIMEOUT)?;
             }

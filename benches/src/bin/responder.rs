@@ -55,6 +55,12 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(1..))]
     buffer_count: u16,
 
+    /// Keep polling for this many microseconds after the last request before sleeping
+    /// (like xblade's --spin-us), so a closed-loop load does not pay a wake-up per request.
+    #[arg(long, value_name = "US", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    spin_us: u64,
+
     /// Network interface to answer on.
     #[arg(value_name = "IFACE")]
     iface: String,
@@ -75,6 +81,7 @@ fn run(cli: &Cli) -> Result<()> {
     let mut cfg = ResponderConfig::new(cli.shelf, cli.slot, cli.size_sectors);
     cfg.ram = cli.ram;
     cfg.buffer_count = cli.buffer_count;
+    cfg.spin = std::time::Duration::from_micros(cli.spin_us);
     // Before any socket: a bad size is a usage error, whatever the privileges.
     cfg.ram_bytes().context("--size-sectors with --ram")?;
 
