@@ -207,17 +207,27 @@ if want tmpfs; then
 fi
 
 if want qd1; then
-    log "latency at QD 1, tmpfs: vblade, xblade, and xblade --busy-poll (a dedicated core)"
+    # The tmpfs group has QD 1 with xblade's default (adaptive spin). Here its two other
+    # wait strategies, each against the same vblade runs: busy-poll (a core kept busy) and
+    # pure event mode (--spin-us 0: sleep in io_uring_enter as soon as there is no work).
+    log "latency at QD 1, tmpfs: vblade, xblade --busy-poll, xblade --spin-us 0 (event mode)"
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
         start_target "$OUT/runs/qd1-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG"
-        run_bench "qd1-read-qd1-vblade-$rep" vblade 1 100
-        run_bench "qd1-write-qd1-vblade-$rep" vblade 1 0
+        for op in read write; do
+            rpct=100; [ $op = write ] && rpct=0
+            run_bench "qd1busypoll-$op-qd1-vblade-$rep" vblade 1 "$rpct"
+            cp "$OUT/runs/qd1busypoll-$op-qd1-vblade-$rep.json" "$OUT/runs/qd1event-$op-qd1-vblade-$rep.json"
+        done
         stop_target
-        start_target "$OUT/runs/qd1-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --busy-poll 1 0 "$IF_T" "$SHM_IMG"
-        run_bench "qd1-read-qd1-xblade-$rep" xblade 1 100
-        run_bench "qd1-write-qd1-xblade-$rep" xblade 1 0
-        stop_target
+        for variant in "busypoll:--busy-poll" "event:--spin-us 0"; do
+            name=${variant%%:*} flags=${variant#*:}
+            # shellcheck disable=SC2086
+            start_target "$OUT/runs/qd1$name-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
+            run_bench "qd1$name-read-qd1-xblade-$rep" xblade 1 100
+            run_bench "qd1$name-write-qd1-xblade-$rep" xblade 1 0
+            stop_target
+        done
     done
 fi
 
@@ -278,7 +288,7 @@ fi
 if want ablation; then
     log "ablations: xblade tmpfs reads, QD 64, one mechanism switched off at a time"
     lab 1500 1
-    variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "no-need-wakeup:--tune-no-need-wakeup"
+    variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "event-mode:--spin-us 0" "no-need-wakeup:--tune-no-need-wakeup"
               "uring-engine:--io-engine uring" "no-merge:--tune-no-merge" "unpinned:UNPINNED")
     for rep in $(seq "$REPEAT"); do
         for v in "${variants[@]}"; do
