@@ -294,6 +294,15 @@ impl Ring {
         self.push(entry);
     }
 
+    /// Queues a one-shot IORING_OP_POLL_ADD of `events` on `fd`: one completion, when `fd`
+    /// is ready (at once if it already is when the kernel arms it).
+    pub fn push_poll_oneshot(&mut self, fd: RawFd, events: u32, user_data: u64) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), events)
+            .build()
+            .user_data(user_data);
+        self.push(entry);
+    }
+
     /// Submits what is queued without waiting (and runs deferred completions if the
     /// kernel flagged some: IORING_SQ_TASKRUN).
     pub fn submit(&mut self) -> Result<(), UringError> {

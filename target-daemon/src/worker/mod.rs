@@ -33,7 +33,7 @@ use crate::xsk::{
 use frames::FrameMap;
 use io::{InFlight, Mergeable};
 
-/// user_data of the multishot poll on the XSK socket.
+/// user_data of the one-shot poll on the XSK socket, armed only before the worker sleeps.
 const USER_DATA_XSK_POLL: u64 = u64::MAX;
 /// user_data of the poll on the shutdown eventfd.
 const USER_DATA_SHUTDOWN: u64 = u64::MAX - 1;
@@ -200,6 +200,11 @@ struct Worker {
     /// Most kicks per TX batch (the frame count over the kernel's smallest budget).
     tx_kick_limit: u32,
     shutdown_fd: RawFd,
+    /// A one-shot poll for RX readiness is queued or armed in the ring. It is armed only
+    /// before a wait: a worker that is awake reads the RX ring itself, and a poll armed
+    /// all the time would post a completion (and cost an io_uring_enter to run it) for
+    /// every burst of frames.
+    xsk_poll_armed: bool,
     counters: Arc<WorkerCounters>,
     changes: Sender<StateChange>,
     latency: LatencyHistogram,
@@ -322,6 +327,7 @@ impl Worker {
             kick_on_need_only: tuning.need_wakeup,
             tx_kick_limit: frame_count / 8 + 1,
             shutdown_fd: setup.shutdown_fd,
+            xsk_poll_armed: false,
             counters: setup.counters,
             changes: setup.changes,
             latency: LatencyHistogram::new(),
@@ -391,9 +397,6 @@ impl Worker {
     }
 
     fn serve(&mut self) -> Result<(), WorkerError> {
-        let xsk_fd = self.socket.fd().as_raw_fd();
-        self.ring
-            .push_poll_multishot(xsk_fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
         self.ring
             .push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
         self.submit()?;
@@ -451,6 +454,15 @@ impl Worker {
     /// Submits and waits for a completion (socket readiness, disk I/O, shutdown), or at
     /// most `timeout_ns`.
     fn wait(&mut self, timeout_ns: Option<u32>) -> Result<(), WorkerError> {
+        if !self.xsk_poll_armed {
+            // Armed with this very submission; the kernel checks readiness as it arms the
+            // poll, so a frame that arrived since the last look at the RX ring completes it
+            // at once instead of being missed.
+            let fd = self.socket.fd().as_raw_fd();
+            self.ring
+                .push_poll_oneshot(fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
+            self.xsk_poll_armed = true;
+        }
         let result = match timeout_ns {
             Some(ns) => self.ring.submit_and_wait_timeout(ns),
             None => self.ring.submit_and_wait(),
@@ -476,13 +488,7 @@ impl Worker {
         for i in 0..n {
             let c = self.completions[i];
             match c.user_data {
-                USER_DATA_XSK_POLL => {
-                    if !c.more {
-                        let fd = self.socket.fd().as_raw_fd();
-                        self.ring
-                            .push_poll_multishot(fd, libc::POLLIN as u32, USER_DATA_XSK_POLL);
-                    }
-                }
+                USER_DATA_XSK_POLL => self.xsk_poll_armed = false,
                 USER_DATA_SHUTDOWN => {
                     if self.draining_since.is_none() {
                         debug!(
