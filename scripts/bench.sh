@@ -308,7 +308,7 @@ if want ablation && want disk; then
     log "ablations on the disk image (io_uring path): QD 64 reads"
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
-        for v in "default:" "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "no-merge:--tune-no-merge"; do
+        for v in "default:" "event-mode:--spin-us 0" "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "no-merge:--tune-no-merge"; do
             name=${v%%:*} flags=${v#*:}
             # shellcheck disable=SC2086
             start_target "$OUT/runs/diskablation-$name-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$DISK_IMG"
