@@ -155,14 +155,22 @@ fio_run() {
 }
 
 XBLADE_ARGS=(--no-state --no-pin)
-# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling]: vblade and xblade, one after the
-# other, at every QD, reads then writes. With "ceiling", also xblade-responder (answers at
-# once from no storage): the load generator's own limit, so the table shows the largest
-# ratio over vblade that any target could reach in this run.
+# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling|fio]: vblade and xblade, one after
+# the other, at every QD, reads then writes. The last argument adds, in the same repetition
+# (so a drift of the machine over time hits all alike), the bound on every ratio over
+# vblade: "ceiling" runs xblade-responder, which answers at once from no storage (the load
+# generator's own limit); "fio" runs raw fio on the image (the disk's own limit).
 cases_for() {
     local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
     for rep in $(seq "$REPEAT"); do
         for target in vblade xblade $extra; do
+            if [ "$target" = fio ]; then
+                for qd in $qds; do
+                    fio_run "$group-read-qd$qd-fio-$rep" randread "$qd" 1k
+                    fio_run "$group-write-qd$qd-fio-$rep" randwrite "$qd" 1k
+                done
+                continue
+            fi
             case $target in
                 vblade)
                     # shellcheck disable=SC2086
@@ -235,13 +243,7 @@ if want disk; then
     log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling"
     dd if=/dev/zero of="$DISK_IMG" bs=1M count=1024 oflag=direct status=none
     lab 1500 1
-    cases_for disk "$DISK_IMG" "-d" "1 16 64"
-    for rep in $(seq "$REPEAT"); do
-        for qd in 1 16 64; do
-            fio_run "disk-read-qd$qd-fio-$rep" randread "$qd" 1k
-            fio_run "disk-write-qd$qd-fio-$rep" randwrite "$qd" 1k
-        done
-    done
+    cases_for disk "$DISK_IMG" "-d" "1 16 64" fio
 fi
 
 if want null; then
