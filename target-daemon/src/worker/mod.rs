@@ -403,8 +403,11 @@ impl Worker {
         loop {
             let mut progressed = self.reap_ring();
             progressed |= self.reap_tx_completions();
-            if self.draining_since.is_none() {
-                progressed |= self.receive();
+            if self.draining_since.is_none() && self.receive() {
+                progressed = true;
+                // Start the batch's disk I/O before transmitting: with veth, the `sendto`
+                // below also runs the initiator's receive and can take tens of µs.
+                self.submit()?;
             }
             self.refill()?;
             progressed |= self.transmit()?;
