@@ -103,6 +103,16 @@ pub struct LabOptions {
     pub mtu: Option<u32>,
 }
 
+impl LabOptions {
+    /// The default shape with `rx_queues` RX (and as many TX) queues per end.
+    pub fn with_rx_queues(rx_queues: u32) -> LabOptions {
+        LabOptions {
+            rx_queues: Some(rx_queues),
+            ..LabOptions::default()
+        }
+    }
+}
+
 /// Two network namespaces joined by a veth pair, both ends up. Dropping it deletes both
 /// namespaces (and with them the veth pair).
 #[derive(Debug)]

@@ -148,14 +148,7 @@ fn a_frame_on_every_rx_queue_is_served() {
         eprintln!("skipped: needs 2 CPUs to steer frames to 2 queues");
         return;
     }
-    let lab = Lab::new(
-        "mq",
-        LabOptions {
-            rx_queues: Some(2),
-            ..LabOptions::default()
-        },
-    )
-    .expect("lab");
+    let lab = Lab::new("mq", LabOptions::with_rx_queues(2)).expect("lab");
     // XPS on the client end: a frame sent from CPU n leaves on TX queue n, which veth
     // delivers on the peer's RX queue n.
     let xps = format!(

@@ -180,14 +180,7 @@ struct Harness {
 
 impl Harness {
     fn new(tag: &str, rx_queues: u32, mode: XdpAttachMode) -> Harness {
-        let lab = Lab::new(
-            tag,
-            LabOptions {
-                rx_queues: Some(rx_queues),
-                ..LabOptions::default()
-            },
-        )
-        .expect("lab");
+        let lab = Lab::new(tag, LabOptions::with_rx_queues(rx_queues)).expect("lab");
         let client =
             PacketSocket::open_in(lab.client_ns(), lab.client_if()).expect("AF_PACKET socket");
         let guard = lab.enter_target_thread().expect("enter target ns");
@@ -506,14 +499,7 @@ fn no_socket_passes() {
     if !xblade_lab::require_root() {
         return;
     }
-    let lab = Lab::new(
-        "nosock",
-        LabOptions {
-            rx_queues: Some(1),
-            ..LabOptions::default()
-        },
-    )
-    .expect("lab");
+    let lab = Lab::new("nosock", LabOptions::with_rx_queues(1)).expect("lab");
     let client = PacketSocket::open_in(lab.client_ns(), lab.client_if()).expect("AF_PACKET");
     let _guard = lab.enter_target_thread().expect("enter target ns");
     let mut prog = XdpProgram::attach(lab.target_if(), XdpAttachMode::Generic).expect("attach");
@@ -551,14 +537,7 @@ fn already_attached_and_errors() {
     if !xblade_lab::require_root() {
         return;
     }
-    let lab = Lab::new(
-        "busy",
-        LabOptions {
-            rx_queues: Some(1),
-            ..LabOptions::default()
-        },
-    )
-    .expect("lab");
+    let lab = Lab::new("busy", LabOptions::with_rx_queues(1)).expect("lab");
     let _guard = lab.enter_target_thread().expect("enter target ns");
     let ifname = lab.target_if();
 
@@ -650,14 +629,7 @@ fn auto_mode_and_large_mtu() {
     if !xblade_lab::require_root() {
         return;
     }
-    let lab = Lab::new(
-        "automtu",
-        LabOptions {
-            rx_queues: Some(1),
-            ..LabOptions::default()
-        },
-    )
-    .expect("lab");
+    let lab = Lab::new("automtu", LabOptions::with_rx_queues(1)).expect("lab");
     let _guard = lab.enter_target_thread().expect("enter target ns");
     let prog = XdpProgram::attach(lab.target_if(), XdpAttachMode::Auto).expect("auto");
     assert_eq!(
