@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{describe, run_bench, Responder, ResponderConfig, TempFile, Vblade};
-use xblade_lab::{Lab, LabOptions};
+use common::{describe, run_bench, Responder, ResponderConfig, TempFile};
+use xblade_lab::{Lab, LabOptions, Vblade};
 
 const SHELF: u16 = 7;
 const SLOT: u8 = 3;
@@ -303,7 +303,8 @@ fn vblade() {
     }
     let image = TempFile::sparse("measure", 1 << 30);
     let lab = Lab::new("bvblade", LabOptions::default()).expect("lab");
-    let vblade = Vblade::start(&lab, SHELF, SLOT, &image.0, "measure");
+    let log = TempFile::path_in_tmp("measure-vblade.log");
+    let vblade = Vblade::start(&lab, SHELF, SLOT, &image.0, log.0.clone()).expect("start vblade");
     *TARGET_PID.lock().unwrap() = Some(vblade.pid());
     println!("\n== vblade 25, 1 GiB image in /dev/shm, veth, MTU 1500, 2 sectors/request, random");
     header();

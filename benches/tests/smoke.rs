@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{describe, run_bench, TempFile, Vblade};
-use xblade_lab::{Lab, LabOptions};
+use common::{describe, run_bench, TempFile};
+use xblade_lab::{Lab, LabOptions, Vblade};
 
 const SHELF: u16 = 3;
 const SLOT: u8 = 1;
@@ -19,7 +19,8 @@ fn verified_mixed_load_against_vblade() {
     // Field order = drop order: vblade, then the lab, then the image.
     let image = TempFile::sparse("smoke", 32 << 20);
     let lab = Lab::new("bsmoke", LabOptions::default()).expect("lab");
-    let vblade = Vblade::start(&lab, SHELF, SLOT, &image.0, "smoke");
+    let log = TempFile::path_in_tmp("smoke-vblade.log");
+    let vblade = Vblade::start(&lab, SHELF, SLOT, &image.0, log.0.clone()).expect("start vblade");
 
     let (out, report) = run_bench(
         &lab,

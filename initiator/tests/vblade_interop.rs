@@ -4,78 +4,27 @@
 //! (guards, dropped in that order).
 
 use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aoe_initiator::{Initiator, InitiatorConfig, InitiatorError, RequestError};
 use aoe_proto::ata::{identify_string, AtaHeader};
 use aoe_proto::{Header, MAJOR_ANY, MINOR_ANY, SECTOR_SIZE};
-use xblade_lab::{Lab, LabOptions, TempDir};
+use xblade_lab::{Lab, LabOptions, TempDir, Vblade};
 
 const SHELF: u16 = 1;
 const SLOT: u8 = 2;
 const IMAGE_BYTES: u64 = 64 << 20;
 const CAPACITY_SECTORS: u64 = IMAGE_BYTES / SECTOR_SIZE as u64;
 
-/// A running vblade; killed (by its own pid) and reaped on drop. Prints its log when the
-/// test is failing.
-struct Vblade {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Vblade {
-    fn start(lab: &Lab, image: &Path, log: PathBuf) -> Vblade {
-        let out = File::create(&log).expect("create vblade log");
-        let err = out.try_clone().expect("dup vblade log");
-        let child = lab
-            .command_in_target("vblade")
-            .arg(SHELF.to_string())
-            .arg(SLOT.to_string())
-            .arg(lab.target_if())
-            .arg(image)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn `ip netns exec ... vblade`");
-        let mut vblade = Vblade { child, log };
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(Some(status)) = vblade.child.try_wait() {
-            panic!("vblade exited at once ({status}): {}", vblade.log_text());
-        }
-        vblade
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
-        s
-    }
-}
-
-impl Vblade {
-    /// Sends `signal` (e.g. "STOP", "CONT") to this vblade, by its pid.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {}", self.child.id());
-    }
-}
-
-impl Drop for Vblade {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("vblade log:\n{}", self.log_text());
-        }
-    }
+/// Sends `signal` (e.g. "STOP", "CONT") to `vblade`, by its pid.
+fn signal(vblade: &Vblade, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(vblade.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {}", vblade.pid());
 }
 
 /// vblade serving a sparse 64 MiB image on the target end of a fresh lab. Fields drop in
@@ -92,8 +41,7 @@ impl Fixture {
         if !xblade_lab::require_root() {
             return None;
         }
-        if Command::new("vblade").arg("-h").output().is_err() {
-            eprintln!("skipped: vblade is not installed (apt-get install vblade)");
+        if !Vblade::available() {
             return None;
         }
         let dir = TempDir::new(tag);
@@ -102,7 +50,8 @@ impl Fixture {
             .and_then(|f| f.set_len(IMAGE_BYTES))
             .expect("create sparse image");
         let lab = Lab::new(tag, LabOptions::default()).expect("create lab");
-        let vblade = Vblade::start(&lab, &image, dir.0.join("vblade.log"));
+        let vblade = Vblade::start(&lab, SHELF, SLOT, &image, dir.0.join("vblade.log"))
+            .expect("start vblade");
         Some(Fixture {
             vblade,
             lab,
@@ -642,13 +591,13 @@ fn retransmits_timeouts_and_stale_replies() {
 
         // A stopped target: three transmissions, each with a new tag, then a timeout that
         // names the last tag.
-        vblade.signal("STOP");
+        signal(vblade, "STOP");
         let started = Instant::now();
         let err = ini
             .read(5, &mut sector)
             .expect_err("no reply while vblade is stopped");
         let waited = started.elapsed();
-        vblade.signal("CONT");
+        signal(vblade, "CONT");
         match request_error(&err) {
             RequestError::Timeout {
                 attempts: 3,
@@ -678,12 +627,12 @@ fn retransmits_timeouts_and_stale_replies() {
 
         // A target that stalls for less than the retry budget: the retransmission wins and
         // the reply to the first transmission is recognised as stale.
-        vblade.signal("STOP");
+        signal(vblade, "STOP");
         let before = ini.stats();
         std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(150));
-                vblade.signal("CONT");
+                signal(vblade, "CONT");
             });
             ini.read(5, &mut sector)
                 .expect("read recovers by retransmission");

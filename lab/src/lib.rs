@@ -16,6 +16,9 @@
 //! Everything here needs root (`CAP_SYS_ADMIN` for `setns(2)` and namespace mounts, and
 //! `CAP_NET_ADMIN`); tests call [`require_root`] first and skip when it returns `false`.
 
+mod vblade;
+pub use vblade::Vblade;
+
 use std::{
     ffi::OsStr,
     fs::{self, File},
@@ -81,6 +84,16 @@ pub enum LabError {
     /// A helper thread panicked (a bug in this crate).
     #[error("lab helper thread panicked while {0}")]
     ThreadPanicked(&'static str),
+    /// A program started in a namespace exited before it was ready.
+    #[error("`{program}` exited at once ({status}); its log:\n{log}")]
+    ExitedAtOnce {
+        /// The program name.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it wrote to its log.
+        log: String,
+    },
     /// `ip link show` printed no `link/ether` address for an interface.
     #[error("cannot find the MAC address of {ifname} in namespace {ns}")]
     NoMac {

@@ -22,7 +22,7 @@ use common::{
     request_header, reserve_frame, summary_count, wait_for, Daemon, TempDir, SHELF, SLOT,
 };
 use rand::{Rng, SeedableRng};
-use xblade_lab::{Lab, LabOptions};
+use xblade_lab::{Lab, LabOptions, Vblade};
 
 const IMAGE_BYTES: u64 = 64 << 20;
 const CAPACITY_SECTORS: u64 = IMAGE_BYTES / 512;
@@ -1331,8 +1331,7 @@ fn run_differential(client: &mut Initiator, steps: &[Step]) -> Transcript {
 #[test]
 fn same_answers_as_vblade_on_the_same_link() {
     require_root!();
-    if !have_program("vblade") {
-        eprintln!("skipped: vblade is not installed (apt-get install vblade)");
+    if !Vblade::available() {
         return;
     }
     let lab = Lab::new("vblade", LabOptions::default()).expect("lab");
@@ -1357,22 +1356,13 @@ fn same_answers_as_vblade_on_the_same_link() {
 
     // vblade first.
     let vblade_log = dir.0.join("vblade.log");
-    let mut vblade = ChildGuard(Some(
-        lab.command_in_target("vblade")
-            .args([&shelf_arg(), &slot_arg(), lab.target_if()])
-            .arg(&vblade_image)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&vblade_log).expect("vblade log"))
-            .spawn()
-            .expect("start vblade"),
-    ));
+    let vblade = Vblade::start(&lab, SHELF, SLOT, &vblade_image, vblade_log).expect("start vblade");
     // vblade says nothing when it is ready: discovery retries until it answers.
     let mut client = open_client(&lab, lab.client_if(), 300, 20);
     client.discover().expect("vblade answers Query Config");
     let from_vblade = run_differential(&mut client, &steps);
     drop(client);
-    vblade.stop(libc::SIGTERM, Duration::from_secs(5));
+    drop(vblade);
 
     // Then xblade on its copy of the same image.
     let daemon = Daemon::start(&lab, &dir, &xblade_image, &["--no-state"]);

@@ -5,9 +5,9 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -45,65 +45,6 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);
-    }
-}
-
-/// vblade serving `image` on the lab's target end; killed by its pid and reaped on drop.
-pub struct Vblade {
-    child: Child,
-    log: TempFile,
-}
-
-impl Vblade {
-    pub fn available() -> bool {
-        let ok = Command::new("vblade").arg("-h").output().is_ok();
-        if !ok {
-            eprintln!("skipped: vblade is not installed (apt-get install vblade)");
-        }
-        ok
-    }
-
-    pub fn start(lab: &Lab, shelf: u16, slot: u8, image: &Path, tag: &str) -> Vblade {
-        let log = TempFile::path_in_tmp(&format!("{tag}-vblade.log"));
-        let out = File::create(&log.0).expect("create vblade log");
-        let err = out.try_clone().expect("dup log");
-        let child = lab
-            .command_in_target("vblade")
-            .arg(shelf.to_string())
-            .arg(slot.to_string())
-            .arg(lab.target_if())
-            .arg(image)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn vblade");
-        let mut v = Vblade { child, log };
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(Some(status)) = v.child.try_wait() {
-            panic!("vblade exited at once ({status}): {}", v.log_text());
-        }
-        v
-    }
-
-    pub fn log_text(&self) -> String {
-        let mut s = String::new();
-        let _ = File::open(&self.log.0).and_then(|mut f| f.read_to_string(&mut s));
-        s
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Vblade {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("vblade log:\n{}", self.log_text());
-        }
     }
 }
 
