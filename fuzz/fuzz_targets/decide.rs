@@ -4,7 +4,7 @@
 
 use aoe_proto::{Header, Mac, FLAG_RESPONSE, MIN_FRAME_LEN};
 use libfuzzer_sys::fuzz_target;
-use xblade::target::{Action, IoOutcome, Target, TargetConfig, TargetState};
+use xblade_target::{Action, IoOutcome, Target, TargetConfig, TargetState};
 
 const OWN: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
 

@@ -2,7 +2,7 @@
 //! AF_XDP sockets, one per RX queue, each served by a worker thread with its own io_uring;
 //! sector data moves between the disk and the very UMEM frames it arrived or leaves in.
 //!
-//! Layout: [`target`] is the pure protocol logic; [`xdp`], [`xsk`] and [`uring`] are thin
+//! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
 //! it all; [`backend`], [`stats`], [`config`] and [`netdev`] do what they say.
 
@@ -12,8 +12,10 @@ pub mod daemon;
 pub mod netdev;
 pub mod persist;
 pub mod stats;
-pub mod target;
 pub mod uring;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;
+
+/// The pure request logic, a crate of its own so that it cannot touch a socket or a file.
+pub use xblade_target as target;

@@ -59,6 +59,7 @@ impl WorkerCounters {
                 DropReason::NotForUs => &self.dropped_not_for_us,
                 DropReason::Masked => &self.dropped_masked,
                 DropReason::ConfigMismatch => &self.dropped_config_mismatch,
+                DropReason::Ambiguous => &self.dropped_not_for_us,
             },
             1,
         );

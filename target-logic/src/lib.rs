@@ -9,6 +9,7 @@ mod control;
 #[cfg(test)]
 mod proptests;
 mod state;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -21,8 +22,10 @@ use aoe_proto::{
 };
 
 pub use state::{MacList, TargetState, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES};
+pub use table::{ExportKey, ExportTable, Route};
 
-/// The fixed properties of an exported device.
+/// The fixed properties of an exported device as served on one link (the sector count per
+/// frame follows that link's MTU; see [`Target::on_link`]).
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
     pub major: u16,
@@ -54,6 +57,9 @@ pub enum DropReason {
     Masked,
     /// A Query Config test or prefix test that did not match: silence is the answer.
     ConfigMismatch,
+    /// A command other than Query Config with a wildcard address that several exports
+    /// match (see [`Route::Ambiguous`]).
+    Ambiguous,
 }
 
 /// What the disk must do before a reply can go out.
@@ -153,16 +159,21 @@ pub struct Target {
     shared: Arc<Shared>,
 }
 
+/// The IDENTIFY DEVICE sector of an export.
+fn identify_for(config: &TargetConfig) -> [u8; SECTOR_SIZE] {
+    ata::identify_data(
+        config.size_sectors,
+        IdentifyStrings {
+            serial: &config.serial,
+            firmware: env!("CARGO_PKG_VERSION"),
+            model: &config.model,
+        },
+    )
+}
+
 impl Target {
     pub fn new(config: TargetConfig, own_mac: Mac, initial: TargetState) -> Target {
-        let identify = ata::identify_data(
-            config.size_sectors,
-            IdentifyStrings {
-                serial: &config.serial,
-                firmware: env!("CARGO_PKG_VERSION"),
-                model: &config.model,
-            },
-        );
+        let identify = identify_for(&config);
         let shared = Shared::default();
         shared.restricted.store(
             !initial.mask.is_empty() || !initial.reservation.is_empty(),
@@ -177,8 +188,75 @@ impl Target {
         }
     }
 
+    /// The same export served on another link: its own MAC and the sector count that link's
+    /// MTU allows; the config string, mask list and reservation stay shared with `self`.
+    pub fn on_link(&self, own_mac: Mac, max_sectors_per_frame: u8) -> Target {
+        let config = TargetConfig {
+            max_sectors_per_frame,
+            ..(*self.config).clone()
+        };
+        Target {
+            config: Arc::new(config),
+            own_mac,
+            identify: Arc::clone(&self.identify),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The same export with new fixed properties (a reload changed its size, window, or
+    /// read-only flag), keeping the state initiators set. The caller keeps `major`/`minor`.
+    pub fn reconfigured(&self, config: TargetConfig) -> Target {
+        debug_assert_eq!(
+            (config.major, config.minor),
+            (self.config.major, self.config.minor)
+        );
+        let identify = identify_for(&config);
+        Target {
+            config: Arc::new(config),
+            own_mac: self.own_mac,
+            identify: Arc::new(identify),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// True when `other` shares this export's state (it is the same export, maybe on another
+    /// link or reconfigured).
+    pub fn same_export(&self, other: &Target) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Replaces the part of the mask list a configuration manages: `old_seed` entries leave,
+    /// `new_seed` entries join; entries initiators added stay. Returns true if the list
+    /// changed. Entries past the list's capacity are left out (and reported by the count
+    /// returned in `Err`).
+    pub fn reseed_mask(&self, old_seed: &[Mac], new_seed: &[Mac]) -> Result<bool, usize> {
+        let mut state = self.lock();
+        let before = state.mask.clone();
+        for mac in old_seed.iter().filter(|m| !new_seed.contains(m)) {
+            state.mask.remove(*mac);
+        }
+        let mut left_out = 0;
+        for mac in new_seed {
+            if state.mask.add(*mac).is_err() {
+                left_out += 1;
+            }
+        }
+        self.update_restricted(&state);
+        let changed = state.mask != before;
+        drop(state);
+        match left_out {
+            0 => Ok(changed),
+            n => Err(n),
+        }
+    }
+
     pub fn config(&self) -> &TargetConfig {
         &self.config
+    }
+
+    /// This export's shelf.slot.
+    pub fn key(&self) -> ExportKey {
+        ExportKey::new(self.config.major, self.config.minor)
     }
 
     pub fn own_mac(&self) -> Mac {
