@@ -12,11 +12,12 @@ use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendError, BackendOptions, IoMode};
 use crate::config::Cli;
+use crate::config::TuningFlags as Tuning;
 use crate::netdev::{self, Netdev, NetdevError};
 use crate::persist::{PersistError, StateFile};
 use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
 use crate::target::{StateChange, Target, TargetConfig, TargetState};
-use crate::worker::{self, Tuning, WorkerError, WorkerReport, WorkerSetup};
+use crate::worker::{self, ServedExport, WorkerCommand, WorkerError, WorkerReport, WorkerSetup};
 use crate::xdp::{XdpError, XdpProgram};
 use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskError, XskSocket};
 
@@ -96,7 +97,8 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
     );
     sync_acl(&mut xdp, &target);
 
-    let tuning = tuning(&cli, &backend);
+    let (tuning, sync_io) = tuning(&cli, &backend);
+    let backend = Arc::new(backend);
     let shutdown = eventfd()?;
     let (changes_tx, changes_rx) = mpsc::channel();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -110,15 +112,24 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             umem,
             umem_config,
             bounce_len: sockets.bounce_len,
-            target: target.clone(),
-            backing_fd: backend.raw_fd(),
-            io_mode: backend.io_mode,
+            exports: vec![ServedExport {
+                target: target.clone(),
+                backend: Arc::clone(&backend),
+                sync_io,
+            }],
             batch: cli.batch,
             busy_poll: cli.busy_poll,
             spin_us: cli.spin_us,
             cpu: (!cli.no_pin).then_some(queue_id as usize % cpus),
             announce: queue_id == 0,
-            shutdown_fd: shutdown.as_raw_fd(),
+            command_fd: shutdown.as_raw_fd(),
+            commands: {
+                let (tx, rx) = mpsc::channel();
+                tx.send(WorkerCommand::Stop).ok();
+                std::mem::forget(tx);
+                rx
+            },
+            applied: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             counters: Arc::new(WorkerCounters::default()),
             changes: changes_tx.clone(),
             tuning,
@@ -240,8 +251,7 @@ fn bind_sockets(
             worker::reply_capacity(umem_config, multi_buffer) as u32,
         )
     };
-    let bounce_len =
-        worker::bounce_len(backend.io_mode, umem_config, sectors_for(want_multi_buffer));
+    let bounce_len = worker::bounce_len(umem_config, sectors_for(want_multi_buffer));
     let options = BindOptions {
         multi_buffer: want_multi_buffer,
         need_wakeup: !cli.tune_no_need_wakeup,
@@ -274,7 +284,7 @@ fn bind_sockets(
 
 /// The fast-path switches: the defaults, less what the hidden tuning flags turn off, and
 /// the I/O engine for this backing store.
-fn tuning(cli: &Cli, backend: &Backend) -> Tuning {
+fn tuning(cli: &Cli, backend: &Backend) -> (Tuning, bool) {
     let sync_io = match cli.io_engine.as_str() {
         "sync" => true,
         "uring" => false,
@@ -285,24 +295,19 @@ fn tuning(cli: &Cli, backend: &Backend) -> Tuning {
         fixed: !cli.tune_no_fixed,
         need_wakeup: !cli.tune_no_need_wakeup,
         merge: !cli.tune_no_merge,
-        sync_io,
     };
     info!(
         engine = if sync_io { "sync" } else { "io_uring" },
         memory_backed = backend.memory_backed,
         "disk I/O engine"
     );
-    if (Tuning {
-        sync_io,
-        ..Tuning::default()
-    }) != tuning
-    {
+    if Tuning::default() != tuning {
         warn!(
             ?tuning,
             "tuning experiment: fast-path mechanisms switched off"
         );
     }
-    tuning
+    (tuning, sync_io)
 }
 
 /// Starts a worker thread and waits until it serves (or reports why it cannot).
@@ -406,7 +411,7 @@ fn control_loop(
     target: &Target,
     state_file: Option<&StateFile>,
     workers: &[RunningWorker],
-    changes: &mpsc::Receiver<StateChange>,
+    changes: &mpsc::Receiver<(crate::target::ExportKey, StateChange)>,
 ) -> Result<(), DaemonError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -421,7 +426,7 @@ fn control_loop(
         let first_change = changes.recv_timeout(TICK).ok();
         let mut mask_changed = false;
         let mut any_change = false;
-        for change in first_change.into_iter().chain(changes.try_iter()) {
+        for (_, change) in first_change.into_iter().chain(changes.try_iter()) {
             info!(?change, "initiator changed target state");
             mask_changed |= change == StateChange::MaskList;
             any_change = true;

@@ -1,15 +1,21 @@
 //! A thin typed layer over one io_uring instance (io_uring_setup(2), io_uring_enter(2),
-//! io_uring_register(2)) for one worker thread: the backing file registered as fixed file 0,
-//! the worker's whole buffer region registered as fixed buffer 0, and the handful of
-//! operations the data path submits.
+//! io_uring_register(2)) for one worker thread: a sparse registered file table with one slot
+//! per export the worker serves (IORING_REGISTER_FILES2 / IORING_REGISTER_FILES_UPDATE), the
+//! worker's whole buffer region registered as fixed buffer 0, and the handful of operations
+//! the data path submits.
 
 use std::io;
 use std::os::fd::RawFd;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-/// Index of the backing file in the registered file table (IORING_REGISTER_FILES).
-const FIXED_FILE: types::Fixed = types::Fixed(0);
+/// A backing file as an operation names it: its slot in the registered file table, and its
+/// descriptor (used instead when the registered table is switched off for measurement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRef {
+    pub slot: u32,
+    pub fd: RawFd,
+}
 /// Index of the worker's buffer region in the registered buffer table (IORING_REGISTER_BUFFERS).
 const FIXED_BUFFER: u16 = 0;
 
@@ -55,9 +61,9 @@ pub struct Ring {
     /// The registered buffer region: fixed reads and writes must fall inside it.
     buffer_start: usize,
     buffer_end: usize,
-    /// The backing file's descriptor (also registered as fixed file 0).
-    file: Option<RawFd>,
-    /// Use the registered file and buffer (READ_FIXED/WRITE_FIXED on fixed file 0); off
+    /// Slots in the registered file table.
+    file_slots: u32,
+    /// Use the registered files and buffer (READ_FIXED/WRITE_FIXED on fixed files); off
     /// only to measure what they buy.
     fixed: bool,
 }
@@ -92,7 +98,7 @@ impl Ring {
             flavour,
             buffer_start: 0,
             buffer_end: 0,
-            file: None,
+            file_slots: 0,
             fixed: true,
         })
     }
@@ -101,14 +107,40 @@ impl Ring {
         self.flavour
     }
 
-    /// Registers `fd` as fixed file 0 (IORING_REGISTER_FILES).
-    pub fn register_file(&mut self, fd: RawFd) -> Result<(), UringError> {
-        self.file = Some(fd);
+    /// Registers an empty file table of `slots` entries (IORING_REGISTER_FILES2 with
+    /// IORING_RSRC_REGISTER_SPARSE), filled by [`Ring::set_file`].
+    pub fn register_file_table(&mut self, slots: u32) -> Result<(), UringError> {
         self.ring
             .submitter()
-            .register_files(&[fd])
+            .register_files_sparse(slots)
             .map_err(|source| UringError::Register {
-                what: "the backing file",
+                what: "the file table",
+                source,
+            })?;
+        self.file_slots = slots;
+        Ok(())
+    }
+
+    /// Puts `file.fd` in slot `file.slot` (IORING_REGISTER_FILES_UPDATE). The table holds its
+    /// own reference: operations already issued keep the file they resolved.
+    pub fn set_file(&mut self, file: FileRef) -> Result<(), UringError> {
+        self.update_file_slot(file.slot, file.fd)
+    }
+
+    /// Empties slot `slot`. Only once no operation naming it is still queued: one that the
+    /// kernel has not issued yet resolves the slot when it is issued.
+    pub fn clear_file(&mut self, slot: u32) -> Result<(), UringError> {
+        self.update_file_slot(slot, -1)
+    }
+
+    fn update_file_slot(&mut self, slot: u32, fd: RawFd) -> Result<(), UringError> {
+        assert!(slot < self.file_slots, "file slot {slot} outside the table");
+        self.ring
+            .submitter()
+            .register_files_update(slot, &[fd])
+            .map(|_| ())
+            .map_err(|source| UringError::Register {
+                what: "a backing file",
                 source,
             })
     }
@@ -165,15 +197,23 @@ impl Ring {
     /// # Safety
     /// `buf..buf + len` must lie in the registered buffer and stay untouched by anyone else
     /// until the completion for `user_data` is reaped.
-    pub unsafe fn push_read(&mut self, buf: *mut u8, len: u32, offset: u64, user_data: u64) {
+    pub unsafe fn push_read(
+        &mut self,
+        file: FileRef,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
         debug_assert!(self.in_fixed_buffer(buf, len));
-        let entry = match (self.fixed, self.file) {
-            (false, Some(fd)) => opcode::Read::new(types::Fd(fd), buf, len)
+        let entry = if self.fixed {
+            opcode::ReadFixed::new(types::Fixed(file.slot), buf, len, FIXED_BUFFER)
                 .offset(offset)
-                .build(),
-            _ => opcode::ReadFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+                .build()
+        } else {
+            opcode::Read::new(types::Fd(file.fd), buf, len)
                 .offset(offset)
-                .build(),
+                .build()
         }
         .user_data(user_data);
         self.push(entry);
@@ -183,15 +223,23 @@ impl Ring {
     ///
     /// # Safety
     /// As for [`Ring::push_read`]; the bytes must not change until the completion.
-    pub unsafe fn push_write(&mut self, buf: *const u8, len: u32, offset: u64, user_data: u64) {
+    pub unsafe fn push_write(
+        &mut self,
+        file: FileRef,
+        buf: *const u8,
+        len: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
         debug_assert!(self.in_fixed_buffer(buf, len));
-        let entry = match (self.fixed, self.file) {
-            (false, Some(fd)) => opcode::Write::new(types::Fd(fd), buf, len)
+        let entry = if self.fixed {
+            opcode::WriteFixed::new(types::Fixed(file.slot), buf, len, FIXED_BUFFER)
                 .offset(offset)
-                .build(),
-            _ => opcode::WriteFixed::new(FIXED_FILE, buf, len, FIXED_BUFFER)
+                .build()
+        } else {
+            opcode::Write::new(types::Fd(file.fd), buf, len)
                 .offset(offset)
-                .build(),
+                .build()
         }
         .user_data(user_data);
         self.push(entry);
@@ -205,15 +253,22 @@ impl Ring {
     /// else, until the completion for `user_data` is reaped.
     pub unsafe fn push_readv(
         &mut self,
+        file: FileRef,
         iovecs: *const libc::iovec,
         count: u32,
         offset: u64,
         user_data: u64,
     ) {
-        let entry = opcode::Readv::new(FIXED_FILE, iovecs, count)
-            .offset(offset)
-            .build()
-            .user_data(user_data);
+        let entry = if self.fixed {
+            opcode::Readv::new(types::Fixed(file.slot), iovecs, count)
+                .offset(offset)
+                .build()
+        } else {
+            opcode::Readv::new(types::Fd(file.fd), iovecs, count)
+                .offset(offset)
+                .build()
+        }
+        .user_data(user_data);
         self.push(entry);
     }
 
@@ -223,15 +278,22 @@ impl Ring {
     /// As for [`Ring::push_readv`]; the bytes must not change until the completion.
     pub unsafe fn push_writev(
         &mut self,
+        file: FileRef,
         iovecs: *const libc::iovec,
         count: u32,
         offset: u64,
         user_data: u64,
     ) {
-        let entry = opcode::Writev::new(FIXED_FILE, iovecs, count)
-            .offset(offset)
-            .build()
-            .user_data(user_data);
+        let entry = if self.fixed {
+            opcode::Writev::new(types::Fixed(file.slot), iovecs, count)
+                .offset(offset)
+                .build()
+        } else {
+            opcode::Writev::new(types::Fd(file.fd), iovecs, count)
+                .offset(offset)
+                .build()
+        }
+        .user_data(user_data);
         self.push(entry);
     }
 
@@ -245,6 +307,7 @@ impl Ring {
     /// reaped; a single buffer lies in the registered region.
     pub unsafe fn push_transfer(
         &mut self,
+        file: FileRef,
         write: bool,
         iovecs: *const libc::iovec,
         count: u32,
@@ -258,29 +321,35 @@ impl Ring {
         unsafe {
             match (write, count) {
                 (false, 1) => self.push_read(
+                    file,
                     first.iov_base.cast(),
                     first.iov_len as u32,
                     offset,
                     user_data,
                 ),
-                (false, _) => self.push_readv(iovecs, count, offset, user_data),
+                (false, _) => self.push_readv(file, iovecs, count, offset, user_data),
                 (true, 1) => self.push_write(
+                    file,
                     first.iov_base.cast(),
                     first.iov_len as u32,
                     offset,
                     user_data,
                 ),
-                (true, _) => self.push_writev(iovecs, count, offset, user_data),
+                (true, _) => self.push_writev(file, iovecs, count, offset, user_data),
             }
         }
     }
 
-    /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync(2)) of the backing file.
-    pub fn push_fdatasync(&mut self, user_data: u64) {
-        let entry = opcode::Fsync::new(FIXED_FILE)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(user_data);
+    /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (fdatasync(2)) of a backing file.
+    pub fn push_fdatasync(&mut self, file: FileRef, user_data: u64) {
+        let entry = if self.fixed {
+            opcode::Fsync::new(types::Fixed(file.slot))
+        } else {
+            opcode::Fsync::new(types::Fd(file.fd))
+        }
+        .flags(types::FsyncFlags::DATASYNC)
+        .build()
+        .user_data(user_data);
         self.push(entry);
     }
 

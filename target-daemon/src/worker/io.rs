@@ -24,6 +24,8 @@ enum Bounce {
 /// A disk I/O in flight, keyed by its head frame.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct InFlight {
+    /// The export's slot in the worker's slab (and io_uring file table).
+    export: u32,
     io: IoRequest,
     /// The packet's address in the UMEM (as the RX descriptor gave it).
     packet_addr: u64,
@@ -60,6 +62,7 @@ const MAX_VECTOR: usize = if MAX_FRAGS > MAX_MERGE {
 /// A request that may be merged with its neighbours in the same RX batch.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Mergeable {
+    export: u32,
     index: u32,
     head: libc::xdp_desc,
     io: IoRequest,
@@ -92,11 +95,12 @@ fn direct_ok(piece: &libc::iovec, mem_align: u32) -> bool {
 }
 
 impl Worker {
-    /// Starts the disk I/O of a request that arrived in `head` (frame `index`) and `extras`.
-    /// Starts the disk I/O of a request, or (single-frame reads and writes) holds it until
-    /// the end of the RX batch so that it can be merged with its neighbours in the file.
+    /// Starts the disk I/O of a request of `export` that arrived in `head` (frame `index`)
+    /// and `extras`, or (single-frame reads and writes) holds it until the end of the RX
+    /// batch so that it can be merged with its neighbours in the file.
     pub(super) fn queue_or_start_io(
         &mut self,
+        export: u32,
         index: u32,
         head: libc::xdp_desc,
         extras: &[libc::xdp_desc],
@@ -107,15 +111,17 @@ impl Worker {
             && (io.kind == IoKind::Write
                 || (io.kind == IoKind::Read
                     && io.reply_len as usize <= self.frames.room_after(head.addr)));
-        if self.merge && single_frame && self.io_mode != IoMode::Null && io.kind != IoKind::Flush {
+        let io_mode = self.exports.get(export).io_mode;
+        if self.merge && single_frame && io_mode != IoMode::Null && io.kind != IoKind::Flush {
             self.merge_batch.push(Mergeable {
+                export,
                 index,
                 head,
                 io,
                 started_ns,
             });
         } else {
-            self.start_io(index, head, extras, io, started_ns);
+            self.start_io(export, index, head, extras, io, started_ns);
         }
     }
 
@@ -131,6 +137,7 @@ impl Worker {
             let mut end = start + 1;
             while end < batch.len()
                 && end - start < MAX_MERGE
+                && batch[end].export == first.export
                 && batch[end].io.kind == first.io.kind
                 && batch[end].io.offset_bytes == end_bytes
             {
@@ -139,7 +146,7 @@ impl Worker {
             }
             if end - start == 1 || !self.start_merged(&batch[start..end]) {
                 for m in &batch[start..end] {
-                    self.start_io(m.index, m.head, &[], m.io, m.started_ns);
+                    self.start_io(m.export, m.index, m.head, &[], m.io, m.started_ns);
                 }
             }
             start = end;
@@ -152,9 +159,17 @@ impl Worker {
     /// One READV/WRITEV for `run` (adjacent single-frame requests of one kind). Returns
     /// false, having started nothing, when a member's data cannot be used in place.
     fn start_merged(&mut self, run: &[Mergeable]) -> bool {
+        let export = run[0].export;
+        let (io_mode, file, sync_fd) = {
+            let e = self.exports.get(export);
+            (e.io_mode, e.file, e.sync_fd)
+        };
+        let Some(file) = file else {
+            return false;
+        };
         let mut flights = [None; MAX_MERGE];
         for (slot, m) in flights.iter_mut().zip(run) {
-            let mut flight = Self::new_flight(m.head, m.io, m.started_ns);
+            let mut flight = Self::new_flight(export, m.head, m.io, m.started_ns);
             match m.io.kind {
                 IoKind::Read => {
                     let planned = self.plan_read(&mut flight);
@@ -162,7 +177,7 @@ impl Worker {
                 }
                 _ => self.plan_write(&mut flight, m.head, &[]),
             }
-            let in_place = match self.io_mode {
+            let in_place = match io_mode {
                 IoMode::Direct { mem_align } => {
                     flight.pieces().iter().all(|p| direct_ok(p, mem_align))
                 }
@@ -192,9 +207,12 @@ impl Worker {
         let stored = self.in_flight[leader_index as usize].insert(leader);
         let vector = stored.vector.as_ptr();
         self.in_flight_count += run.len() as u32;
+        for _ in run {
+            self.exports.io_started(export);
+        }
         self.counters.add(|c| &c.merged, run.len() as u64 - 1);
         let user_data = u64::from(leader_index);
-        if let Some(fd) = self.sync_fd {
+        if let Some(fd) = sync_fd {
             // SAFETY: as below; the call returns before anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, kind, vector, run.len(), offset) };
             self.complete_io(leader_index, result);
@@ -206,14 +224,15 @@ impl Worker {
         unsafe {
             let write = kind == IoKind::Write;
             self.ring
-                .push_transfer(write, vector, run.len() as u32, offset, user_data);
+                .push_transfer(file, write, vector, run.len() as u32, offset, user_data);
         }
         true
     }
 
     /// A request's in-flight record before planning: no pieces, frames or bounce buffer.
-    fn new_flight(head: libc::xdp_desc, io: IoRequest, started_ns: u64) -> InFlight {
+    fn new_flight(export: u32, head: libc::xdp_desc, io: IoRequest, started_ns: u64) -> InFlight {
         InFlight {
+            export,
             io,
             packet_addr: head.addr,
             started_ns,
@@ -233,13 +252,18 @@ impl Worker {
     /// Starts the disk I/O of a request that arrived in `head` (frame `index`) and `extras`.
     pub(super) fn start_io(
         &mut self,
+        export: u32,
         index: u32,
         head: libc::xdp_desc,
         extras: &[libc::xdp_desc],
         io: IoRequest,
         started_ns: u64,
     ) {
-        let mut flight = Self::new_flight(head, io, started_ns);
+        let (io_mode, file, sync_fd) = {
+            let e = self.exports.get(export);
+            (e.io_mode, e.file, e.sync_fd)
+        };
+        let mut flight = Self::new_flight(export, head, io, started_ns);
         match io.kind {
             IoKind::Flush => self.recycle_extras(extras),
             IoKind::Read => {
@@ -252,7 +276,8 @@ impl Worker {
             }
             IoKind::Write => self.plan_write(&mut flight, head, extras),
         }
-        if self.io_mode == IoMode::Null {
+        self.exports.io_started(export);
+        let Some(file) = file.filter(|_| io_mode != IoMode::Null) else {
             if io.kind == IoKind::Read {
                 for piece in flight.pieces() {
                     // SAFETY: each piece lies in a frame this request owns (planned above).
@@ -261,9 +286,10 @@ impl Worker {
             }
             self.finish_io(flight, true);
             return;
-        }
-        if !self.choose_vector(&mut flight) {
+        };
+        if !self.choose_vector(&mut flight, io_mode) {
             // No bounce buffer free: drop the request (the initiator retransmits it).
+            self.exports.io_done(&mut self.ring, export);
             self.counters.add(|c| &c.dropped_no_buffer, 1);
             for &addr in &flight.extra[..flight.extra_count] {
                 self.release_frame(addr);
@@ -278,7 +304,7 @@ impl Worker {
         let user_data = u64::from(index);
         let (vector, count) = (stored.vector.as_ptr(), stored.vector_count);
         let offset = io.offset_bytes;
-        if let Some(fd) = self.sync_fd {
+        if let Some(fd) = sync_fd {
             // SAFETY: as for the io_uring operations below; the call returns before
             // anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, io.kind, vector, count, offset) };
@@ -286,7 +312,7 @@ impl Worker {
             return;
         }
         match io.kind {
-            IoKind::Flush => self.ring.push_fdatasync(user_data),
+            IoKind::Flush => self.ring.push_fdatasync(file, user_data),
             // SAFETY: the buffers are frames this request owns, or its bounce buffer, all
             // inside the registered region; nothing else touches them until the completion
             // is reaped; the iovec array lives in the in-flight table, which is never
@@ -294,7 +320,7 @@ impl Worker {
             IoKind::Read | IoKind::Write => unsafe {
                 let write = io.kind == IoKind::Write;
                 self.ring
-                    .push_transfer(write, vector, count as u32, offset, user_data);
+                    .push_transfer(file, write, vector, count as u32, offset, user_data);
             },
         }
     }
@@ -360,11 +386,11 @@ impl Worker {
     /// Decides what io_uring reads into or writes from: the pieces themselves where the
     /// I/O mode allows, else (O_DIRECT alignment) a bounce buffer, gathering a write's data
     /// into it now. Returns false when a bounce buffer is needed and none is free.
-    fn choose_vector(&mut self, flight: &mut InFlight) -> bool {
+    fn choose_vector(&mut self, flight: &mut InFlight, io_mode: IoMode) -> bool {
         let count = flight.piece_count;
         flight.vector[..count].copy_from_slice(&flight.pieces[..count]);
         flight.vector_count = count;
-        let IoMode::Direct { mem_align } = self.io_mode else {
+        let IoMode::Direct { mem_align } = io_mode else {
             return true;
         };
         let pieces = flight.pieces;
@@ -512,17 +538,18 @@ impl Worker {
         if flight.bounce != Bounce::None {
             self.bounce_free.push(flight.bounce_slot);
         }
+        // The reply is built before the export may be released below.
+        let head = self.frames.frame_mut(flight.packet_addr);
+        let len =
+            self.exports
+                .get(flight.export)
+                .target
+                .complete(head, &flight.io, outcome_of(done));
+        self.exports.io_done(&mut self.ring, flight.export);
         let io = flight.io;
-        let outcome = if done {
-            IoOutcome::Done
-        } else {
-            IoOutcome::Failed
-        };
         if done {
             self.count_done(io);
         }
-        let head = self.frames.frame_mut(flight.packet_addr);
-        let len = self.target.complete(head, &io, outcome);
         let extras = &flight.extra[..flight.extra_count];
         let chained_reply = done && io.kind == IoKind::Read && !extras.is_empty();
         if chained_reply {
@@ -572,6 +599,14 @@ impl Worker {
         for d in extras {
             self.recycle.push(self.frames.chunk_of(d.addr));
         }
+    }
+}
+
+fn outcome_of(done: bool) -> IoOutcome {
+    if done {
+        IoOutcome::Done
+    } else {
+        IoOutcome::Failed
     }
 }
 

@@ -9,34 +9,47 @@
 //! descriptors linked by XDP_PKT_CONTD; read replies larger than a frame leave as chains too,
 //! their tail in spare frames that never go to the fill ring.
 //!
-//! One wait covers everything: a multishot poll on the XSK socket (RX readiness), the
-//! shutdown eventfd and the disk completions all arrive on the same io_uring.
+//! One worker serves every export on its interface: it routes each frame by shelf.slot
+//! ([`exports`]); a wildcard Query Config and the start-up announcements get one reply per
+//! export ([`fanout`]). The control plane adds, replaces and retires exports with
+//! [`WorkerCommand`]s; the data path never takes a lock shared with it.
+//!
+//! One wait covers everything: a one-shot poll on the XSK socket (RX readiness), a multishot
+//! poll on the command eventfd and the disk completions all arrive on the same io_uring.
 
+mod exports;
+mod fanout;
 mod frames;
 mod io;
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aoe_proto::Header;
 use tracing::{debug, info, warn};
+use xblade_target::{DropReason, ExportKey, Route};
 
-use crate::backend::IoMode;
+use crate::config::TuningFlags;
 use crate::stats::{LatencyHistogram, WorkerCounters};
-use crate::target::{Action, Received, StateChange, Target};
+use crate::target::{Action, Received, StateChange};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{
     BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
 };
 
+use exports::Exports;
+pub use exports::{ServedExport, MAX_EXPORTS};
+use fanout::{FanOuts, Step};
 use frames::FrameMap;
 use io::{InFlight, Mergeable};
 
 /// user_data of the one-shot poll on the XSK socket, armed only before the worker sleeps.
 const USER_DATA_XSK_POLL: u64 = u64::MAX;
-/// user_data of the poll on the shutdown eventfd.
-const USER_DATA_SHUTDOWN: u64 = u64::MAX - 1;
+/// user_data of the multishot poll on the command eventfd.
+const USER_DATA_COMMAND: u64 = u64::MAX - 1;
 /// How long a stopping worker waits for in-flight I/O and transmissions.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest RX batch (the stack buffer of descriptors).
@@ -61,62 +74,61 @@ pub enum WorkerError {
     Xsk { queue_id: u32, source: XskError },
     #[error("queue {queue_id}: worker thread panicked")]
     Panicked { queue_id: u32 },
+    #[error("queue {queue_id}: {key}: {source}")]
+    Serve {
+        queue_id: u32,
+        key: ExportKey,
+        source: exports::ServeError,
+    },
+}
+
+/// What the control plane tells a worker. Commands are applied in order; `Applied(n)` then
+/// publishes `n` through [`WorkerSetup::applied`], so the sender knows every command before
+/// it has taken effect.
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Serve this export (new, or a new version of a served one: the old version finishes
+    /// its disk I/O in flight and is dropped).
+    Serve(ServedExport),
+    /// Stop routing requests to this export; its I/O in flight still completes and is
+    /// answered.
+    Retire(ExportKey),
+    /// Send this export's unsolicited config reply (it was just added).
+    Announce(ExportKey),
+    Applied(u64),
+    /// Finish in-flight I/O, answer it, and return.
+    Stop,
 }
 
 /// Everything a worker thread needs; built by the main thread, moved into the worker.
 pub struct WorkerSetup {
     pub queue_id: u32,
+    /// The exports served from the start.
+    pub exports: Vec<ServedExport>,
     pub socket: XskSocket,
     pub umem: UmemRegion,
     pub umem_config: UmemConfig,
     /// Bytes per bounce buffer slot in the region after the UMEM (see [`bounce_len`]);
     /// there are [`bounce_slots`] of them.
     pub bounce_len: usize,
-    pub target: Target,
-    /// The backing file for io_uring; `None` for the null backend.
-    pub backing_fd: Option<RawFd>,
-    pub io_mode: IoMode,
     pub batch: u32,
     /// Spin on the rings instead of sleeping in io_uring_enter when idle.
     pub busy_poll: bool,
     /// Keep polling this many µs after the last work before sleeping.
     pub spin_us: u32,
     pub cpu: Option<usize>,
-    /// Send the start-up announcement (one worker does).
+    /// Send the exports' announcements (one worker per interface does).
     pub announce: bool,
-    /// Readable once the daemon is stopping.
-    pub shutdown_fd: RawFd,
+    /// An eventfd, readable when commands wait on `commands`.
+    pub command_fd: RawFd,
+    pub commands: Receiver<WorkerCommand>,
+    /// The last [`WorkerCommand::Applied`] value taken up.
+    pub applied: Arc<AtomicU64>,
     pub counters: Arc<WorkerCounters>,
-    pub changes: Sender<StateChange>,
-    pub tuning: Tuning,
-}
-
-/// Switches for measuring what each mechanism buys; the defaults are the fast path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tuning {
-    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN.
-    pub defer_taskrun: bool,
-    /// Registered file and buffers (READ_FIXED / WRITE_FIXED).
-    pub fixed: bool,
-    /// The socket was bound with XDP_USE_NEED_WAKEUP (else every TX batch is kicked).
-    pub need_wakeup: bool,
-    /// Merge adjacent requests into one disk operation.
-    pub merge: bool,
-    /// Do disk I/O with plain synchronous syscalls on the worker thread instead of io_uring
-    /// (for memory-backed files, which io_uring hands to its worker threads).
-    pub sync_io: bool,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            defer_taskrun: true,
-            fixed: true,
-            need_wakeup: true,
-            merge: true,
-            sync_io: false,
-        }
-    }
+    /// State changes initiators made (config string, mask list, reservation), by export.
+    pub changes: Sender<(ExportKey, StateChange)>,
+    /// Which fast-path mechanisms are on (all, unless measuring what each buys).
+    pub tuning: TuningFlags,
 }
 
 /// What a worker hands back when it stops.
@@ -139,14 +151,21 @@ pub fn bounce_slots(config: &UmemConfig) -> u32 {
 const MAX_BOUNCE_SLOTS: u32 = 256;
 
 /// Bytes per bounce buffer slot: room for the largest request's data, in whole frames
-/// (page aligned); none where the I/O mode never bounces.
-pub fn bounce_len(io_mode: IoMode, config: &UmemConfig, max_sectors_per_frame: u8) -> usize {
-    match io_mode {
-        IoMode::Direct { .. } => {
-            let data = usize::from(max_sectors_per_frame) * aoe_proto::SECTOR_SIZE;
-            data.div_ceil(config.frame_size as usize).max(1) * config.frame_size as usize
-        }
-        IoMode::Buffered | IoMode::Null => 0,
+/// (page aligned). Every worker has them: any export a reload adds may need them.
+pub fn bounce_len(config: &UmemConfig, max_sectors_per_frame: u8) -> usize {
+    let data = usize::from(max_sectors_per_frame) * aoe_proto::SECTOR_SIZE;
+    data.div_ceil(config.frame_size as usize).max(1) * config.frame_size as usize
+}
+
+/// Frames kept out of the fill ring for replies that need a frame of their own: the tails of
+/// chained (jumbo) read replies, and the replies of a fan-out. A quarter of the frames with
+/// multi-buffer (a chained reply takes up to MAX_FRAGS - 1 while its read is in flight),
+/// else a sixteenth.
+pub fn spare_frames(frame_count: u32, multi_buffer: bool) -> u32 {
+    if multi_buffer {
+        frame_count / 4
+    } else {
+        (frame_count / 16).max(1)
     }
 }
 
@@ -188,8 +207,8 @@ struct Worker {
     socket: XskSocket,
     ring: Ring,
     frames: FrameMap,
-    target: Target,
-    io_mode: IoMode,
+    exports: Exports,
+    fanouts: FanOuts,
     batch: u32,
     busy_poll: bool,
     /// Keep polling this long after the last work before sleeping (0: sleep at once).
@@ -199,21 +218,23 @@ struct Worker {
     kick_on_need_only: bool,
     /// Most kicks per TX batch (the frame count over the kernel's smallest budget).
     tx_kick_limit: u32,
-    shutdown_fd: RawFd,
+    command_fd: RawFd,
+    commands: Receiver<WorkerCommand>,
+    applied: Arc<AtomicU64>,
     /// A one-shot poll for RX readiness is queued or armed in the ring. It is armed only
     /// before a wait: a worker that is awake reads the RX ring itself, and a poll armed
     /// all the time would post a completion (and cost an io_uring_enter to run it) for
     /// every burst of frames.
     xsk_poll_armed: bool,
     counters: Arc<WorkerCounters>,
-    changes: Sender<StateChange>,
+    changes: Sender<(ExportKey, StateChange)>,
     latency: LatencyHistogram,
     epoch: Instant,
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
     in_flight: Vec<Option<InFlight>>,
     in_flight_count: u32,
     /// Frames `0..rx_frames` cycle through the fill ring; the rest are spare frames for the
-    /// tails of chained replies.
+    /// tails of chained replies and for fan-out replies.
     rx_frames: u32,
     /// Free spare frames (indices).
     spare: Vec<u32>,
@@ -228,8 +249,6 @@ struct Worker {
     rx_chain: RxChain,
     /// Merge adjacent requests of an RX batch into one disk operation.
     merge: bool,
-    /// The backing file, when disk I/O is done synchronously (see [`Tuning::sync_io`]).
-    sync_fd: Option<RawFd>,
     /// Requests of the current RX batch held back for merging (capacity MAX_BATCH).
     merge_batch: Vec<Mergeable>,
     /// Descriptors taken off the RX ring in one batch (capacity MAX_BATCH, never grows).
@@ -286,27 +305,15 @@ impl Worker {
         if !tuning.fixed {
             ring.disable_fixed();
         }
-        if let Some(fd) = setup.backing_fd {
-            ring.register_file(fd).map_err(uring)?;
-        }
+        ring.register_file_table(MAX_EXPORTS).map_err(uring)?;
         // SAFETY: the region is owned by `frames`, which the worker drops after the ring
         // (field order: `ring` before `frames`), and it is never remapped.
         unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
         debug!(queue_id, flavour = ?ring.flavour(), "io_uring ready");
 
         let multi_buffer = setup.socket.multi_buffer();
-        // A quarter of the frames are spare with multi-buffer: a chained read reply takes
-        // at most MAX_FRAGS - 1 of them, and only while its request is in flight.
-        let rx_frames = if multi_buffer {
-            frame_count - frame_count / 4
-        } else {
-            frame_count
-        };
-        let slots = if setup.bounce_len > 0 {
-            bounce_slots(&setup.umem_config)
-        } else {
-            0
-        };
+        let rx_frames = frame_count - spare_frames(frame_count, multi_buffer);
+        let slots = bounce_slots(&setup.umem_config);
         let frames = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
         let empty = libc::xdp_desc {
             addr: 0,
@@ -318,15 +325,17 @@ impl Worker {
             socket: setup.socket,
             ring,
             frames,
-            target: setup.target,
-            io_mode: setup.io_mode,
+            exports: Exports::new(),
+            fanouts: FanOuts::new(),
             batch: setup.batch.min(MAX_BATCH),
             busy_poll: setup.busy_poll,
             spin_ns: u64::from(setup.spin_us) * 1000,
             last_activity_ns: 0,
             kick_on_need_only: tuning.need_wakeup,
             tx_kick_limit: frame_count / 8 + 1,
-            shutdown_fd: setup.shutdown_fd,
+            command_fd: setup.command_fd,
+            commands: setup.commands,
+            applied: setup.applied,
             xsk_poll_armed: false,
             counters: setup.counters,
             changes: setup.changes,
@@ -346,7 +355,6 @@ impl Worker {
             },
             rx_descs: Vec::with_capacity(MAX_BATCH as usize),
             merge: tuning.merge,
-            sync_fd: setup.backing_fd.filter(|_| tuning.sync_io),
             merge_batch: Vec::with_capacity(MAX_BATCH as usize),
             comp_addrs: Vec::with_capacity(MAX_BATCH as usize),
             reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
@@ -362,46 +370,125 @@ impl Worker {
             ],
             draining_since: None,
         };
-        let first_free = if setup.announce { worker.announce() } else { 0 };
+        for served in setup.exports {
+            worker.serve_export(served)?;
+        }
+        if setup.announce {
+            worker.fanouts.push_announce_all();
+        }
         worker
             .recycle
-            .extend((first_free..rx_frames).map(|i| worker.frames.chunk_addr(i)));
+            .extend((0..rx_frames).map(|i| worker.frames.chunk_addr(i)));
         worker.refill()?;
+        worker.run_fanouts();
         worker.transmit()?;
         Ok(worker)
+    }
+
+    fn serve_export(&mut self, served: ServedExport) -> Result<(), WorkerError> {
+        let key = served.target.key();
+        self.exports
+            .serve(&mut self.ring, served)
+            .map(|_| ())
+            .map_err(|source| WorkerError::Serve {
+                queue_id: self.queue_id,
+                key,
+                source,
+            })
+    }
+
+    /// Takes up every command waiting (the command eventfd was readable).
+    fn take_commands(&mut self) -> Result<(), WorkerError> {
+        let mut value = 0u64;
+        // SAFETY: reads 8 bytes into a valid u64 from the eventfd this worker polls; it is
+        // non-blocking, so an empty counter returns EAGAIN, which is fine.
+        let _ = unsafe {
+            libc::read(
+                self.command_fd,
+                (&mut value as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                WorkerCommand::Serve(served) => self.serve_export(served)?,
+                WorkerCommand::Retire(key) => {
+                    self.exports.retire(&mut self.ring, key);
+                }
+                WorkerCommand::Announce(key) => {
+                    if !self.fanouts.push_announce(key.major(), key.minor()) {
+                        warn!(queue_id = self.queue_id, %key, "announcement queue full; {key} not announced");
+                    }
+                }
+                WorkerCommand::Applied(generation) => {
+                    self.applied.store(generation, Ordering::Release);
+                }
+                WorkerCommand::Stop => self.start_draining(),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_draining(&mut self) {
+        if self.draining_since.is_none() {
+            debug!(
+                queue_id = self.queue_id,
+                in_flight = self.in_flight_count,
+                "draining"
+            );
+            self.draining_since = Some(Instant::now());
+        }
+    }
+
+    /// Builds fan-out replies (wildcard config queries, announcements) in spare frames while
+    /// there are spare frames and replies to build. Returns whether it queued any.
+    fn run_fanouts(&mut self) -> bool {
+        let mut sent = false;
+        while !self.fanouts.is_empty() {
+            let Some(index) = self.spare.pop() else {
+                break;
+            };
+            let addr = self.frames.chunk_addr(index) + self.frames.packet_offset();
+            let frame = self.frames.frame_mut(addr);
+            match self.fanouts.step(&self.exports, frame) {
+                Step::Reply {
+                    len,
+                    key,
+                    kind,
+                    change,
+                } => {
+                    if let Some(kind) = kind {
+                        self.counters.count_reply(kind);
+                    }
+                    if let Some(change) = change {
+                        let _ = self.changes.send((key, change));
+                    }
+                    self.queue_tx(addr, len, 0, None);
+                    sent = true;
+                }
+                Step::Silent(reason) => {
+                    self.counters.count_drop(reason);
+                    self.spare.push(index);
+                }
+                Step::Idle => {
+                    self.spare.push(index);
+                    break;
+                }
+            }
+        }
+        sent
     }
 
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Queues the start-up announcement in frame 0; returns the first frame left free.
-    fn announce(&mut self) -> u32 {
-        let packet_addr = self.frames.chunk_addr(0) + self.frames.packet_offset();
-        let frame = self.frames.frame_mut(packet_addr);
-        match self.target.announcement(frame) {
-            Some(len) => {
-                let desc = libc::xdp_desc {
-                    addr: packet_addr,
-                    len: len as u32,
-                    options: 0,
-                };
-                self.tx_pending.push(PendingTx {
-                    desc,
-                    started_ns: None,
-                });
-                1
-            }
-            None => 0,
-        }
-    }
-
     fn serve(&mut self) -> Result<(), WorkerError> {
         self.ring
-            .push_poll_multishot(self.shutdown_fd, libc::POLLIN as u32, USER_DATA_SHUTDOWN);
+            .push_poll_multishot(self.command_fd, libc::POLLIN as u32, USER_DATA_COMMAND);
         self.submit()?;
         loop {
-            let mut progressed = self.reap_ring();
+            let mut progressed = self.reap_ring()?;
             progressed |= self.reap_tx_completions();
             if self.draining_since.is_none() && self.receive() {
                 progressed = true;
@@ -410,6 +497,7 @@ impl Worker {
                 self.submit()?;
             }
             self.refill()?;
+            progressed |= self.run_fanouts();
             progressed |= self.transmit()?;
             if let Some(since) = self.draining_since {
                 if self.in_flight_count == 0 && self.tx_outstanding == 0 {
@@ -485,27 +573,28 @@ impl Worker {
         })
     }
 
-    /// Handles every io_uring completion: disk I/O, socket readiness, shutdown.
-    fn reap_ring(&mut self) -> bool {
+    /// Handles every io_uring completion: disk I/O, socket readiness, commands.
+    fn reap_ring(&mut self) -> Result<bool, WorkerError> {
         let n = self.ring.reap(&mut self.completions);
         for i in 0..n {
             let c = self.completions[i];
             match c.user_data {
                 USER_DATA_XSK_POLL => self.xsk_poll_armed = false,
-                USER_DATA_SHUTDOWN => {
-                    if self.draining_since.is_none() {
-                        debug!(
-                            queue_id = self.queue_id,
-                            in_flight = self.in_flight_count,
-                            "draining"
+                USER_DATA_COMMAND => {
+                    if !c.more {
+                        // The multishot poll ended (the kernel may end one at any time).
+                        self.ring.push_poll_multishot(
+                            self.command_fd,
+                            libc::POLLIN as u32,
+                            USER_DATA_COMMAND,
                         );
-                        self.draining_since = Some(Instant::now());
                     }
+                    self.take_commands()?;
                 }
                 index => self.complete_io(index as u32, c.result),
             }
         }
-        n > 0
+        Ok(n > 0)
     }
 
     /// Takes up to a batch of descriptors off the RX ring and acts on each whole packet.
@@ -575,7 +664,32 @@ impl Worker {
             reply_capacity: self.reply_capacity,
         };
         let frame = self.frames.frame_mut(head.addr);
-        match self.target.decide_chained(frame, rx) {
+        let slot = match frame.get(..rx.len).map(Header::parse) {
+            Some(Ok(hdr)) if hdr.is_response() => Err(DropReason::Response),
+            Some(Ok(hdr)) => match self.exports.route(hdr.major, hdr.minor, hdr.command) {
+                Route::One(slot) => Ok(slot as u32),
+                Route::FanOut => {
+                    // Every matching export answers, each from a frame of its own.
+                    if !self
+                        .fanouts
+                        .push_request(&frame[..rx.len], hdr.major, hdr.minor)
+                    {
+                        self.counters.add(|c| &c.dropped_no_buffer, 1);
+                    }
+                    self.recycle.push(self.frames.chunk_of(head.addr));
+                    self.recycle_extras(extras);
+                    return;
+                }
+                Route::None => Err(DropReason::NotForUs),
+                Route::Ambiguous => Err(DropReason::Ambiguous),
+            },
+            _ => Err(DropReason::Malformed),
+        };
+        let action = match slot {
+            Ok(slot) => self.exports.get(slot).target.decide_chained(frame, rx),
+            Err(reason) => Action::Drop(reason),
+        };
+        match action {
             Action::Drop(reason) => {
                 self.counters.count_drop(reason);
                 self.recycle.push(self.frames.chunk_of(head.addr));
@@ -583,13 +697,19 @@ impl Worker {
             }
             Action::Reply { len, kind, change } => {
                 self.counters.count_reply(kind);
-                if let Some(change) = change {
-                    let _ = self.changes.send(change);
+                if let (Some(change), Ok(slot)) = (change, slot) {
+                    let key = self.exports.get(slot).target.key();
+                    let _ = self.changes.send((key, change));
                 }
                 self.recycle_extras(extras);
                 self.queue_tx(head.addr, len, 0, Some(now_ns));
             }
-            Action::Io(request) => self.queue_or_start_io(index, head, extras, request, now_ns),
+            Action::Io(request) => {
+                // Only a routed request reaches the disk.
+                if let Ok(slot) = slot {
+                    self.queue_or_start_io(slot, index, head, extras, request, now_ns);
+                }
+            }
         }
     }
 

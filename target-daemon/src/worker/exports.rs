@@ -1,0 +1,205 @@
+//! The exports one worker serves, and what each needs on the data path.
+//!
+//! Exports live in a slab whose index is also the export's slot in the worker's io_uring
+//! file table, and an [`ExportTable`] maps shelf.slot to the slab. A reload replaces or
+//! removes an export without waiting: the table stops routing requests to the old version at
+//! once, and the old version keeps its slab slot (and its file slot) until the disk I/O it
+//! has in flight completes. A file slot is emptied only then: an operation the kernel has
+//! not issued yet resolves its fixed file when it is issued.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use xblade_target::{ExportKey, ExportTable, Route, Target};
+
+use crate::backend::{Backend, IoMode};
+use crate::uring::{FileRef, Ring, UringError};
+
+/// Most exports (versions included, while old ones drain) one worker serves: the size of its
+/// io_uring file table.
+pub const MAX_EXPORTS: u32 = 4096;
+
+/// An export as the control plane hands it to a worker.
+#[derive(Clone, Debug)]
+pub struct ServedExport {
+    /// The export on this worker's link (its MAC and sector count).
+    pub target: Target,
+    pub backend: Arc<Backend>,
+    /// Synchronous disk I/O on the worker thread instead of io_uring (memory-backed files).
+    pub sync_io: bool,
+}
+
+/// An export in a worker's slab.
+pub(super) struct Export {
+    pub target: Target,
+    pub io_mode: IoMode,
+    /// The backing file's slot and descriptor; `None` for the null backend.
+    pub file: Option<FileRef>,
+    /// The descriptor, when disk I/O is synchronous.
+    pub sync_fd: Option<RawFd>,
+    /// Requests of this export whose disk I/O has not completed.
+    in_flight: u32,
+    /// Removed or replaced: no new requests; freed when `in_flight` reaches 0.
+    retiring: bool,
+    /// Keeps the descriptors above open while the worker may use them.
+    _backend: Arc<Backend>,
+}
+
+/// Why an export could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("a worker serves at most {MAX_EXPORTS} exports (including replaced ones still finishing their I/O)")]
+    Full,
+    #[error(transparent)]
+    Uring(#[from] UringError),
+}
+
+pub(super) struct Exports {
+    slab: Vec<Option<Export>>,
+    free: Vec<u32>,
+    table: ExportTable<u32>,
+}
+
+impl Exports {
+    pub fn new() -> Exports {
+        Exports {
+            slab: Vec::new(),
+            free: Vec::new(),
+            table: ExportTable::default(),
+        }
+    }
+
+    /// Starts serving `served` (a new export, or a new version of one: the old version
+    /// retires). Returns its slab slot.
+    pub fn serve(&mut self, ring: &mut Ring, served: ServedExport) -> Result<u32, ServeError> {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None if (self.slab.len() as u32) < MAX_EXPORTS => {
+                self.slab.push(None);
+                self.slab.len() as u32 - 1
+            }
+            None => return Err(ServeError::Full),
+        };
+        let file = served.backend.raw_fd().map(|fd| FileRef { slot, fd });
+        if let Some(file) = file {
+            if let Err(e) = ring.set_file(file) {
+                self.free.push(slot);
+                return Err(e.into());
+            }
+        }
+        let key = served.target.key();
+        self.slab[slot as usize] = Some(Export {
+            io_mode: served.backend.io_mode,
+            sync_fd: file.filter(|_| served.sync_io).map(|f| f.fd),
+            file,
+            target: served.target,
+            in_flight: 0,
+            retiring: false,
+            _backend: served.backend,
+        });
+        if let Some(old) = self.table.insert(key, slot) {
+            self.retire_slot(ring, old);
+        }
+        Ok(slot)
+    }
+
+    /// Stops routing requests to `key`; its I/O in flight still completes.
+    pub fn retire(&mut self, ring: &mut Ring, key: ExportKey) -> bool {
+        match self.table.remove(key) {
+            Some(slot) => {
+                self.retire_slot(ring, slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn retire_slot(&mut self, ring: &mut Ring, slot: u32) {
+        if let Some(export) = self.slab[slot as usize].as_mut() {
+            export.retiring = true;
+            if export.in_flight == 0 {
+                self.release(ring, slot);
+            }
+        }
+    }
+
+    fn release(&mut self, ring: &mut Ring, slot: u32) {
+        if let Some(export) = self.slab[slot as usize].take() {
+            if export.file.is_some() {
+                if let Err(e) = ring.clear_file(slot) {
+                    // The slot keeps a reference to a file nobody routes to; it is
+                    // overwritten when the slot is reused.
+                    tracing::warn!("could not empty io_uring file slot {slot}: {e}");
+                }
+            }
+            self.free.push(slot);
+        }
+    }
+
+    /// Where a request goes: a slab slot, a fan-out, or nowhere.
+    pub fn route(&self, major: u16, minor: u8, command: u8) -> Route {
+        match self.table.route(major, minor, command) {
+            Route::One(index) => match self.table.at(index) {
+                Some((_, &slot)) => Route::One(slot as usize),
+                None => Route::None,
+            },
+            other => other,
+        }
+    }
+
+    /// The slab slots of the exports a request to `major`.`minor` reaches, from table index
+    /// `from` on, with the table index of each (to resume a fan-out).
+    pub fn matching(
+        &self,
+        major: u16,
+        minor: u8,
+        from: usize,
+    ) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.table
+            .matching(major, minor, from)
+            .filter_map(|i| self.table.at(i).map(|(_, &slot)| (i, slot)))
+    }
+
+    /// The export in slab slot `slot`. Slots come from [`Exports::route`],
+    /// [`Exports::matching`] or an in-flight request, and stay filled until released.
+    pub fn get(&self, slot: u32) -> &Export {
+        match self.slab.get(slot as usize).and_then(Option::as_ref) {
+            Some(export) => export,
+            None => panic!("export slot {slot} is empty"),
+        }
+    }
+
+    pub fn io_started(&mut self, slot: u32) {
+        if let Some(export) = self.slab[slot as usize].as_mut() {
+            export.in_flight += 1;
+        }
+    }
+
+    /// One request of `slot` finished its disk I/O; a retiring export with none left is
+    /// released.
+    pub fn io_done(&mut self, ring: &mut Ring, slot: u32) {
+        let Some(export) = self.slab[slot as usize].as_mut() else {
+            return;
+        };
+        debug_assert!(export.in_flight > 0);
+        export.in_flight = export.in_flight.saturating_sub(1);
+        if export.retiring && export.in_flight == 0 {
+            self.release(ring, slot);
+        }
+    }
+
+    /// Exports routed to (not counting retiring versions).
+    pub fn served(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Keys of the exports routed to.
+    pub fn keys(&self) -> impl Iterator<Item = ExportKey> + '_ {
+        self.table.keys()
+    }
+
+    /// Mutable access to every live export (a link change gives each a new view).
+    pub fn live_mut(&mut self) -> impl Iterator<Item = &mut Export> {
+        self.slab.iter_mut().flatten().filter(|e| !e.retiring)
+    }
+}
