@@ -11,77 +11,74 @@
 //   not AoE (after at most one 802.1Q tag)          -> XDP_PASS     pass_not_aoe
 //   AoE but shorter than the 10-byte AoE header     -> XDP_DROP     drop_malformed
 //   response flag (0x08) set                        -> XDP_PASS     pass_response
-//   shelf.slot not in `targets` (and no wildcard)   -> XDP_PASS     pass_other_target
-//   ACL active and source MAC not in `acl`          -> XDP_DROP     drop_acl
+//   (major << 8) | minor not in `targets`           -> XDP_PASS     pass_other_target
+//   entry has XBLADE_TARGET_ACL and
+//     (key, source MAC) not in `acl`                -> XDP_DROP     drop_acl
 //   no socket in `xsks` for this RX queue           -> XDP_PASS     pass_no_socket
 //   otherwise                                       -> XSKMAP redirect  redirect
 //
-// Counter indices (mirrored by target-daemon/src/xdp/mod.rs, keep in sync):
-//   0 pass_not_aoe, 1 pass_response, 2 pass_other_target, 3 drop_acl,
-//   4 redirect, 5 pass_no_socket, 6 drop_malformed
+// Many exports, each with its own mask list (ACL):
+//   `targets` (hash, key (major << 8) | minor) holds one entry per served export, value
+//   struct xblade_target { flags }: XBLADE_TARGET_ACL when the export's mask list is
+//   non-empty. `acl` (hash, key struct xblade_acl_key { target, mac[6], pad[2] }) holds one
+//   entry per (export, allowed source MAC): export A's list never admits or blocks anyone on
+//   export B.
+//
+// Wildcards: a request's key is computed the same way whatever the wildcards, and the
+// daemon keeps *marker* entries (flags XBLADE_TARGET_MARKER, never XBLADE_TARGET_ACL) in
+// `targets` for exactly the wildcard keys that match something served:
+//   (major << 8) | 0xFF     while any export of shelf `major` is served   (e7.any)
+//   (0xFFFF << 8) | minor   while any export with slot `minor` is served  (any.minor)
+//   (0xFFFF << 8) | 0xFF    while any export at all is served             (any.any)
+// So one lookup decides: a partial wildcard for a shelf (or slot) not served here passes to
+// the kernel as pass_other_target, one that matches is redirected. Wildcard requests are not
+// ACL-checked here (a marker has no mask list): userspace checks each matching export's
+// mask list. Markers are added and removed by target-daemon/src/xdp/ from its mirror of the
+// maps (see there for the order of updates that never briefly denies or unserves).
+//
+// Counter indices, map sizes and the layouts of the structs are in xblade_abi.h, which
+// target-daemon/build.rs parses into Rust constants; the daemon checks the map sizes at load.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "xblade_abi.h"
+
 #define ETH_P_AOE 0x88A2
 #define ETH_P_8021Q_TAG 0x8100
 #define VLAN_HLEN 4
 #define AOE_HLEN 10          /* ver/flags, error, major(2), minor, command, tag(4) */
 #define AOE_FLAG_RESPONSE 0x08
-#define AOE_MAJOR_ANY 0xFFFF
-#define AOE_MINOR_ANY 0xFF
 
-enum counter {
-	C_PASS_NOT_AOE = 0,
-	C_PASS_RESPONSE = 1,
-	C_PASS_OTHER_TARGET = 2,
-	C_DROP_ACL = 3,
-	C_REDIRECT = 4,
-	C_PASS_NO_SOCKET = 5,
-	C_DROP_MALFORMED = 6,
-	C_COUNT = 7,
-};
-
-struct config {
-	__u32 acl_active; /* non-zero: only source MACs present in `acl` may pass */
-};
-
-/* Served shelf.slot pairs, key (major << 8) | minor. */
+/* Served exports and wildcard markers, key (major << 8) | minor (see the header comment). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, XBLADE_TARGETS_MAX_ENTRIES);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct xblade_target);
 } targets SEC(".maps");
 
-/* Allowed source MACs, key = the 6 wire-order bytes in the low 48 bits. */
+/* Allowed (export, source MAC) pairs of the exports whose entry has XBLADE_TARGET_ACL. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u64);
+	__uint(max_entries, XBLADE_ACL_MAX_ENTRIES);
+	__type(key, struct xblade_acl_key);
 	__type(value, __u8);
 } acl SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
 
 /* One AF_XDP socket per RX queue, indexed by queue id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, 64);
+	__uint(max_entries, XBLADE_XSKS_MAX_ENTRIES);
 	__type(key, __u32);
 	__type(value, __u32);
 } xsks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, C_COUNT);
+	__uint(max_entries, XBLADE_COUNTER_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -109,7 +106,7 @@ int xblade_xdp(struct xdp_md *ctx)
 	__u16 proto;
 
 	if ((void *)(eth + 1) > data_end) {
-		count(C_PASS_NOT_AOE);
+		count(XBLADE_COUNTER_PASS_NOT_AOE);
 		return XDP_PASS;
 	}
 	proto = eth->h_proto;
@@ -118,51 +115,45 @@ int xblade_xdp(struct xdp_md *ctx)
 		__be16 *inner = data + off + 2;
 
 		if ((void *)(inner + 1) > data_end) {
-			count(C_PASS_NOT_AOE);
+			count(XBLADE_COUNTER_PASS_NOT_AOE);
 			return XDP_PASS;
 		}
 		proto = *inner;
 		off += VLAN_HLEN;
 	}
 	if (proto != bpf_htons(ETH_P_AOE)) {
-		count(C_PASS_NOT_AOE);
+		count(XBLADE_COUNTER_PASS_NOT_AOE);
 		return XDP_PASS;
 	}
 
 	__u8 *aoe = data + off;
 
 	if ((void *)(aoe + AOE_HLEN) > data_end) {
-		count(C_DROP_MALFORMED);
+		count(XBLADE_COUNTER_DROP_MALFORMED);
 		return XDP_DROP;
 	}
 	if (aoe[0] & AOE_FLAG_RESPONSE) {
-		count(C_PASS_RESPONSE);
+		count(XBLADE_COUNTER_PASS_RESPONSE);
 		return XDP_PASS;
 	}
 
 	__u16 major = ((__u16)aoe[2] << 8) | aoe[3];
 	__u8 minor = aoe[4];
+	/* An export's key, or for a wildcard request the key of its marker. */
+	__u32 key = ((__u32)major << 8) | minor;
+	struct xblade_target *target = bpf_map_lookup_elem(&targets, &key);
 
-	if (major != AOE_MAJOR_ANY && minor != AOE_MINOR_ANY) {
-		__u32 key = ((__u32)major << 8) | minor;
-
-		if (!bpf_map_lookup_elem(&targets, &key)) {
-			count(C_PASS_OTHER_TARGET);
-			return XDP_PASS;
-		}
+	if (!target) {
+		count(XBLADE_COUNTER_PASS_OTHER_TARGET);
+		return XDP_PASS;
 	}
+	if (target->flags & XBLADE_TARGET_ACL) {
+		struct xblade_acl_key acl_key = { .target = key };
 
-	__u32 zero = 0;
-	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-
-	if (cfg && cfg->acl_active) {
-		__u8 *s = eth->h_source;
-		__u64 mac = ((__u64)s[0] << 40) | ((__u64)s[1] << 32) |
-			    ((__u64)s[2] << 24) | ((__u64)s[3] << 16) |
-			    ((__u64)s[4] << 8) | (__u64)s[5];
-
-		if (!bpf_map_lookup_elem(&acl, &mac)) {
-			count(C_DROP_ACL);
+		/* Within the Ethernet header, checked above. */
+		__builtin_memcpy(acl_key.mac, eth->h_source, sizeof(acl_key.mac));
+		if (!bpf_map_lookup_elem(&acl, &acl_key)) {
+			count(XBLADE_COUNTER_DROP_ACL);
 			return XDP_DROP;
 		}
 	}
@@ -171,13 +162,13 @@ int xblade_xdp(struct xdp_md *ctx)
 	__u32 queue = ctx->rx_queue_index;
 
 	if (!bpf_map_lookup_elem(&xsks, &queue)) {
-		count(C_PASS_NO_SOCKET);
+		count(XBLADE_COUNTER_PASS_NO_SOCKET);
 		return XDP_PASS;
 	}
 	/* Count before redirecting: the redirect itself may still fail (e.g. the
 	 * socket's RX ring is full), which the kernel accounts as rx_dropped on
 	 * the socket (XDP_STATISTICS), not here. */
-	count(C_REDIRECT);
+	count(XBLADE_COUNTER_REDIRECT);
 	return bpf_redirect_map(&xsks, queue, XDP_PASS);
 }
 

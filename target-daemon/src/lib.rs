@@ -8,7 +8,9 @@
 
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod daemon;
+pub mod eventfd;
 pub mod netdev;
 pub mod persist;
 pub mod stats;

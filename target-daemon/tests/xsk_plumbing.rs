@@ -7,6 +7,10 @@
 //! client sends AoE frames; the ones for the served shelf.slot must arrive on an XSK RX ring,
 //! everything else must pass (or drop) with the matching counter; a reply sent from the very
 //! UMEM frame through the TX ring must reach the client.
+//!
+//! Many exports: each export's mask list is enforced in XDP for that export alone; wildcard
+//! requests are redirected only while something they match is served (marker entries), and
+//! `set_exports` / `set_export_mask` add, change and remove exactly what differs.
 
 use std::{
     io,
@@ -16,7 +20,10 @@ use std::{
 };
 
 use xblade::{
-    xdp::{AttachedMode, XdpAttachMode, XdpCounters, XdpError, XdpProgram},
+    xdp::{
+        AttachedMode, XdpAttachMode, XdpCounters, XdpError, XdpExport, XdpProgram, MAX_ACL_ENTRIES,
+        MAX_EXPORTS,
+    },
     xsk::{self, BindMode, UmemConfig, UmemRegion, XskSocket},
 };
 use xblade_lab::{enter_ns, Lab, LabOptions, NetnsGuard};
@@ -25,6 +32,8 @@ const ETH_P_AOE: u16 = 0x88A2;
 const SHELF: u16 = 1;
 const SLOT: u8 = 2;
 const WAIT: Duration = Duration::from_secs(2);
+/// A source MAC that is not the client's (the client may put any source in its frames).
+const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0B];
 
 const UMEM: UmemConfig = UmemConfig {
     frame_count: 64,
@@ -227,6 +236,60 @@ impl Harness {
 
     fn prog(&self) -> &XdpProgram {
         self.prog.as_ref().expect("program attached")
+    }
+
+    fn prog_mut(&mut self) -> &mut XdpProgram {
+        self.prog.as_mut().expect("program attached")
+    }
+
+    /// A request (Query Config) to `major`.`minor` from source MAC `src`.
+    fn request(&self, src: [u8; 6], major: u16, minor: u8, tag: [u8; 4]) -> Vec<u8> {
+        aoe_frame(self.lab.target_mac(), src, 0x10, major, minor, tag)
+    }
+
+    /// Sends `frame`, checks that it arrives on an XSK RX ring as sent and is counted as
+    /// redirected, and gives the frame back to the fill ring.
+    fn expect_redirect(&mut self, frame: &[u8]) {
+        let before = self.counters();
+        self.client.send(frame);
+        let (q, desc) = self.xsk_recv(WAIT).unwrap_or_else(|| {
+            panic!(
+                "no frame on an XSK RX ring for {:02x?}: {:?}",
+                &frame[16..19],
+                self.counters()
+            )
+        });
+        assert_eq!(self.frame_mut(q, &desc), frame, "received bytes");
+        self.wait_counters("redirect", |c| c.redirect == before.redirect + 1);
+        let sock = &mut self.queues[q].sock;
+        sock.rx().release(1);
+        let fill = sock.fill();
+        assert_eq!(fill.reserve(1), 1);
+        fill.write(0, desc.addr);
+        fill.submit(1);
+        if fill.needs_wakeup() {
+            sock.wake_rx().expect("wake rx");
+        }
+    }
+
+    /// Sends `frame` and checks that the counter `field` picks it up and nothing is redirected.
+    fn expect_verdict(&mut self, frame: &[u8], what: &str, field: fn(&XdpCounters) -> u64) {
+        let before = self.counters();
+        self.client.send(frame);
+        let after = self.wait_counters(what, |c| field(c) == field(&before) + 1);
+        self.assert_no_xsk_frame();
+        assert_eq!(
+            after.redirect, before.redirect,
+            "{what}: nothing redirected"
+        );
+    }
+
+    fn expect_pass_other_target(&mut self, frame: &[u8]) {
+        self.expect_verdict(frame, "pass_other_target", |c| c.pass_other_target);
+    }
+
+    fn expect_drop_acl(&mut self, frame: &[u8]) {
+        self.expect_verdict(frame, "drop_acl", |c| c.drop_acl);
     }
 
     fn counters(&self) -> XdpCounters {
@@ -525,11 +588,288 @@ fn no_socket_passes() {
         prog.serve_target(0xFFFF, 1),
         Err(XdpError::InvalidTarget { .. })
     ));
-    let too_many = vec![[2u8, 0, 0, 0, 0, 0]; 257];
+    let too_many = macs(MAX_ACL_ENTRIES + 1);
     assert!(matches!(
         prog.set_acl(&too_many),
-        Err(XdpError::AclTooLarge { count: 257 })
+        Err(XdpError::AclTooLarge { count }) if count == MAX_ACL_ENTRIES + 1
     ));
+}
+
+/// Waits until `pred` holds for `prog`'s counters.
+fn wait_for(prog: &XdpProgram, what: &str, pred: impl Fn(&XdpCounters) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let c = prog.counters().expect("counters");
+        if pred(&c) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {c:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `n` distinct locally administered MACs.
+fn macs(n: usize) -> Vec<[u8; 6]> {
+    (0..n as u32)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            [0x02, 0xAA, b[0], b[1], b[2], b[3]]
+        })
+        .collect()
+}
+
+fn export(major: u16, minor: u8, mask: &[[u8; 6]]) -> XdpExport {
+    XdpExport {
+        major,
+        minor,
+        mask: mask.to_vec(),
+    }
+}
+
+#[test]
+fn per_export_acl() {
+    if !xblade_lab::require_root() {
+        return;
+    }
+    let mut h = Harness::new("peracl", 1, XdpAttachMode::Generic);
+    let cmac = h.lab.client_mac();
+    let (a, b) = ((SHELF, SLOT), (SHELF, SLOT + 1));
+
+    // A admits the client only, B admits OTHER_MAC only.
+    h.prog_mut()
+        .set_exports(&[export(a.0, a.1, &[cmac]), export(b.0, b.1, &[OTHER_MAC])])
+        .expect("set_exports");
+    assert_eq!(
+        h.prog().exports(),
+        [export(a.0, a.1, &[cmac]), export(b.0, b.1, &[OTHER_MAC])]
+    );
+    h.round_trip([0, 0, 3, 1], a.0, a.1);
+    let f = h.request(cmac, b.0, b.1, [0, 0, 3, 2]);
+    h.expect_drop_acl(&f);
+    let f = h.request(OTHER_MAC, b.0, b.1, [0, 0, 3, 3]);
+    h.expect_redirect(&f);
+    let f = h.request(OTHER_MAC, a.0, a.1, [0, 0, 3, 4]);
+    h.expect_drop_acl(&f);
+    // Wildcards are not ACL-checked in XDP (userspace checks each export's list).
+    h.round_trip([0, 0, 3, 5], 0xFFFF, b.1);
+    h.round_trip([0, 0, 3, 6], SHELF, 0xFF);
+
+    // One export's list changes; the other's does not.
+    h.prog_mut()
+        .set_export_mask(b.0, b.1, &[OTHER_MAC, cmac])
+        .expect("mask B");
+    h.round_trip([0, 0, 3, 7], b.0, b.1);
+    let f = h.request(OTHER_MAC, a.0, a.1, [0, 0, 3, 8]);
+    h.expect_drop_acl(&f);
+    // An empty list turns A's ACL off.
+    h.prog_mut().set_export_mask(a.0, a.1, &[]).expect("mask A");
+    let f = h.request(OTHER_MAC, a.0, a.1, [0, 0, 3, 9]);
+    h.expect_redirect(&f);
+    assert_eq!(
+        h.prog().exports(),
+        [export(a.0, a.1, &[]), export(b.0, b.1, &[OTHER_MAC, cmac])]
+    );
+
+    // set_acl (the one-export API) gives every export the same list.
+    h.prog_mut().set_acl(&[OTHER_MAC]).expect("set_acl");
+    let f = h.request(cmac, a.0, a.1, [0, 0, 3, 10]);
+    h.expect_drop_acl(&f);
+    let f = h.request(cmac, b.0, b.1, [0, 0, 3, 11]);
+    h.expect_drop_acl(&f);
+
+    // Errors change nothing.
+    let prog = h.prog_mut();
+    assert!(matches!(
+        prog.set_export_mask(9, 9, &[cmac]),
+        Err(XdpError::NotServed { major: 9, minor: 9 })
+    ));
+    assert!(matches!(
+        prog.set_export_mask(SHELF, 0xFF, &[cmac]),
+        Err(XdpError::InvalidTarget { .. })
+    ));
+    assert!(matches!(
+        prog.set_exports(&[export(1, 1, &[]), export(1, 1, &[cmac])]),
+        Err(XdpError::DuplicateExport { major: 1, minor: 1 })
+    ));
+    assert!(matches!(
+        prog.set_exports(&[export(0xFFFF, 1, &[])]),
+        Err(XdpError::InvalidTarget { .. })
+    ));
+    let f = h.request(OTHER_MAC, b.0, b.1, [0, 0, 3, 12]);
+    h.expect_redirect(&f);
+    h.detach_and_check();
+}
+
+#[test]
+fn partial_wildcards_and_markers() {
+    if !xblade_lab::require_root() {
+        return;
+    }
+    let mut h = Harness::new("wild", 1, XdpAttachMode::Generic);
+    let cmac = h.lab.client_mac();
+    let mut tag = 0u32;
+    let mut next_tag = || {
+        tag += 1;
+        (0x0400_0000 | tag).to_be_bytes()
+    };
+
+    // Only e1.2 (from Harness::new): shelf 7 and slot 5 are not served here.
+    let f = h.request(cmac, 7, 0xFF, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 0xFFFF, 5, next_tag());
+    h.expect_pass_other_target(&f);
+    h.round_trip(next_tag(), SHELF, 0xFF);
+    h.round_trip(next_tag(), 0xFFFF, SLOT);
+    h.round_trip(next_tag(), 0xFFFF, 0xFF);
+
+    // e7.1, e7.5, e3.1 join (e1.2 stays); the masks do not matter for wildcards.
+    let all = [
+        export(SHELF, SLOT, &[]),
+        export(7, 1, &[OTHER_MAC]),
+        export(7, 5, &[]),
+        export(3, 1, &[]),
+    ];
+    h.prog_mut().set_exports(&all).expect("set_exports");
+    for (major, minor) in [(7, 0xFF), (0xFFFF, 5), (0xFFFF, 1), (3, 0xFF)] {
+        let f = h.request(cmac, major, minor, next_tag());
+        h.expect_redirect(&f);
+    }
+    let f = h.request(cmac, 7, 1, next_tag());
+    h.expect_drop_acl(&f);
+    let f = h.request(cmac, 9, 0xFF, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 0xFFFF, 4, next_tag());
+    h.expect_pass_other_target(&f);
+
+    // Removing e7.1: its frames pass; shelf 7 (e7.5) and slot 1 (e3.1) are still served.
+    h.prog_mut()
+        .set_exports(&[all[0].clone(), all[2].clone(), all[3].clone()])
+        .expect("remove e7.1");
+    let f = h.request(OTHER_MAC, 7, 1, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 7, 0xFF, next_tag());
+    h.expect_redirect(&f);
+    let f = h.request(cmac, 0xFFFF, 1, next_tag());
+    h.expect_redirect(&f);
+
+    // Removing e7.5, the last of shelf 7 and of slot 5: both markers go.
+    h.prog_mut()
+        .set_exports(&[all[0].clone(), all[3].clone()])
+        .expect("remove e7.5");
+    let f = h.request(cmac, 7, 5, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 7, 0xFF, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 0xFFFF, 5, next_tag());
+    h.expect_pass_other_target(&f);
+    let f = h.request(cmac, 0xFFFF, 1, next_tag());
+    h.expect_redirect(&f);
+    h.round_trip(next_tag(), SHELF, SLOT);
+
+    // Nothing served: not even the full wildcard is redirected.
+    h.prog_mut().set_exports(&[]).expect("remove all");
+    assert!(h.prog().exports().is_empty());
+    for (major, minor) in [(0xFFFF, 0xFF), (SHELF, SLOT), (SHELF, 0xFF), (0xFFFF, 1)] {
+        let f = h.request(cmac, major, minor, next_tag());
+        h.expect_pass_other_target(&f);
+    }
+    // serve_target brings e1.2 and its wildcards back.
+    h.prog_mut().serve_target(SHELF, SLOT).expect("serve");
+    h.round_trip(next_tag(), 0xFFFF, 0xFF);
+    h.detach_and_check();
+}
+
+#[test]
+fn map_capacity_and_limits() {
+    if !xblade_lab::require_root() {
+        return;
+    }
+    let lab = Lab::new("capacity", LabOptions::with_rx_queues(1)).expect("lab");
+    let client = PacketSocket::open_in(lab.client_ns(), lab.client_if()).expect("AF_PACKET");
+    let _guard = lab.enter_target_thread().expect("enter target ns");
+    let mut prog = XdpProgram::attach(lab.target_if(), XdpAttachMode::Generic).expect("attach");
+
+    // The worst case for `targets`: MAX_EXPORTS exports on as many shelves, every slot value
+    // used (MAX_EXPORTS shelf markers, 255 slot markers, the full wildcard), and `acl` full.
+    let per_export = MAX_ACL_ENTRIES / MAX_EXPORTS;
+    let all_macs = macs(MAX_ACL_ENTRIES);
+    let exports: Vec<XdpExport> = (0..MAX_EXPORTS)
+        .map(|i| XdpExport {
+            major: i as u16,
+            minor: (i % 255) as u8,
+            mask: all_macs[i * per_export..(i + 1) * per_export].to_vec(),
+        })
+        .collect();
+    prog.set_exports(&exports).expect("a full table fits");
+    assert_eq!(prog.exports(), exports);
+
+    // One more export, or one more MAC anywhere, is refused with the limit named.
+    let mut more = exports.clone();
+    more.push(export(0xFFFE, 0, &[]));
+    match prog.set_exports(&more) {
+        Err(e @ XdpError::TooManyExports { .. }) => {
+            assert!(e.to_string().contains(&MAX_EXPORTS.to_string()), "{e}");
+        }
+        other => panic!("expected TooManyExports, got {other:?}"),
+    }
+    match prog.set_export_mask(5, 5, &macs(per_export + 1)) {
+        Err(e @ XdpError::AclTooLarge { .. }) => {
+            eprintln!("{e}");
+            assert!(e.to_string().contains(&MAX_ACL_ENTRIES.to_string()), "{e}");
+        }
+        other => panic!("expected AclTooLarge, got {other:?}"),
+    }
+    let half = MAX_ACL_ENTRIES / 2 + 1;
+    assert!(matches!(
+        prog.set_exports(&[export(1, 1, &macs(half)), export(1, 2, &macs(half))]),
+        Err(XdpError::AclTooLarge { count }) if count == 2 * half
+    ));
+
+    // Still the full table: e5.5's list admits its MACs and no others (no socket: the admitted
+    // frame passes as pass_no_socket).
+    let tmac = lab.target_mac();
+    client.send(&aoe_frame(
+        tmac,
+        exports[5].mask[0],
+        0x10,
+        5,
+        5,
+        [0, 0, 5, 1],
+    ));
+    wait_for(&prog, "pass_no_socket", |c| c.pass_no_socket == 1);
+    client.send(&aoe_frame(
+        tmac,
+        exports[6].mask[0],
+        0x10,
+        5,
+        5,
+        [0, 0, 5, 2],
+    ));
+    wait_for(&prog, "drop_acl", |c| c.drop_acl == 1);
+    client.send(&aoe_frame(tmac, OTHER_MAC, 0x10, 0xFFFF, 200, [0, 0, 5, 3]));
+    wait_for(&prog, "slot marker", |c| c.pass_no_socket == 2);
+
+    // Shrinking to nothing and growing back in one call each.
+    prog.set_exports(&[]).expect("empty");
+    client.send(&aoe_frame(
+        tmac,
+        OTHER_MAC,
+        0x10,
+        0xFFFF,
+        0xFF,
+        [0, 0, 5, 4],
+    ));
+    wait_for(&prog, "nothing served", |c| c.pass_other_target == 1);
+    let swapped: Vec<XdpExport> = exports
+        .iter()
+        .rev()
+        .map(|e| XdpExport {
+            mask: e.mask.iter().rev().copied().collect(),
+            ..e.clone()
+        })
+        .collect();
+    prog.set_exports(&swapped).expect("full again");
+    assert_eq!(prog.exports(), exports, "sorted, masks sorted");
 }
 
 #[test]

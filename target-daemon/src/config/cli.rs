@@ -1,13 +1,27 @@
-//! The command line: vblade's positional form and options, plus xblade's own long options.
+//! The command line: vblade's positional form and options, plus xblade's own long options,
+//! or `--config FILE` for a whole box. Either becomes a [`ServeConfig`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aoe_proto::Mac;
-use clap::Parser;
+use clap::{ArgGroup, Parser};
+use xblade_target::ExportKey;
 
+use super::file::{self, ConfigError};
+use super::model::{
+    ConfigSource, ExportConfig, InterfaceConfig, IoEngine, ServeConfig, StateLocation, TuningFlags,
+};
 use crate::xdp::XdpAttachMode;
 
-/// AoE r11 target: exports FILE as AoE shelf SHELF, slot SLOT on network interface IFACE.
+/// AoE r11 target: exports FILE as AoE shelf SHELF, slot SLOT on network interface IFACE, or
+/// serves everything a configuration file describes.
+///
+/// Two forms. vblade's: `xblade [OPTIONS] SHELF SLOT IFACE FILE` exports one FILE on one
+/// interface, tuned by the options below. A whole box: `xblade --config FILE` serves every
+/// export of a TOML file (any number of exports, each on one or more interfaces; an
+/// example is below), which the control socket's reload re-reads; there only --control, --log
+/// and --stats-interval apply, everything else comes from the file. Exactly one of the two
+/// must be given.
 ///
 /// AoE frames are taken off the NIC by an XDP program into AF_XDP sockets (one per RX
 /// queue, one worker thread each) and served with io_uring O_DIRECT disk I/O straight
@@ -17,26 +31,40 @@ use crate::xdp::XdpAttachMode;
 /// program is detached, and a summary (requests, bytes, errors, latency percentiles) is
 /// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK).
 #[derive(Clone, Debug, Parser)]
-#[command(name = "xblade", version, about, long_about, after_help = EXAMPLES)]
+#[command(name = "xblade", version, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]
+#[command(group(ArgGroup::new("what").required(true).args(["shelf", "config"])))]
 pub struct Cli {
     /// Shelf (AoE major address), 0-65534.
-    #[arg(value_parser = clap::value_parser!(u16).range(0..0xFFFF))]
-    pub shelf: u16,
+    #[arg(value_parser = clap::value_parser!(u16).range(0..0xFFFF), requires_all = ["slot", "iface", "file"])]
+    pub shelf: Option<u16>,
 
     /// Slot (AoE minor address), 0-254.
     #[arg(value_parser = clap::value_parser!(u8).range(0..0xFF))]
-    pub slot: u8,
+    pub slot: Option<u8>,
 
     /// Network interface to serve on (e.g. ens1f0).
-    pub iface: String,
+    #[arg(value_parser = parse_interface)]
+    pub iface: Option<String>,
 
     /// Backing store: a regular file or a block device; or `null:SIZE` (e.g. null:64G), a
     /// device that reads zeros and discards writes, to measure the network path alone.
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+
+    /// Serve every export of this TOML configuration file instead of one from the command
+    /// line (no SHELF SLOT IFACE FILE, and none of the export or interface options: the
+    /// file's [defaults], [interfaces.NAME] and [[export]] tables carry them).
+    #[arg(long, value_name = "FILE", conflicts_with_all = CONFIG_CONFLICTS)]
+    pub config: Option<PathBuf>,
+
+    /// Control socket (xbladectl: status, reload, stats). With --config: overrides the file's
+    /// `control` (default /run/xblade/control.sock). With SHELF SLOT IFACE FILE: none unless
+    /// given.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     /// Buffer count advertised to initiators: requests each may have outstanding. The Linux
     /// initiator uses at most 128.
-    #[arg(short = 'b', long = "buffers", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'b', long = "buffers", default_value_t = file::DEFAULT_BUFFERS, value_parser = clap::value_parser!(u16).range(1..))]
     pub buffer_count: u16,
 
     /// O_DIRECT (vblade compatibility; xblade always uses direct I/O when the file allows).
@@ -76,11 +104,11 @@ pub struct Cli {
 
     /// UMEM frames per RX queue (a power of two, 64-32768). Each is 4 KiB: the default
     /// pins 16 MiB per queue for the NIC and the disk.
-    #[arg(long, default_value_t = 4096, value_parser = parse_frames)]
+    #[arg(long, default_value_t = file::DEFAULT_FRAMES, value_parser = parse_frames)]
     pub frames: u32,
 
     /// Most RX descriptors one worker takes per loop iteration.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = file::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
     /// How disk I/O is issued: io_uring; sync (preadv/pwritev on the worker thread); or
@@ -99,7 +127,7 @@ pub struct Cli {
     /// low queue depth) while an idle target still sleeps. While disk I/O is in flight the
     /// worker polls 20 times as long (1 ms at the default), since a completion is due: a
     /// wake-up per completion costs tens of µs. 0 sleeps at once (pure event mode).
-    #[arg(long, default_value_t = 50, value_name = "MICROSECONDS")]
+    #[arg(long, default_value_t = file::DEFAULT_SPIN_US, value_name = "MICROSECONDS")]
     pub spin_us: u32,
 
     /// Serve only the first N RX queues (default: all). Frames steered to other queues are
@@ -111,9 +139,10 @@ pub struct Cli {
     #[arg(long)]
     pub no_pin: bool,
 
-    /// Print a line of rates every SECONDS (0: never).
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
-    pub stats_interval: u64,
+    /// Print a line of rates every SECONDS (0: never; the default, or with --config the
+    /// file's `stats_interval`).
+    #[arg(long, value_name = "SECONDS")]
+    pub stats_interval: Option<u64>,
 
     /// Where to keep the state initiators set (config string, mask list, reservation)
     /// across restarts. Default: FILE.xblade-state next to an image file, or
@@ -126,7 +155,7 @@ pub struct Cli {
     pub no_state: bool,
 
     /// Serial number reported by IDENTIFY DEVICE (default: derived from shelf and slot).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_serial)]
     pub serial: Option<String>,
 
     /// Tuning experiments (hidden): bind AF_XDP without XDP_USE_NEED_WAKEUP.
@@ -150,10 +179,136 @@ pub struct Cli {
     pub log: String,
 }
 
+const USAGE: &str = "xblade [OPTIONS] <SHELF> <SLOT> <IFACE> <FILE>
+       xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>] [--log <LOG>]";
+
 const EXAMPLES: &str = "Examples:
   xblade 1 0 ens1f0 /srv/disk.img            export disk.img as e1.0
   xblade -r -m 52:54:00:12:34:56 2 1 eth1 /dev/sdb   read-only, one initiator
-  xblade -o 2048 -l 1048576 1 1 eth1 disk.img        a 512 MiB window at 1 MiB";
+  xblade -o 2048 -l 1048576 1 1 eth1 disk.img        a 512 MiB window at 1 MiB
+  xblade --config /etc/xblade.toml           every export the file lists
+  xblade --config /etc/xblade.toml --control /tmp/x.sock --stats-interval 10
+
+A minimal configuration file:
+  [[export]]
+  shelf = 1
+  slot = 0
+  file = \"/srv/vol0.img\"
+  interfaces = [\"eth1\", \"eth2\"]";
+
+/// The arguments `--config` excludes: the export and interface ones, which the file carries.
+const CONFIG_CONFLICTS: [&str; 25] = [
+    "shelf",
+    "slot",
+    "iface",
+    "file",
+    "buffer_count",
+    "sync_writes",
+    "read_only",
+    "mask",
+    "offset_sectors",
+    "length_sectors",
+    "serial",
+    "state_file",
+    "no_state",
+    "io_engine",
+    "xdp_mode",
+    "frames",
+    "batch",
+    "queues",
+    "no_pin",
+    "spin_us",
+    "busy_poll",
+    "tune_no_need_wakeup",
+    "tune_no_fixed",
+    "tune_no_merge",
+    "tune_no_defer_taskrun",
+];
+
+impl Cli {
+    /// What to serve: the `--config` file (loaded and checked, then `--control` and
+    /// `--stats-interval` applied over it), or the one export of vblade's command line.
+    pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
+        match &self.config {
+            Some(path) => self.over_file(path, file::load),
+            None => self.command_line_config(),
+        }
+    }
+
+    /// `--config`: `load` the file, then apply the command line's overrides.
+    fn over_file(
+        &self,
+        path: &Path,
+        load: impl FnOnce(&Path) -> Result<ServeConfig, ConfigError>,
+    ) -> Result<ServeConfig, ConfigError> {
+        let mut config = load(path)?;
+        if let Some(control) = &self.control {
+            config.control = Some(control.clone());
+        }
+        if let Some(interval) = self.stats_interval {
+            config.stats_interval_s = interval;
+        }
+        Ok(config)
+    }
+
+    /// vblade's form: one export on one interface.
+    fn command_line_config(&self) -> Result<ServeConfig, ConfigError> {
+        let (Some(shelf), Some(slot), Some(iface), Some(file)) =
+            (self.shelf, self.slot, &self.iface, &self.file)
+        else {
+            return Err(ConfigError::Usage(
+                "nothing to serve: give SHELF SLOT IFACE FILE, or --config FILE".to_owned(),
+            ));
+        };
+        let key = ExportKey::new(shelf, slot);
+        let state = match (&self.state_file, self.no_state) {
+            (_, true) => StateLocation::None,
+            (Some(path), false) => StateLocation::File(path.clone()),
+            (None, false) => StateLocation::BesideImage,
+        };
+        let export = ExportConfig {
+            key,
+            file: file.clone(),
+            interfaces: vec![iface.clone()],
+            read_only: self.read_only,
+            sync: self.sync_writes,
+            offset_sectors: self.offset_sectors,
+            length_sectors: self.length_sectors,
+            mask: self.mask.clone(),
+            buffers: self.buffer_count,
+            serial: self.serial.clone(),
+            io_engine: match self.io_engine.as_str() {
+                "uring" => IoEngine::Uring,
+                "sync" => IoEngine::Sync,
+                _ => IoEngine::Auto,
+            },
+            state,
+        };
+        let interface = InterfaceConfig {
+            name: iface.clone(),
+            xdp_mode: self.xdp_mode,
+            queues: self.queues,
+            frames: self.frames,
+            batch: self.batch,
+            spin_us: self.spin_us,
+            busy_poll: self.busy_poll,
+            pin: !self.no_pin,
+            tuning: TuningFlags {
+                need_wakeup: !self.tune_no_need_wakeup,
+                defer_taskrun: !self.tune_no_defer_taskrun,
+                fixed: !self.tune_no_fixed,
+                merge: !self.tune_no_merge,
+            },
+        };
+        Ok(ServeConfig {
+            source: ConfigSource::CommandLine,
+            control: self.control.clone(),
+            stats_interval_s: self.stats_interval.unwrap_or(0),
+            interfaces: [(iface.clone(), interface)].into_iter().collect(),
+            exports: [(key, export)].into_iter().collect(),
+        })
+    }
+}
 
 fn parse_xdp_mode(s: &str) -> Result<XdpAttachMode, String> {
     s.parse::<XdpAttachMode>().map_err(|e| e.to_string())
@@ -161,10 +316,18 @@ fn parse_xdp_mode(s: &str) -> Result<XdpAttachMode, String> {
 
 fn parse_frames(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if !(64..=32768).contains(&n) || !n.is_power_of_two() {
-        return Err(format!("{n} frames: need a power of two from 64 to 32768"));
-    }
+    file::check_frames(n)?;
     Ok(n)
+}
+
+fn parse_interface(s: &str) -> Result<String, String> {
+    file::check_interface_name(s)?;
+    Ok(s.to_owned())
+}
+
+fn parse_serial(s: &str) -> Result<String, String> {
+    file::check_serial(s)?;
+    Ok(s.to_owned())
 }
 
 #[cfg(test)]
@@ -195,8 +358,11 @@ mod tests {
             "/tmp/x",
         ])
         .unwrap();
-        assert_eq!((cli.shelf, cli.slot, cli.iface.as_str()), (3, 4, "eth0"));
-        assert_eq!(cli.file, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            (cli.shelf, cli.slot, cli.iface.as_deref()),
+            (Some(3), Some(4), Some("eth0"))
+        );
+        assert_eq!(cli.file, Some(PathBuf::from("/tmp/x")));
         assert_eq!(cli.buffer_count, 64);
         assert!(cli.direct && cli.sync_writes && cli.read_only);
         assert_eq!(
@@ -227,5 +393,288 @@ mod tests {
             "f"
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exactly_one_of_positionals_and_config() {
+        use clap::error::ErrorKind;
+        let e = parse(&[]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--config"), "{e}");
+        assert_eq!(
+            parse(&["1", "0", "eth0"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["--config", "x.toml", "1", "0", "eth0", "f"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse(&["--config", "x.toml", "1"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
+        );
+        let cli = parse(&["--config", "x.toml"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
+        assert_eq!((cli.shelf, cli.iface, cli.file), (None, None, None));
+    }
+
+    #[test]
+    fn config_excludes_export_and_interface_options() {
+        use clap::error::ErrorKind;
+        let options: &[&[&str]] = &[
+            &["-b", "8"],
+            &["-s"],
+            &["-r"],
+            &["-m", "020000000001"],
+            &["-o", "1"],
+            &["-l", "1"],
+            &["--serial", "X"],
+            &["--state-file", "/tmp/s"],
+            &["--no-state"],
+            &["--io-engine", "sync"],
+            &["--xdp-mode", "native"],
+            &["--frames", "64"],
+            &["--batch", "8"],
+            &["--queues", "1"],
+            &["--no-pin"],
+            &["--spin-us", "0"],
+            &["--busy-poll"],
+            &["--tune-no-need-wakeup"],
+            &["--tune-no-fixed"],
+            &["--tune-no-merge"],
+            &["--tune-no-defer-taskrun"],
+        ];
+        for option in options {
+            let mut args = vec!["--config", "x.toml"];
+            args.extend_from_slice(option);
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{option:?}: {e}");
+            // And each still works on the command-line form.
+            let mut args = option.to_vec();
+            args.extend_from_slice(&["1", "0", "eth0", "f"]);
+            assert!(parse(&args).is_ok(), "{option:?}");
+        }
+        let cli = parse(&[
+            "--config",
+            "x.toml",
+            "--control",
+            "/tmp/c.sock",
+            "--log",
+            "debug",
+            "--stats-interval",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.control, cli.log.as_str(), cli.stats_interval),
+            (Some(PathBuf::from("/tmp/c.sock")), "debug", Some(3))
+        );
+    }
+
+    #[test]
+    fn command_line_is_a_one_export_config() {
+        let cli = parse(&[
+            "-b",
+            "64",
+            "-s",
+            "-r",
+            "-m",
+            "02:00:00:00:00:01",
+            "-o",
+            "8",
+            "-l",
+            "100",
+            "--serial",
+            "SER",
+            "--io-engine",
+            "uring",
+            "--state-file",
+            "/tmp/st",
+            "--xdp-mode",
+            "generic",
+            "--queues",
+            "2",
+            "--frames",
+            "1024",
+            "--batch",
+            "16",
+            "--spin-us",
+            "7",
+            "--busy-poll",
+            "--no-pin",
+            "--tune-no-fixed",
+            "--tune-no-merge",
+            "--control",
+            "/tmp/c.sock",
+            "--stats-interval",
+            "9",
+            "3",
+            "4",
+            "eth0",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let key = ExportKey::new(3, 4);
+        let expected = ServeConfig {
+            source: ConfigSource::CommandLine,
+            control: Some(PathBuf::from("/tmp/c.sock")),
+            stats_interval_s: 9,
+            interfaces: [(
+                "eth0".to_owned(),
+                InterfaceConfig {
+                    name: "eth0".into(),
+                    xdp_mode: XdpAttachMode::Generic,
+                    queues: Some(2),
+                    frames: 1024,
+                    batch: 16,
+                    spin_us: 7,
+                    busy_poll: true,
+                    pin: false,
+                    tuning: TuningFlags {
+                        need_wakeup: true,
+                        defer_taskrun: true,
+                        fixed: false,
+                        merge: false,
+                    },
+                },
+            )]
+            .into_iter()
+            .collect(),
+            exports: [(
+                key,
+                ExportConfig {
+                    key,
+                    file: PathBuf::from("/tmp/x"),
+                    interfaces: vec!["eth0".into()],
+                    read_only: true,
+                    sync: true,
+                    offset_sectors: 8,
+                    length_sectors: Some(100),
+                    mask: vec![Mac([2, 0, 0, 0, 0, 1])],
+                    buffers: 64,
+                    serial: Some("SER".into()),
+                    io_engine: IoEngine::Uring,
+                    state: StateLocation::File(PathBuf::from("/tmp/st")),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(cli.serve_config().unwrap(), expected);
+    }
+
+    #[test]
+    fn command_line_defaults() {
+        let config = parse(&["1", "0", "eth0", "null:1G"])
+            .unwrap()
+            .serve_config()
+            .unwrap();
+        assert_eq!((config.control, config.stats_interval_s), (None, 0));
+        let export = &config.exports[&ExportKey::new(1, 0)];
+        assert_eq!(
+            (
+                export.state.clone(),
+                export.io_engine,
+                export.buffers,
+                export.read_only
+            ),
+            (StateLocation::BesideImage, IoEngine::Auto, 128, false)
+        );
+        let iface = &config.interfaces["eth0"];
+        assert_eq!(
+            (
+                iface.frames,
+                iface.batch,
+                iface.spin_us,
+                iface.pin,
+                iface.queues
+            ),
+            (4096, 64, 50, true, None)
+        );
+        assert_eq!(iface.tuning, TuningFlags::default());
+        let config = parse(&["--no-state", "1", "0", "eth0", "f"])
+            .unwrap()
+            .serve_config()
+            .unwrap();
+        assert_eq!(
+            config.exports[&ExportKey::new(1, 0)].state,
+            StateLocation::None
+        );
+        assert!(parse(&["--serial", "123456789012345678901", "1", "0", "eth0", "f"]).is_err());
+        assert!(parse(&["1", "0", "a/b", "f"]).is_err());
+    }
+
+    #[test]
+    fn config_file_overrides() {
+        let file_config = || {
+            Ok(ServeConfig {
+                source: ConfigSource::File("x.toml".into()),
+                control: Some(PathBuf::from(file::DEFAULT_CONTROL)),
+                stats_interval_s: 5,
+                interfaces: Default::default(),
+                exports: Default::default(),
+            })
+        };
+        let cli = parse(&["--config", "x.toml"]).unwrap();
+        let config = cli
+            .over_file(Path::new("x.toml"), |_| file_config())
+            .unwrap();
+        assert_eq!(config, file_config().unwrap());
+        let cli = parse(&[
+            "--config",
+            "x.toml",
+            "--control",
+            "/tmp/c",
+            "--stats-interval",
+            "0",
+        ])
+        .unwrap();
+        let config = cli
+            .over_file(Path::new("x.toml"), |_| file_config())
+            .unwrap();
+        assert_eq!(
+            (config.control, config.stats_interval_s),
+            (Some(PathBuf::from("/tmp/c")), 0)
+        );
+    }
+
+    #[test]
+    fn config_file_is_loaded() {
+        let dir = std::env::temp_dir().join(format!("xblade-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("box.toml");
+        std::fs::write(&path, "[defaults]\nstats_interval = 4\n").unwrap();
+        let arg = path.to_str().unwrap();
+        let config = parse(&["--config", arg]).unwrap().serve_config().unwrap();
+        assert_eq!(config.source, ConfigSource::File(path.clone()));
+        assert_eq!(config.stats_interval_s, 4);
+        assert_eq!(config.control, Some(PathBuf::from(file::DEFAULT_CONTROL)));
+        std::fs::write(&path, "[defaults]\nframes = 3\n").unwrap();
+        let e = parse(&["--config", arg])
+            .unwrap()
+            .serve_config()
+            .unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{arg}:2: ")), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn help_explains_both_forms() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("xblade [OPTIONS] <SHELF> <SLOT> <IFACE> <FILE>"),
+            "{help}"
+        );
+        assert!(help.contains("xblade --config <FILE>"), "{help}");
+        assert!(help.contains("--control <PATH>"), "{help}");
     }
 }

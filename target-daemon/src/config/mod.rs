@@ -3,10 +3,11 @@
 //! runs only the model: a vblade command line is a one-export configuration.
 
 pub mod cli;
+pub mod file;
 pub mod model;
 
 pub use cli::Cli;
+pub use file::ConfigError;
 pub use model::{
-    ConfigSource, ExportConfig, InterfaceConfig, IoEngine, ServeConfig, StateLocation,
-    TuningFlags,
+    ConfigSource, ExportConfig, InterfaceConfig, IoEngine, ServeConfig, StateLocation, TuningFlags,
 };

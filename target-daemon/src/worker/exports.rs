@@ -187,19 +187,4 @@ impl Exports {
             self.release(ring, slot);
         }
     }
-
-    /// Exports routed to (not counting retiring versions).
-    pub fn served(&self) -> usize {
-        self.table.len()
-    }
-
-    /// Keys of the exports routed to.
-    pub fn keys(&self) -> impl Iterator<Item = ExportKey> + '_ {
-        self.table.keys()
-    }
-
-    /// Mutable access to every live export (a link change gives each a new view).
-    pub fn live_mut(&mut self) -> impl Iterator<Item = &mut Export> {
-        self.slab.iter_mut().flatten().filter(|e| !e.retiring)
-    }
 }

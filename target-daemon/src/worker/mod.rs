@@ -82,6 +82,23 @@ pub enum WorkerError {
     },
 }
 
+/// Where workers report the state changes initiators make, by export: a channel, and an
+/// eventfd the control plane polls so that it persists each change at once.
+#[derive(Clone, Debug)]
+pub struct ChangeSender {
+    pub sender: Sender<(ExportKey, StateChange)>,
+    /// Kept open by the control plane for as long as any worker runs.
+    pub wake_fd: RawFd,
+}
+
+impl ChangeSender {
+    pub fn send(&self, key: ExportKey, change: StateChange) {
+        if self.sender.send((key, change)).is_ok() {
+            crate::eventfd::signal(self.wake_fd);
+        }
+    }
+}
+
 /// What the control plane tells a worker. Commands are applied in order; `Applied(n)` then
 /// publishes `n` through [`WorkerSetup::applied`], so the sender knows every command before
 /// it has taken effect.
@@ -126,7 +143,7 @@ pub struct WorkerSetup {
     pub applied: Arc<AtomicU64>,
     pub counters: Arc<WorkerCounters>,
     /// State changes initiators made (config string, mask list, reservation), by export.
-    pub changes: Sender<(ExportKey, StateChange)>,
+    pub changes: ChangeSender,
     /// Which fast-path mechanisms are on (all, unless measuring what each buys).
     pub tuning: TuningFlags,
 }
@@ -227,7 +244,7 @@ struct Worker {
     /// every burst of frames.
     xsk_poll_armed: bool,
     counters: Arc<WorkerCounters>,
-    changes: Sender<(ExportKey, StateChange)>,
+    changes: ChangeSender,
     latency: LatencyHistogram,
     epoch: Instant,
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
@@ -399,16 +416,7 @@ impl Worker {
 
     /// Takes up every command waiting (the command eventfd was readable).
     fn take_commands(&mut self) -> Result<(), WorkerError> {
-        let mut value = 0u64;
-        // SAFETY: reads 8 bytes into a valid u64 from the eventfd this worker polls; it is
-        // non-blocking, so an empty counter returns EAGAIN, which is fine.
-        let _ = unsafe {
-            libc::read(
-                self.command_fd,
-                (&mut value as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        crate::eventfd::reset(self.command_fd);
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 WorkerCommand::Serve(served) => self.serve_export(served)?,
@@ -461,7 +469,7 @@ impl Worker {
                         self.counters.count_reply(kind);
                     }
                     if let Some(change) = change {
-                        let _ = self.changes.send((key, change));
+                        self.changes.send(key, change);
                     }
                     self.queue_tx(addr, len, 0, None);
                     sent = true;
@@ -699,7 +707,7 @@ impl Worker {
                 self.counters.count_reply(kind);
                 if let (Some(change), Ok(slot)) = (change, slot) {
                     let key = self.exports.get(slot).target.key();
-                    let _ = self.changes.send((key, change));
+                    self.changes.send(key, change);
                 }
                 self.recycle_extras(extras);
                 self.queue_tx(head.addr, len, 0, Some(now_ns));

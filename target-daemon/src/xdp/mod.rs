@@ -6,38 +6,85 @@
 //! killed. aya falls back to the legacy netlink attach (`IFLA_XDP`, which outlives the process)
 //! only when `BPF_LINK_CREATE` fails with EINVAL, i.e. on kernels before 5.9.
 //!
-//! Maps (names as in the C source):
-//! * `targets` (`BPF_MAP_TYPE_HASH`, key `(major << 8) | minor`): served shelf.slot pairs;
-//! * `acl` (`BPF_MAP_TYPE_HASH`, key: source MAC in the low 48 bits) and `config`
-//!   (`BPF_MAP_TYPE_ARRAY`, `acl_active`): the source-MAC allow list;
+//! One program per interface serves many exports (shelf.slot pairs), each with its own MAC mask
+//! list. Maps (names as in the C source; layouts in `xdp-prog/xblade_abi.h`):
+//! * `targets` (`BPF_MAP_TYPE_HASH`, key `(major << 8) | minor`, value `struct xblade_target
+//!   { __u32 flags; }`, [`MAX_EXPORTS`] exports plus wildcard markers): the served exports,
+//!   flagged `XBLADE_TARGET_ACL` when their mask list is non-empty, and one *marker* entry
+//!   (flag `XBLADE_TARGET_MARKER`) per wildcard that matches something served: `M.0xFF` while
+//!   any export of shelf M is served, `0xFFFF.m` while any export with slot m is, and
+//!   `0xFFFF.0xFF` while any export is. The program looks the request's key up as it is, so a
+//!   wildcard for a shelf or slot not served here passes to the kernel (`pass_other_target`)
+//!   and one that matches is redirected, without an ACL check (userspace checks each matching
+//!   export's mask list);
+//! * `acl` (`BPF_MAP_TYPE_HASH`, key `struct xblade_acl_key { __u32 target; __u8 mac[6]; __u8
+//!   pad[2]; }`, [`MAX_ACL_ENTRIES`] entries for all exports together): the allowed (export,
+//!   source MAC) pairs of the exports that have a mask list; one export's list never admits or
+//!   blocks anyone on another export;
 //! * `xsks` (`BPF_MAP_TYPE_XSKMAP`): AF_XDP socket per RX queue;
 //! * `counters` (`BPF_MAP_TYPE_PERCPU_ARRAY`): one counter per verdict, see [`XdpCounters`].
+//!
+//! [`XdpProgram`] keeps a mirror of what `targets` and `acl` hold and applies only the
+//! difference, one entry at a time, in an order that never briefly denies an (export, MAC)
+//! allowed before and after, never briefly admits one denied before and after, and never
+//! briefly unserves an export (or wildcard) served before and after (see `maps::plan`).
+//!
+//! The counter indices, map sizes and struct sizes come from `xdp-prog/xblade_abi.h`, parsed by
+//! `build.rs` (see `abi.rs`); [`XdpProgram::attach`] also checks every map's `max_entries`, key
+//! and value size as the kernel reports them against those constants.
 
-use std::{collections::HashSet, error::Error as StdError, fmt, io, str::FromStr};
+mod abi;
+mod maps;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    error::Error as StdError,
+    fmt, io,
+    str::FromStr,
+};
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap},
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray, XskMap},
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfError,
 };
 
-/// Max entries of `acl` and `targets` (as in the C source).
-pub const MAX_ACL_ENTRIES: usize = 256;
+use abi::{AclKey, TargetValue};
+use maps::{MapState, Op};
+
+/// Served exports (shelf.slot pairs) per interface, at most.
+pub const MAX_EXPORTS: usize = abi::XBLADE_MAX_EXPORTS as usize;
+/// Max entries of `acl`: (export, MAC) pairs of all exports' mask lists together.
+pub const MAX_ACL_ENTRIES: usize = abi::XBLADE_ACL_MAX_ENTRIES as usize;
 /// Max entries of `xsks`: queue ids must be below this.
-pub const MAX_QUEUES: u32 = 64;
+pub const MAX_QUEUES: u32 = abi::XBLADE_XSKS_MAX_ENTRIES;
 
 /// Name of the program function in the object.
 const PROGRAM_NAME: &str = "xblade_xdp";
 
-/// Counter indices of the `counters` map; keep in sync with `enum counter` in the C source.
+/// Counter indices of the `counters` map (from `xblade_abi.h`).
 mod counter {
-    pub const PASS_NOT_AOE: u32 = 0;
-    pub const PASS_RESPONSE: u32 = 1;
-    pub const PASS_OTHER_TARGET: u32 = 2;
-    pub const DROP_ACL: u32 = 3;
-    pub const REDIRECT: u32 = 4;
-    pub const PASS_NO_SOCKET: u32 = 5;
-    pub const DROP_MALFORMED: u32 = 6;
+    use super::abi;
+
+    pub const PASS_NOT_AOE: u32 = abi::XBLADE_COUNTER_PASS_NOT_AOE;
+    pub const PASS_RESPONSE: u32 = abi::XBLADE_COUNTER_PASS_RESPONSE;
+    pub const PASS_OTHER_TARGET: u32 = abi::XBLADE_COUNTER_PASS_OTHER_TARGET;
+    pub const DROP_ACL: u32 = abi::XBLADE_COUNTER_DROP_ACL;
+    pub const REDIRECT: u32 = abi::XBLADE_COUNTER_REDIRECT;
+    pub const PASS_NO_SOCKET: u32 = abi::XBLADE_COUNTER_PASS_NO_SOCKET;
+    pub const DROP_MALFORMED: u32 = abi::XBLADE_COUNTER_DROP_MALFORMED;
+    pub const COUNT: u32 = abi::XBLADE_COUNTER_COUNT;
+}
+
+/// One export as the XDP program sees it: shelf, slot and the MAC mask list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XdpExport {
+    /// Shelf (not 0xFFFF).
+    pub major: u16,
+    /// Slot (not 0xFF).
+    pub minor: u8,
+    /// Source MACs allowed to use this export; empty: no ACL for this export (everyone may).
+    pub mask: Vec<[u8; 6]>,
 }
 
 /// aya parses the object in place and needs it 8-byte aligned, which `include_bytes!` does
@@ -110,7 +157,7 @@ pub struct XdpCounters {
     pub pass_response: u64,
     /// AoE for a shelf.slot this host does not serve: passed.
     pub pass_other_target: u64,
-    /// Source MAC not in the ACL: dropped.
+    /// Source MAC not on the export's mask list: dropped.
     pub drop_acl: u64,
     /// Redirected to an AF_XDP socket (a full RX ring still drops it there).
     pub redirect: u64,
@@ -206,23 +253,72 @@ pub enum XdpError {
         /// The queue.
         queue_id: u32,
     },
-    /// More MACs than the `acl` map holds.
-    #[error("ACL of {count} MAC addresses exceeds the limit of {MAX_ACL_ENTRIES}")]
+    /// More (export, MAC) pairs than the `acl` map holds.
+    #[error(
+        "the mask lists of all exports on this interface would need {count} XDP ACL entries \
+         (one per export and MAC); the limit is {MAX_ACL_ENTRIES} (XBLADE_ACL_MAX_ENTRIES in \
+         xdp-prog/xblade_abi.h)"
+    )]
     AclTooLarge {
-        /// MACs given.
+        /// Entries needed.
         count: usize,
+    },
+    /// More exports than the `targets` map holds.
+    #[error(
+        "{count} exports on one interface exceed the XDP limit of {MAX_EXPORTS} \
+         (XBLADE_MAX_EXPORTS in xdp-prog/xblade_abi.h)"
+    )]
+    TooManyExports {
+        /// Exports given.
+        count: usize,
+    },
+    /// The same shelf.slot twice in one export list.
+    #[error("export e{major}.{minor} is listed twice")]
+    DuplicateExport {
+        /// Shelf.
+        major: u16,
+        /// Slot.
+        minor: u8,
+    },
+    /// A mask list change for an export the program does not serve.
+    #[error("export e{major}.{minor} is not served by the XDP program")]
+    NotServed {
+        /// Shelf.
+        major: u16,
+        /// Slot.
+        minor: u8,
+    },
+    /// A map as created by the kernel differs from what this binary was built for.
+    #[error(
+        "XDP map `{map}`: the kernel reports {what} {actual}, this binary expects {expected} \
+         (xdp-prog/xblade_abi.h and the embedded object disagree; rebuild)"
+    )]
+    MapLayout {
+        /// The map.
+        map: &'static str,
+        /// `max_entries`, `key_size` or `value_size`.
+        what: &'static str,
+        /// As the kernel reports it.
+        actual: u32,
+        /// As `xblade_abi.h` says.
+        expected: u32,
     },
 }
 
 /// The loaded and attached XDP program with its maps. Dropping it detaches the program
 /// (closing the BPF link) and frees the maps; it logs nothing.
 pub struct XdpProgram {
-    targets: HashMap<MapData, u32, u8>,
-    acl: HashMap<MapData, u64, u8>,
-    config: Array<MapData, u32>,
+    targets: HashMap<MapData, u32, TargetValue>,
+    acl: HashMap<MapData, AclKey, u8>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     mode: AttachedMode,
+    /// What `targets` and `acl` hold: updated after each successful single-entry operation,
+    /// so it stays exact when an update fails half-way.
+    mirror: MapState,
+    /// The list [`XdpProgram::set_acl`] last set, given to exports added by
+    /// [`XdpProgram::serve_target`].
+    default_mask: Vec<[u8; 6]>,
     /// Owns the program and its link: dropping it detaches.
     _ebpf: Ebpf,
 }
@@ -248,11 +344,46 @@ impl XdpProgram {
 
         let mut ebpf = Ebpf::load(&OBJECT.0).map_err(load_error)?;
         // Take the maps before the program goes live, so that failing here attaches nothing.
-        let targets = take_map(&mut ebpf, "targets", HashMap::try_from)?;
-        let acl = take_map(&mut ebpf, "acl", HashMap::try_from)?;
-        let config = take_map(&mut ebpf, "config", Array::try_from)?;
-        let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
-        let counters = take_map(&mut ebpf, "counters", PerCpuArray::try_from)?;
+        let targets = take_map(
+            &mut ebpf,
+            MapSpec {
+                name: "targets",
+                max_entries: abi::XBLADE_TARGETS_MAX_ENTRIES,
+                key_size: size_of::<u32>(),
+                value_size: size_of::<TargetValue>(),
+            },
+            HashMap::try_from,
+        )?;
+        let acl = take_map(
+            &mut ebpf,
+            MapSpec {
+                name: "acl",
+                max_entries: abi::XBLADE_ACL_MAX_ENTRIES,
+                key_size: size_of::<AclKey>(),
+                value_size: size_of::<u8>(),
+            },
+            HashMap::try_from,
+        )?;
+        let xsks = take_map(
+            &mut ebpf,
+            MapSpec {
+                name: "xsks",
+                max_entries: abi::XBLADE_XSKS_MAX_ENTRIES,
+                key_size: size_of::<u32>(),
+                value_size: size_of::<u32>(),
+            },
+            XskMap::try_from,
+        )?;
+        let counters = take_map(
+            &mut ebpf,
+            MapSpec {
+                name: "counters",
+                max_entries: counter::COUNT,
+                key_size: size_of::<u32>(),
+                value_size: size_of::<u64>(),
+            },
+            PerCpuArray::try_from,
+        )?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or_else(|| XdpError::Load {
@@ -294,10 +425,11 @@ impl XdpProgram {
         Ok(Self {
             targets,
             acl,
-            config,
             xsks,
             counters,
             mode: attached,
+            mirror: MapState::default(),
+            default_mask: Vec::new(),
             _ebpf: ebpf,
         })
     }
@@ -307,15 +439,105 @@ impl XdpProgram {
         self.mode
     }
 
-    /// Starts steering requests for shelf `major`, slot `minor` to the sockets.
-    pub fn serve_target(&mut self, major: u16, minor: u8) -> Result<(), XdpError> {
-        if major == 0xFFFF || minor == 0xFF {
-            return Err(XdpError::InvalidTarget { major, minor });
+    /// Makes the maps serve exactly `exports`: adds, updates and removes exports, their ACL
+    /// entries and the wildcard markers as needed, touching only what differs from what is
+    /// served now. Never denies, even briefly, an (export, MAC) allowed both before and after,
+    /// never briefly admits one denied both before and after, and never briefly unserves an
+    /// export (or a wildcard) served before and after.
+    ///
+    /// Checked before anything changes: no shelf 0xFFFF or slot 0xFF
+    /// ([`XdpError::InvalidTarget`]), no shelf.slot twice ([`XdpError::DuplicateExport`]), at
+    /// most [`MAX_EXPORTS`] exports ([`XdpError::TooManyExports`]) and at most
+    /// [`MAX_ACL_ENTRIES`] (export, MAC) pairs over all mask lists together
+    /// ([`XdpError::AclTooLarge`], naming the limit); duplicate MACs in a list count once.
+    /// A map operation failing half-way ([`XdpError::Map`]) leaves the maps in one of the safe
+    /// intermediate states; the next call continues from there.
+    pub fn set_exports(&mut self, exports: &[XdpExport]) -> Result<(), XdpError> {
+        if exports.len() > MAX_EXPORTS {
+            return Err(XdpError::TooManyExports {
+                count: exports.len(),
+            });
         }
-        let key = (u32::from(major) << 8) | u32::from(minor);
-        self.targets
-            .insert(key, 1, 0)
-            .map_err(|e| map_error("targets", "insert", &e))
+        let mut wanted: BTreeMap<u32, BTreeSet<[u8; 6]>> = BTreeMap::new();
+        for export in exports {
+            let key = export_key(export.major, export.minor)?;
+            let mask = export.mask.iter().copied().collect();
+            if wanted.insert(key, mask).is_some() {
+                return Err(XdpError::DuplicateExport {
+                    major: export.major,
+                    minor: export.minor,
+                });
+            }
+        }
+        let count: usize = wanted.values().map(BTreeSet::len).sum();
+        if count > MAX_ACL_ENTRIES {
+            return Err(XdpError::AclTooLarge { count });
+        }
+        let desired = MapState::for_exports(wanted.iter().map(|(k, m)| (*k, m)));
+        let ops = maps::plan(&self.mirror, &desired);
+        self.apply(&ops)
+    }
+
+    /// Replaces the mask list of one served export (an initiator edited it), updating only
+    /// that export's entries, with the same promises as [`XdpProgram::set_exports`]. An empty
+    /// list turns the export's ACL off. [`XdpError::NotServed`] if the export is not served;
+    /// [`XdpError::AclTooLarge`] if all lists together would exceed [`MAX_ACL_ENTRIES`].
+    pub fn set_export_mask(
+        &mut self,
+        major: u16,
+        minor: u8,
+        mask: &[[u8; 6]],
+    ) -> Result<(), XdpError> {
+        let key = export_key(major, minor)?;
+        if !self.mirror.serves(key) {
+            return Err(XdpError::NotServed { major, minor });
+        }
+        let current = self.mirror.export_only(key);
+        let wanted: BTreeSet<[u8; 6]> = mask.iter().copied().collect();
+        let count = self.mirror.acl.len() - current.acl.len() + wanted.len();
+        if count > MAX_ACL_ENTRIES {
+            return Err(XdpError::AclTooLarge { count });
+        }
+        let desired = MapState {
+            targets: [(key, maps::export_flags(wanted.is_empty()))].into(),
+            acl: wanted.iter().map(|mac| AclKey::new(key, *mac)).collect(),
+        };
+        let ops = maps::plan(&current, &desired);
+        self.apply(&ops)
+    }
+
+    /// The exports served now, by shelf then slot, with their mask lists (sorted).
+    pub fn exports(&self) -> Vec<XdpExport> {
+        self.mirror
+            .export_keys()
+            .map(|key| {
+                let (major, minor) = maps::split_key(key);
+                XdpExport {
+                    major,
+                    minor,
+                    mask: self.mirror.mask_of(key).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Single-export convenience (the API of the one-export daemon), built on
+    /// [`XdpProgram::set_exports`]: starts steering requests for shelf `major`, slot `minor`
+    /// (and the wildcards matching it) to the sockets, keeping the other exports. A new export
+    /// gets the mask list last given to [`XdpProgram::set_acl`]; serving an export already
+    /// served changes nothing.
+    pub fn serve_target(&mut self, major: u16, minor: u8) -> Result<(), XdpError> {
+        let key = export_key(major, minor)?;
+        if self.mirror.serves(key) {
+            return Ok(());
+        }
+        let mut exports = self.exports();
+        exports.push(XdpExport {
+            major,
+            minor,
+            mask: self.default_mask.clone(),
+        });
+        self.set_exports(&exports)
     }
 
     /// Puts the AF_XDP socket for RX queue `queue_id` into the XSKMAP (replacing any previous
@@ -333,44 +555,59 @@ impl XdpProgram {
             .map_err(|e| map_error("xsks", "set", &e))
     }
 
-    /// Replaces the source-MAC allow list. An empty slice turns the ACL off (every source may
-    /// pass); otherwise only the listed MACs may. The update never denies, even briefly, a MAC
-    /// that is in both the old and the new list.
+    /// Single-export convenience (the API of the one-export daemon): gives every served export
+    /// the mask list `macs` (and remembers it for exports [`XdpProgram::serve_target`] adds
+    /// later). An empty slice turns the ACLs off. Never denies, even briefly, a MAC that is in
+    /// both the old and the new list. [`XdpError::AclTooLarge`] if the exports times the
+    /// distinct MACs exceed [`MAX_ACL_ENTRIES`].
     pub fn set_acl(&mut self, macs: &[[u8; 6]]) -> Result<(), XdpError> {
+        let macs: Vec<[u8; 6]> = macs
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if macs.len() > MAX_ACL_ENTRIES {
             return Err(XdpError::AclTooLarge { count: macs.len() });
         }
-        if macs.is_empty() {
-            self.set_acl_active(false)?;
-        }
-        let wanted: HashSet<u64> = macs.iter().map(|m| mac_key(*m)).collect();
-        // Remove stale entries first so the new ones fit in the map's 256 slots.
-        let present: Vec<u64> = self
-            .acl
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|e| map_error("acl", "iterate", &e))?;
-        for key in present.iter().filter(|k| !wanted.contains(k)) {
-            match self.acl.remove(key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_error("acl", "remove", &e)),
-            }
-        }
-        for key in &wanted {
-            self.acl
-                .insert(*key, 1, 0)
-                .map_err(|e| map_error("acl", "insert", &e))?;
-        }
-        if !macs.is_empty() {
-            self.set_acl_active(true)?;
-        }
+        let exports: Vec<XdpExport> = self
+            .exports()
+            .into_iter()
+            .map(|e| XdpExport {
+                mask: macs.clone(),
+                ..e
+            })
+            .collect();
+        self.set_exports(&exports)?;
+        self.default_mask = macs;
         Ok(())
     }
 
-    fn set_acl_active(&mut self, active: bool) -> Result<(), XdpError> {
-        self.config
-            .set(0, u32::from(active), 0)
-            .map_err(|e| map_error("config", "set", &e))
+    /// Applies `ops` in order, recording each success in the mirror.
+    fn apply(&mut self, ops: &[Op]) -> Result<(), XdpError> {
+        for op in ops {
+            let result = match *op {
+                Op::PutTarget { key, flags } => self
+                    .targets
+                    .insert(key, TargetValue { flags }, 0)
+                    .map_err(|e| map_error("targets", "insert", &e)),
+                Op::DelTarget { key } => match self.targets.remove(&key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+                    Err(e) => Err(map_error("targets", "remove", &e)),
+                },
+                Op::PutAcl(key) => self
+                    .acl
+                    .insert(key, 1, 0)
+                    .map_err(|e| map_error("acl", "insert", &e)),
+                Op::DelAcl(key) => match self.acl.remove(&key) {
+                    Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+                    Err(e) => Err(map_error("acl", "remove", &e)),
+                },
+            };
+            result?;
+            self.mirror.apply(op);
+        }
+        Ok(())
     }
 
     /// The verdict counters, summed over CPUs.
@@ -394,9 +631,13 @@ impl XdpProgram {
     }
 }
 
-/// The `acl` map key of a MAC: its six wire-order bytes in the low 48 bits.
-fn mac_key(mac: [u8; 6]) -> u64 {
-    mac.iter().fold(0u64, |key, b| (key << 8) | u64::from(*b))
+/// The `targets` key of an export; the wildcard values are not exports.
+fn export_key(major: u16, minor: u8) -> Result<u32, XdpError> {
+    let key = maps::target_key(major, minor);
+    if maps::is_wildcard(key) {
+        return Err(XdpError::InvalidTarget { major, minor });
+    }
+    Ok(key)
 }
 
 fn attach_in(
@@ -492,17 +733,69 @@ fn map_error(map: &'static str, op: &'static str, e: &MapError) -> XdpError {
     }
 }
 
+/// A map as `xblade_abi.h` and the Rust types say it must be.
+struct MapSpec {
+    name: &'static str,
+    max_entries: u32,
+    key_size: usize,
+    value_size: usize,
+}
+
+/// Takes map `spec.name` out of `ebpf`, checks its kernel-side layout against `spec` and
+/// converts it.
 fn take_map<M>(
     ebpf: &mut Ebpf,
-    name: &'static str,
-    convert: impl FnOnce(aya::maps::Map) -> Result<M, MapError>,
+    spec: MapSpec,
+    convert: impl FnOnce(Map) -> Result<M, MapError>,
 ) -> Result<M, XdpError> {
+    let name = spec.name;
     let map = ebpf.take_map(name).ok_or_else(|| XdpError::Map {
         map: name,
         op: "find",
         detail: "not in the embedded object (build bug)".into(),
     })?;
+    let data = match &map {
+        Map::HashMap(d) | Map::PerCpuArray(d) | Map::XskMap(d) | Map::Array(d) => d,
+        _ => {
+            return Err(XdpError::Map {
+                map: name,
+                op: "open",
+                detail: "unexpected map type in the embedded object (build bug)".into(),
+            })
+        }
+    };
+    let info = data.info().map_err(|e| map_error(name, "get info", &e))?;
+    check_layout(
+        &spec,
+        info.max_entries(),
+        info.key_size(),
+        info.value_size(),
+    )?;
     convert(map).map_err(|e| map_error(name, "open", &e))
+}
+
+/// Whether the kernel's view of a map (`max_entries`, key and value size) matches `spec`.
+fn check_layout(
+    spec: &MapSpec,
+    max_entries: u32,
+    key_size: u32,
+    value_size: u32,
+) -> Result<(), XdpError> {
+    for (what, actual, expected) in [
+        ("max_entries", max_entries, spec.max_entries),
+        ("key_size", key_size, spec.key_size as u32),
+        ("value_size", value_size, spec.value_size as u32),
+    ] {
+        if actual != expected {
+            return Err(XdpError::MapLayout {
+                map: spec.name,
+                what,
+                actual,
+                expected,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The first OS error code in `e`'s source chain (aya nests `io::Error`s in its errors and
@@ -555,12 +848,64 @@ mod tests {
     }
 
     #[test]
-    fn mac_key_is_wire_order_in_low_48_bits() {
-        assert_eq!(
-            mac_key([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]),
-            0x0211_2233_4455
-        );
-        assert_eq!(mac_key([0xff; 6]), 0xffff_ffff_ffff);
+    fn export_keys_refuse_wildcards() {
+        assert_eq!(export_key(7, 3).ok(), Some(0x0703));
+        assert!(matches!(
+            export_key(0xFFFF, 3),
+            Err(XdpError::InvalidTarget {
+                major: 0xFFFF,
+                minor: 3
+            })
+        ));
+        assert!(matches!(
+            export_key(7, 0xFF),
+            Err(XdpError::InvalidTarget { .. })
+        ));
+    }
+
+    #[test]
+    fn layout_mismatch_is_a_clear_error() {
+        let spec = MapSpec {
+            name: "acl",
+            max_entries: abi::XBLADE_ACL_MAX_ENTRIES,
+            key_size: 12,
+            value_size: 1,
+        };
+        assert!(check_layout(&spec, abi::XBLADE_ACL_MAX_ENTRIES, 12, 1).is_ok());
+        let msg = check_layout(&spec, 256, 12, 1)
+            .expect_err("mismatch")
+            .to_string();
+        assert!(msg.contains("`acl`"), "{msg}");
+        assert!(msg.contains("max_entries 256"), "{msg}");
+        assert!(msg.contains("expects 16384"), "{msg}");
+        assert!(matches!(
+            check_layout(&spec, abi::XBLADE_ACL_MAX_ENTRIES, 8, 1),
+            Err(XdpError::MapLayout {
+                what: "key_size",
+                actual: 8,
+                expected: 12,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn abi_constants_come_from_the_header() {
+        let header = include_str!("../../../xdp-prog/xblade_abi.h");
+        for (name, value) in [
+            ("XBLADE_COUNTER_DROP_ACL", abi::XBLADE_COUNTER_DROP_ACL),
+            ("XBLADE_ACL_MAX_ENTRIES", abi::XBLADE_ACL_MAX_ENTRIES),
+            (
+                "XBLADE_TARGETS_MAX_ENTRIES",
+                abi::XBLADE_TARGETS_MAX_ENTRIES,
+            ),
+        ] {
+            let line = format!("#define {name} {value}");
+            assert!(header.contains(&line), "{line}");
+        }
+        assert_eq!(MAX_ACL_ENTRIES, 16384);
+        assert_eq!(MAX_EXPORTS, 4096);
+        assert_eq!(MAX_QUEUES, 64);
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! The control protocol spoken between `xbladectl` (or any client) and the daemon.
+//!
+//! # Transport
+//!
+//! A Unix stream socket (default [`DEFAULT_SOCKET`](super::DEFAULT_SOCKET), mode 0600, so
+//! only root may use it). Each way the stream is a sequence of lines, each line one JSON
+//! object terminated by `\n` (a `\r` before the `\n` is tolerated). A client sends a request
+//! line and reads exactly one reply line; a connection may carry any number of requests in
+//! sequence, and replies come back in request order. Request lines are limited to 64 KiB.
+//!
+//! # Requests
+//!
+//! An object with a `"cmd"` member naming the command; other members are the command's
+//! arguments (none so far; unknown members are ignored):
+//!
+//! ```text
+//! {"cmd":"status"}
+//! {"cmd":"reload"}
+//! ```
+//!
+//! # Replies
+//!
+//! Every reply has a boolean `"ok"`. A success also names the command it answers in
+//! `"cmd"` and carries that command's payload as further members of the same object:
+//!
+//! ```text
+//! {"ok":true,"cmd":"status","version":"0.1.0","pid":4242,"uptime_s":3600,
+//!  "config":"/etc/xblade.toml","exports":[{"name":"e1.0","shelf":1,"slot":0,
+//!  "file":"/srv/vol0.img","size_sectors":2097152,"interfaces":["eth1"],
+//!  "read_only":false,"state":"serving"}],"interfaces":[{"name":"eth1","state":"up",
+//!  "mac":"02:00:00:00:00:01","mtu":9000,"sectors_per_frame":17,"queues":4,
+//!  "xdp_mode":"native","exports":1}]}
+//! {"ok":true,"cmd":"reload","added":["e1.2"],"removed":[],"changed":["e1.0"],
+//!  "unchanged":3,"interfaces_attached":[],"interfaces_detached":[]}
+//! ```
+//!
+//! (shown wrapped; on the wire each is one line). A failure is
+//!
+//! ```text
+//! {"ok":false,"error":"a sentence that says what went wrong and what to do"}
+//! ```
+//!
+//! A malformed line, an unknown command (`unknown command 'x' (known: status, reload)`) and
+//! a failed command all get an `ok:false` reply and leave the connection open.
+//!
+//! # Compatibility
+//!
+//! New commands (stats, metrics) add a [`Request`] variant, a [`Reply`] variant and an entry
+//! in [`COMMANDS`]. Payload members may be added: readers ignore members they do not know
+//! and take a default for members that are missing, so old clients keep working.
+
+use serde::{Deserialize, Serialize};
+
+/// Every command the daemon knows, as spelled in `"cmd"`.
+pub const COMMANDS: &[&str] = &["status", "reload"];
+
+/// One request, as sent by a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// What is served, where, and in what state.
+    Status,
+    /// Re-read the config file and apply the difference.
+    Reload,
+}
+
+impl Request {
+    /// The command's name as spelled in `"cmd"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Reload => "reload",
+        }
+    }
+}
+
+/// The payload of a successful `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusReply {
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// The config file's path; `None` when started with a vblade-style command line.
+    pub config: Option<String>,
+    pub exports: Vec<ExportStatus>,
+    pub interfaces: Vec<InterfaceStatus>,
+}
+
+/// One export in a [`StatusReply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportStatus {
+    /// The AoE name, `e<shelf>.<slot>`, e.g. `e1.0`.
+    pub name: String,
+    pub shelf: u16,
+    pub slot: u8,
+    /// The backing file, block device or `null:SIZE`.
+    pub file: String,
+    /// The exported size in 512-byte sectors.
+    pub size_sectors: u64,
+    /// The interfaces it is served on.
+    pub interfaces: Vec<String>,
+    pub read_only: bool,
+    /// `serving`, `retiring`, `waiting for interface`, ...
+    pub state: String,
+}
+
+/// One interface in a [`StatusReply`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// `up`, `down`, `absent`, ...
+    pub state: String,
+    /// `aa:bb:cc:dd:ee:ff`, when known.
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+    /// Sectors per AoE frame at this MTU.
+    pub sectors_per_frame: Option<u8>,
+    /// RX queues served (one worker each).
+    pub queues: u32,
+    /// `native` or `generic` once attached.
+    pub xdp_mode: Option<String>,
+    /// How many exports are served on it.
+    pub exports: u32,
+}
+
+/// The payload of a successful `reload`: what changed, by export name (`e1.0`) and by
+/// interface name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadReply {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// How many exports the reload left alone.
+    pub unchanged: u32,
+    pub interfaces_attached: Vec<String>,
+    pub interfaces_detached: Vec<String>,
+}
+
+/// One reply, as sent by the daemon. On the wire: see the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Status(StatusReply),
+    Reload(ReloadReply),
+    /// `{"ok":false,"error":...}`: the request failed, with a sentence for a human.
+    Error(String),
+}
+
+impl Reply {
+    /// A failure reply.
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply::Error(message.into())
+    }
+
+    /// Whether this is a success (`"ok":true`).
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Reply::Error(_))
+    }
+}
+
+/// A success on the wire: `ok`, `cmd`, then the payload's members.
+#[derive(Serialize)]
+struct Success<'a, T: Serialize> {
+    ok: bool,
+    cmd: &'static str,
+    #[serde(flatten)]
+    payload: &'a T,
+}
+
+/// A failure on the wire.
+#[derive(Serialize)]
+struct Failure<'a> {
+    ok: bool,
+    error: &'a str,
+}
+
+fn success<T: Serialize>(cmd: &'static str, payload: &T) -> serde_json::Result<String> {
+    serde_json::to_string(&Success {
+        ok: true,
+        cmd,
+        payload,
+    })
+}
+
+fn failure(error: &str) -> String {
+    serde_json::to_string(&Failure { ok: false, error })
+        // Serializing a string cannot fail; this keeps the function total anyway.
+        .unwrap_or_else(|_| r#"{"ok":false,"error":"internal error"}"#.to_owned())
+}
+
+/// The reply as one line of JSON, with its terminating `\n`.
+pub fn encode_line(reply: &Reply) -> String {
+    let encoded = match reply {
+        Reply::Status(status) => success("status", status),
+        Reply::Reload(reload) => success("reload", reload),
+        Reply::Error(error) => Ok(failure(error)),
+    };
+    let mut line = encoded
+        .unwrap_or_else(|e| failure(&format!("internal error: cannot encode the reply: {e}")));
+    line.push('\n');
+    line
+}
+
+/// The request as one line of JSON, with its terminating `\n`.
+pub fn encode_request(request: &Request) -> String {
+    let mut line = serde_json::to_string(request)
+        // A unit variant with a tag cannot fail to serialize.
+        .unwrap_or_else(|_| format!(r#"{{"cmd":"{}"}}"#, request.name()));
+    line.push('\n');
+    line
+}
+
+fn known() -> String {
+    COMMANDS.join(", ")
+}
+
+/// Parses one request line (with or without its `\n`). The error is the sentence to send
+/// back in an `ok:false` reply.
+pub fn decode_request(line: &str) -> Result<Request, String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(format!(
+            "empty request: send one JSON object per line, e.g. {{\"cmd\":\"status\"}} (known: {})",
+            known()
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        format!(
+            "malformed request ({e}): send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"
+        )
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(format!(
+            "a request must be a JSON object such as {{\"cmd\":\"status\"}} (known: {})",
+            known()
+        ));
+    };
+    let cmd = match object.get("cmd") {
+        Some(serde_json::Value::String(cmd)) => cmd.clone(),
+        Some(_) => return Err(format!("\"cmd\" must be a string (known: {})", known())),
+        None => {
+            return Err(format!(
+                "the request has no \"cmd\" member (known: {})",
+                known()
+            ))
+        }
+    };
+    if !COMMANDS.contains(&cmd.as_str()) {
+        return Err(format!("unknown command '{cmd}' (known: {})", known()));
+    }
+    serde_json::from_value(value).map_err(|e| format!("bad '{cmd}' request: {e}"))
+}
+
+/// Parses one reply line (with or without its `\n`). The error says what is wrong with it.
+pub fn decode_reply(line: &str) -> Result<Reply, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(object) = value.as_object() else {
+        return Err("not a JSON object".to_owned());
+    };
+    match object.get("ok") {
+        Some(serde_json::Value::Bool(true)) => {}
+        Some(serde_json::Value::Bool(false)) => {
+            return Ok(Reply::Error(match object.get("error") {
+                Some(serde_json::Value::String(error)) => error.clone(),
+                Some(other) => other.to_string(),
+                None => "the daemon gave no reason".to_owned(),
+            }))
+        }
+        _ => return Err("no boolean \"ok\" member".to_owned()),
+    }
+    let cmd = match object.get("cmd") {
+        Some(serde_json::Value::String(cmd)) => cmd.clone(),
+        _ => return Err("a success without a \"cmd\" member".to_owned()),
+    };
+    match cmd.as_str() {
+        "status" => serde_json::from_value(value)
+            .map(Reply::Status)
+            .map_err(|e| format!("bad status payload: {e}")),
+        "reload" => serde_json::from_value(value)
+            .map(Reply::Reload)
+            .map_err(|e| format!("bad reload payload: {e}")),
+        other => Err(format!(
+            "a reply to an unknown command '{other}' (this xbladectl knows: {}; is it older than the daemon?)",
+            known()
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_status() -> StatusReply {
+        StatusReply {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_s: 3600,
+            config: Some("/etc/xblade.toml".into()),
+            exports: vec![ExportStatus {
+                name: "e1.0".into(),
+                shelf: 1,
+                slot: 0,
+                file: "/srv/vol0.img".into(),
+                size_sectors: 2 * 1024 * 1024,
+                interfaces: vec!["eth1".into(), "eth2".into()],
+                read_only: false,
+                state: "serving".into(),
+            }],
+            interfaces: vec![
+                InterfaceStatus {
+                    name: "eth1".into(),
+                    state: "up".into(),
+                    mac: Some("02:00:00:00:00:01".into()),
+                    mtu: Some(9000),
+                    sectors_per_frame: Some(17),
+                    queues: 4,
+                    xdp_mode: Some("native".into()),
+                    exports: 1,
+                },
+                InterfaceStatus {
+                    name: "eth2".into(),
+                    state: "absent".into(),
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+
+    fn sample_reload() -> ReloadReply {
+        ReloadReply {
+            added: vec!["e1.2".into()],
+            removed: vec!["e1.3".into()],
+            changed: vec!["e1.0".into()],
+            unchanged: 3,
+            interfaces_attached: vec!["eth3".into()],
+            interfaces_detached: vec![],
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for request in [Request::Status, Request::Reload] {
+            let line = encode_request(&request);
+            assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+            assert_eq!(line, format!("{{\"cmd\":\"{}\"}}\n", request.name()));
+            assert_eq!(decode_request(&line), Ok(request));
+            assert!(COMMANDS.contains(&request.name()));
+        }
+        assert_eq!(decode_request(r#" {"cmd":"status"} "#), Ok(Request::Status));
+        assert_eq!(
+            decode_request("{\"cmd\":\"reload\"}\r\n"),
+            Ok(Request::Reload)
+        );
+        // Unknown members are ignored, so that arguments can be added later.
+        assert_eq!(
+            decode_request(r#"{"cmd":"status","verbose":true}"#),
+            Ok(Request::Status)
+        );
+    }
+
+    #[test]
+    fn every_known_command_parses() {
+        for cmd in COMMANDS {
+            let request = decode_request(&format!("{{\"cmd\":\"{cmd}\"}}")).unwrap();
+            assert_eq!(request.name(), *cmd);
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for reply in [
+            Reply::Status(sample_status()),
+            Reply::Status(StatusReply::default()),
+            Reply::Reload(sample_reload()),
+            Reply::Reload(ReloadReply::default()),
+            Reply::error("no such file: /etc/xblade.toml"),
+            Reply::error("quotes \" and newlines \n and tabs \t"),
+        ] {
+            let line = encode_line(&reply);
+            assert!(line.ends_with('\n'));
+            assert!(!line[..line.len() - 1].contains('\n'), "{line}");
+            assert_eq!(decode_reply(&line), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn wire_format_has_ok_and_flat_payload() {
+        let status: serde_json::Value =
+            serde_json::from_str(&encode_line(&Reply::Status(sample_status()))).unwrap();
+        assert_eq!(status["ok"], true);
+        assert_eq!(status["cmd"], "status");
+        assert_eq!(status["pid"], 4242);
+        assert_eq!(status["exports"][0]["name"], "e1.0");
+        assert_eq!(status["interfaces"][1]["mac"], serde_json::Value::Null);
+
+        let reload: serde_json::Value =
+            serde_json::from_str(&encode_line(&Reply::Reload(sample_reload()))).unwrap();
+        assert_eq!(reload["ok"], true);
+        assert_eq!(reload["cmd"], "reload");
+        assert_eq!(reload["unchanged"], 3);
+
+        assert_eq!(
+            encode_line(&Reply::error("nope")),
+            "{\"ok\":false,\"error\":\"nope\"}\n"
+        );
+    }
+
+    #[test]
+    fn unknown_command_names_the_known_ones() {
+        assert_eq!(
+            decode_request(r#"{"cmd":"x"}"#),
+            Err("unknown command 'x' (known: status, reload)".to_owned())
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_errors() {
+        for line in [
+            "",
+            "   ",
+            "not json",
+            "{\"cmd\":",
+            "[\"status\"]",
+            "\"status\"",
+            "42",
+            "null",
+            "{}",
+            "{\"cmd\":42}",
+            "{\"cmd\":null}",
+            "{\"command\":\"status\"}",
+            "{\"cmd\":\"Status\"}",
+            "{\"cmd\":\"status\"} trailing",
+        ] {
+            let error = decode_request(line).expect_err(line);
+            assert!(!error.is_empty());
+        }
+    }
+
+    #[test]
+    fn lenient_reply_decoding() {
+        // Missing members take defaults; unknown ones are ignored.
+        assert_eq!(
+            decode_reply(r#"{"ok":true,"cmd":"reload","future":1}"#),
+            Ok(Reply::Reload(ReloadReply::default()))
+        );
+        assert_eq!(
+            decode_reply(r#"{"ok":false}"#),
+            Ok(Reply::Error("the daemon gave no reason".into()))
+        );
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            "{}",
+            r#"{"ok":"yes"}"#,
+            r#"{"ok":true}"#,
+            r#"{"ok":true,"cmd":"stats"}"#,
+            r#"{"ok":true,"cmd":"status","pid":"x"}"#,
+        ] {
+            assert!(decode_reply(bad).is_err(), "{bad}");
+        }
+    }
+}

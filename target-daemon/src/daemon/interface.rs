@@ -1,0 +1,393 @@
+//! One interface being served: its XDP program (a bpf_link: it detaches when dropped, or
+//! when the process dies), one AF_XDP socket, UMEM and worker thread per RX queue, and the
+//! commands that tell the workers which exports to serve.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use xblade_target::ExportKey;
+
+use crate::config::InterfaceConfig;
+use crate::eventfd::EventFd;
+use crate::netdev::{self, Netdev};
+use crate::stats::{LatencyHistogram, WorkerCounters};
+use crate::worker::{self, ChangeSender, WorkerCommand, WorkerError, WorkerReport, WorkerSetup};
+use crate::xdp::{AttachedMode, XdpProgram};
+use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket};
+
+use super::export::RunningExport;
+use super::{DaemonError, FRAME_HEADROOM, FRAME_SIZE};
+
+/// How long the control plane waits for every worker to take up a batch of commands.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A worker thread and the ends of its channels.
+struct WorkerHandle {
+    queue_id: u32,
+    commands: Sender<WorkerCommand>,
+    command_fd: EventFd,
+    applied: Arc<AtomicU64>,
+    handle: Option<JoinHandle<Result<WorkerReport, WorkerError>>>,
+    counters: Arc<WorkerCounters>,
+}
+
+/// What is left of an interface's workers once they stopped.
+pub(super) struct Stopped {
+    pub latency: LatencyHistogram,
+    pub counters: Vec<(u32, Arc<WorkerCounters>)>,
+    pub error: Option<WorkerError>,
+}
+
+pub(super) struct RunningInterface {
+    pub netdev: Netdev,
+    pub ifindex: u32,
+    pub xdp_mode: AttachedMode,
+    /// Sectors per AoE frame on this link: the MTU's and the frames' limit.
+    pub max_sectors: u8,
+    /// The exports served here.
+    pub exports: BTreeSet<ExportKey>,
+    xdp: XdpProgram,
+    workers: Vec<WorkerHandle>,
+    generation: u64,
+}
+
+impl RunningInterface {
+    /// Attaches the XDP program to `config.name`, binds a socket per RX queue, starts a
+    /// worker for each serving `exports`, and steers their requests to them. Each export
+    /// announces itself.
+    pub fn start(
+        config: &InterfaceConfig,
+        exports: &[&RunningExport],
+        changes: &ChangeSender,
+    ) -> Result<RunningInterface, DaemonError> {
+        let netdev = Netdev::lookup(&config.name)?;
+        let ifindex = xsk::ifindex(&netdev.name)?;
+        let umem_config = UmemConfig {
+            frame_count: config.frames,
+            frame_size: FRAME_SIZE,
+            frame_headroom: FRAME_HEADROOM,
+            ring_size: config.frames,
+        };
+        let mut xdp = XdpProgram::attach(&netdev.name, config.xdp_mode)?;
+        let sockets = bind_sockets(config, &netdev, ifindex, &umem_config, &mut xdp)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_sectors = sockets.max_sectors;
+        let mut running = RunningInterface {
+            xdp_mode: xdp.mode(),
+            netdev,
+            ifindex,
+            max_sectors,
+            exports: exports.iter().map(|e| e.key()).collect(),
+            xdp,
+            workers: Vec::new(),
+            generation: 0,
+        };
+        for (queue_id, umem, socket) in sockets.bound {
+            let served = exports
+                .iter()
+                .map(|e| e.on_link(running.netdev.mac, max_sectors))
+                .collect();
+            let handle = spawn_worker(
+                WorkerSetup {
+                    queue_id,
+                    exports: served,
+                    socket,
+                    umem,
+                    umem_config,
+                    bounce_len: sockets.bounce_len,
+                    batch: config.batch,
+                    busy_poll: config.busy_poll,
+                    spin_us: config.spin_us,
+                    cpu: config.pin.then_some(queue_id as usize % cpus),
+                    announce: queue_id == 0,
+                    command_fd: -1,
+                    commands: mpsc::channel().1,
+                    applied: Arc::new(AtomicU64::new(0)),
+                    counters: Arc::new(WorkerCounters::default()),
+                    changes: changes.clone(),
+                    tuning: config.tuning,
+                },
+                &running.netdev.name,
+            );
+            match handle {
+                Ok(handle) => running.workers.push(handle),
+                Err(e) => {
+                    running.stop();
+                    return Err(e);
+                }
+            }
+        }
+        let xdp_exports: Vec<_> = exports.iter().map(|e| e.xdp_export()).collect();
+        if let Err(e) = running.xdp.set_exports(&xdp_exports) {
+            running.stop();
+            return Err(e.into());
+        }
+        for export in exports {
+            running.log_serving(export);
+        }
+        Ok(running)
+    }
+
+    /// The line a test or an operator waits for: this export is served on this link.
+    pub fn log_serving(&self, export: &RunningExport) {
+        let key = export.key();
+        info!(
+            shelf = key.major(),
+            slot = key.minor(),
+            iface = %self.netdev.name,
+            mac = %self.netdev.mac,
+            mtu = self.netdev.mtu,
+            xdp = %self.xdp_mode,
+            queues = self.workers.len(),
+            size_sectors = export.backend.size_sectors,
+            sectors_per_frame = self.max_sectors,
+            read_only = export.config.read_only,
+            io = %export.io_description(),
+            "exporting {} as {key}",
+            export.backend.path.display(),
+        );
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Serves `exports` (new ones, or new versions of served ones) from now on, and announces
+    /// the ones in `announce`. Returns when every worker has taken them up.
+    pub fn serve(&mut self, exports: &[&RunningExport], announce: &[ExportKey]) {
+        let (mac, max_sectors) = (self.netdev.mac, self.max_sectors);
+        self.exports.extend(exports.iter().map(|e| e.key()));
+        self.command(|queue_id| {
+            let mut commands: Vec<WorkerCommand> = exports
+                .iter()
+                .map(|e| WorkerCommand::Serve(e.on_link(mac, max_sectors)))
+                .collect();
+            if queue_id == 0 {
+                commands.extend(announce.iter().map(|k| WorkerCommand::Announce(*k)));
+            }
+            commands
+        });
+    }
+
+    /// Stops routing requests to `keys`; what they have in flight completes.
+    pub fn retire(&mut self, keys: &[ExportKey]) {
+        for key in keys {
+            self.exports.remove(key);
+        }
+        self.command(|_| keys.iter().map(|k| WorkerCommand::Retire(*k)).collect());
+    }
+
+    /// Makes the XDP program steer exactly the requests of `exports` here, each with its
+    /// mask list as ACL.
+    pub fn steer(&mut self, exports: &[&RunningExport]) -> Result<(), DaemonError> {
+        let xdp_exports: Vec<_> = exports.iter().map(|e| e.xdp_export()).collect();
+        self.xdp.set_exports(&xdp_exports).map_err(Into::into)
+    }
+
+    /// An initiator changed `export`'s mask list: mirror it into the ACL.
+    pub fn update_mask(&mut self, export: &RunningExport) {
+        let key = export.key();
+        if let Err(e) = self
+            .xdp
+            .set_export_mask(key.major(), key.minor(), &export.mask())
+        {
+            warn!(iface = %self.netdev.name, export = %key, "could not update the XDP ACL map ({e}); the mask list is still enforced in userspace");
+        }
+    }
+
+    /// Sends each worker the commands `make(queue_id)` gives, and waits until all have
+    /// taken them up (a worker that died is skipped: the control loop restarts it).
+    fn command(&mut self, make: impl Fn(u32) -> Vec<WorkerCommand>) {
+        self.generation += 1;
+        let generation = self.generation;
+        for worker in &self.workers {
+            for command in make(worker.queue_id) {
+                let _ = worker.commands.send(command);
+            }
+            let _ = worker.commands.send(WorkerCommand::Applied(generation));
+            worker.command_fd.signal();
+        }
+        let deadline = Instant::now() + APPLY_TIMEOUT;
+        for worker in &self.workers {
+            while worker.applied.load(Ordering::Acquire) < generation {
+                if worker.handle.as_ref().is_none_or(|h| h.is_finished()) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    warn!(iface = %self.netdev.name, queue_id = worker.queue_id, "worker did not take up commands within {APPLY_TIMEOUT:?}");
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// A worker that ended without being told to (its error is in [`Stopped`]).
+    pub fn has_dead_worker(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.handle.as_ref().is_some_and(|h| h.is_finished()))
+    }
+
+    pub fn counters(&self) -> impl Iterator<Item = (u32, &Arc<WorkerCounters>)> {
+        self.workers.iter().map(|w| (w.queue_id, &w.counters))
+    }
+
+    pub fn xdp_counters(&self) -> Result<crate::xdp::XdpCounters, crate::xdp::XdpError> {
+        self.xdp.counters()
+    }
+
+    /// Stops every worker (each finishes and answers its in-flight I/O) and then detaches
+    /// the XDP program.
+    pub fn stop(mut self) -> Stopped {
+        for worker in &self.workers {
+            let _ = worker.commands.send(WorkerCommand::Stop);
+            worker.command_fd.signal();
+        }
+        let mut stopped = Stopped {
+            latency: LatencyHistogram::new(),
+            counters: Vec::new(),
+            error: None,
+        };
+        for worker in &mut self.workers {
+            stopped
+                .counters
+                .push((worker.queue_id, Arc::clone(&worker.counters)));
+            let Some(handle) = worker.handle.take() else {
+                continue;
+            };
+            match handle.join() {
+                Ok(Ok(report)) => {
+                    stopped.latency.merge(&report.latency);
+                    warn_on_drops(&self.netdev.name, &report);
+                }
+                Ok(Err(e)) => stopped.error = Some(e),
+                Err(_) => {
+                    stopped.error = Some(WorkerError::Panicked {
+                        queue_id: worker.queue_id,
+                    })
+                }
+            }
+        }
+        // Dropping `self.xdp` now closes the bpf_link: the program detaches.
+        stopped
+    }
+}
+
+fn warn_on_drops(ifname: &str, report: &WorkerReport) {
+    if let Some(st) = report.xsk_statistics {
+        if st.rx_dropped + st.rx_ring_full + st.rx_invalid_descs + st.tx_invalid_descs > 0 {
+            warn!(
+                iface = ifname,
+                queue_id = report.queue_id,
+                ?st,
+                "AF_XDP socket dropped frames"
+            );
+        }
+    }
+}
+
+/// Starts a worker thread and waits until it serves (or reports why it cannot).
+fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, DaemonError> {
+    let queue_id = setup.queue_id;
+    let bind_mode = setup.socket.bind_mode();
+    let counters = Arc::clone(&setup.counters);
+    let applied = Arc::clone(&setup.applied);
+    let command_fd = EventFd::new().map_err(|e| DaemonError::Setup(format!("eventfd: {e}")))?;
+    let (commands, receiver) = mpsc::channel();
+    setup.command_fd = command_fd.fd();
+    setup.commands = receiver;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("xblade-{ifname}-q{queue_id}"))
+        .spawn(move || worker::run(setup, ready_tx))
+        .map_err(|e| DaemonError::Setup(format!("cannot start worker thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => {
+            let _ = handle.join();
+            return Err(DaemonError::Setup(message));
+        }
+        Err(_) => {
+            let _ = handle.join();
+            return Err(DaemonError::Setup(format!(
+                "{ifname}: worker for queue {queue_id} died during set-up"
+            )));
+        }
+    }
+    info!(iface = ifname, queue_id, %bind_mode, "worker serving");
+    Ok(WorkerHandle {
+        queue_id,
+        commands,
+        command_fd,
+        applied,
+        handle: Some(handle),
+        counters,
+    })
+}
+
+/// One bound AF_XDP socket per served RX queue, and what their binding allows.
+struct BoundSockets {
+    bound: Vec<(u32, UmemRegion, XskSocket)>,
+    bounce_len: usize,
+    /// Sectors per AoE frame the MTU and the frames allow.
+    max_sectors: u8,
+}
+
+/// Creates a UMEM and a socket per RX queue and puts each socket in the XSKMAP. Frames
+/// longer than a UMEM frame (jumbo MTU) need AF_XDP multi-buffer (XDP_USE_SG): asked for
+/// when the MTU needs it, and the sectors per frame follow what was granted.
+fn bind_sockets(
+    config: &InterfaceConfig,
+    netdev: &Netdev,
+    ifindex: u32,
+    umem_config: &UmemConfig,
+    xdp: &mut XdpProgram,
+) -> Result<BoundSockets, DaemonError> {
+    let queue_count = match config.queues {
+        Some(n) => n,
+        None => xsk::queue_count(&netdev.name)?,
+    };
+    let frame_capacity = worker::frame_capacity(umem_config);
+    let want_multi_buffer = netdev.mtu + 18 > frame_capacity;
+    let sectors_for = |multi_buffer| {
+        netdev::max_sectors_per_frame(
+            netdev.mtu,
+            worker::reply_capacity(umem_config, multi_buffer) as u32,
+        )
+    };
+    let bounce_len = worker::bounce_len(umem_config, sectors_for(want_multi_buffer).max(1));
+    let options = BindOptions {
+        multi_buffer: want_multi_buffer,
+        need_wakeup: config.tuning.need_wakeup,
+    };
+    let mut bound = Vec::new();
+    for queue_id in 0..queue_count {
+        let bounce_bytes = worker::bounce_slots(umem_config) as usize * bounce_len;
+        let umem = UmemRegion::new(umem_config, bounce_bytes)?;
+        let socket = XskSocket::with_options(ifindex, queue_id, &umem, umem_config, options)?;
+        xdp.register_socket(queue_id, socket.fd())?;
+        bound.push((queue_id, umem, socket));
+    }
+    let multi_buffer = want_multi_buffer && bound.iter().all(|(_, _, s)| s.multi_buffer());
+    if want_multi_buffer && !multi_buffer {
+        warn!(iface = %netdev.name, mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {frame_capacity} bytes");
+    }
+    let max_sectors = sectors_for(multi_buffer);
+    if max_sectors == 0 {
+        return Err(DaemonError::MtuTooSmall {
+            iface: netdev.name.clone(),
+            mtu: netdev.mtu,
+        });
+    }
+    Ok(BoundSockets {
+        bound,
+        bounce_len,
+        max_sectors,
+    })
+}

@@ -1,0 +1,572 @@
+//! The control plane: start-up, the control loop, reloads, interface events and shutdown;
+//! everything between the configuration and the workers.
+//!
+//! One thread runs it. It owns every export ([`export`]) and every interface
+//! ([`interface`]), talks to the workers only by messages, and waits in one `poll(2)` for
+//! signals, state changes initiators made, control-socket clients and link events.
+
+mod export;
+mod interface;
+mod reload;
+mod status;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+use xblade_target::{ExportKey, StateChange};
+
+use crate::backend::BackendError;
+use crate::config::{Cli, ConfigError, InterfaceConfig, ServeConfig};
+use crate::control::{ControlError, ControlServer, LinkWatcher, Reply, Request};
+use crate::eventfd::EventFd;
+use crate::netdev::{Netdev, NetdevError};
+use crate::persist::PersistError;
+use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
+use crate::worker::{ChangeSender, WorkerError};
+use crate::xdp::{XdpCounters, XdpError};
+use crate::xsk::XskError;
+
+use export::RunningExport;
+use interface::{RunningInterface, Stopped};
+
+/// UMEM frame size: one page (larger chunks are refused here).
+const FRAME_SIZE: u32 = 4096;
+/// Headroom after XDP_PACKET_HEADROOM so that sector data (packet byte 36) lands at frame
+/// offset 512: 256 + 220 + 36 = 512.
+const FRAME_HEADROOM: u32 = 220;
+const _: () = assert!(crate::xsk::XDP_PACKET_HEADROOM + FRAME_HEADROOM + 36 == 512);
+/// The longest the control loop sleeps: interfaces are re-checked, dead workers restarted
+/// and rates printed at this pace even when no event arrives.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A reason the daemon could not start, or a reload could not be applied. One line each,
+/// naming the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Netdev(#[from] NetdevError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("{export}: {source}")]
+    Export {
+        export: ExportKey,
+        source: Box<DaemonError>,
+    },
+    #[error("interface {iface}: {source}")]
+    Interface {
+        iface: String,
+        source: Box<DaemonError>,
+    },
+    #[error("interface {iface}: MTU {mtu} is too small to carry one 512-byte sector per AoE frame (need at least 548)")]
+    MtuTooSmall { iface: String, mtu: u32 },
+    #[error("direct I/O on {path} needs {mem_align}-byte aligned buffers, more than a {FRAME_SIZE}-byte frame provides")]
+    AlignmentUnsupported { path: String, mem_align: u32 },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl DaemonError {
+    fn in_export(self, export: ExportKey) -> DaemonError {
+        DaemonError::Export {
+            export,
+            source: Box::new(self),
+        }
+    }
+
+    fn in_interface(self, iface: &str) -> DaemonError {
+        match self {
+            // These already name the interface.
+            e @ (DaemonError::MtuTooSmall { .. }
+            | DaemonError::Netdev(_)
+            | DaemonError::Interface { .. }) => e,
+            e => DaemonError::Interface {
+                iface: iface.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// An interface the configuration names, served or not.
+struct InterfaceSlot {
+    config: InterfaceConfig,
+    running: Option<RunningInterface>,
+    /// Why it is not served (absent, attach failed), as last logged.
+    problem: Option<String>,
+}
+
+/// Everything the control plane owns.
+struct Daemon {
+    config: ServeConfig,
+    started: Instant,
+    exports: BTreeMap<ExportKey, RunningExport>,
+    interfaces: BTreeMap<String, InterfaceSlot>,
+    changes: ChangeSender,
+    changes_rx: Receiver<(ExportKey, StateChange)>,
+    changes_fd: EventFd,
+    /// What workers of interfaces stopped since start-up did, for the summary.
+    retired: Retired,
+}
+
+#[derive(Default)]
+struct Retired {
+    latency: LatencyHistogram,
+    counters: Vec<(u32, Arc<WorkerCounters>)>,
+    xdp: XdpCounters,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM; prints the summary. Errors are fatal set-up
+/// failures.
+pub fn run(cli: Cli) -> Result<(), DaemonError> {
+    let config = cli.serve_config()?;
+    let signals = Signals::install()?;
+    let mut daemon = Daemon::start(config)?;
+    let control = match &daemon.config.control {
+        Some(path) => Some(ControlServer::bind(path)?),
+        None => None,
+    };
+    if let Some(control) = &control {
+        info!(path = %control.path().display(), "control socket listening");
+    }
+    let links = match LinkWatcher::open() {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!("no link events ({e}); interfaces are re-checked every {TICK:?}");
+            None
+        }
+    };
+    info!(
+        exports = daemon.exports.len(),
+        interfaces = daemon.interfaces.len(),
+        "ready"
+    );
+    let outcome = daemon.control_loop(&signals, control, links);
+    daemon.stop();
+    outcome
+}
+
+impl Daemon {
+    /// Opens every export and attaches every interface; any failure stops the start-up
+    /// (and undoes what was done).
+    fn start(config: ServeConfig) -> Result<Daemon, DaemonError> {
+        let changes_fd = EventFd::new().map_err(|e| DaemonError::Setup(format!("eventfd: {e}")))?;
+        let (sender, changes_rx) = mpsc::channel();
+        let mut daemon = Daemon {
+            started: Instant::now(),
+            exports: BTreeMap::new(),
+            interfaces: BTreeMap::new(),
+            changes: ChangeSender {
+                sender,
+                wake_fd: changes_fd.fd(),
+            },
+            changes_rx,
+            changes_fd,
+            retired: Retired::default(),
+            config: config.clone(),
+        };
+        for (key, export_config) in &config.exports {
+            let export = RunningExport::open(export_config, None).map_err(|e| e.in_export(*key))?;
+            daemon.exports.insert(*key, export);
+        }
+        for (name, interface_config) in &config.interfaces {
+            daemon.interfaces.insert(
+                name.clone(),
+                InterfaceSlot {
+                    config: interface_config.clone(),
+                    running: None,
+                    problem: None,
+                },
+            );
+            if let Err(e) = daemon.attach(name) {
+                daemon.stop();
+                return Err(e.in_interface(name));
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// Starts serving interface `name` with its exports.
+    fn attach(&mut self, name: &str) -> Result<(), DaemonError> {
+        let Some(slot) = self.interfaces.get(name) else {
+            return Ok(());
+        };
+        let exports = exports_on(&self.exports, name);
+        let running = RunningInterface::start(&slot.config, &exports, &self.changes)?;
+        if let Some(slot) = self.interfaces.get_mut(name) {
+            slot.running = Some(running);
+            slot.problem = None;
+        }
+        Ok(())
+    }
+
+    /// Stops serving interface `name` (its workers answer what they have in flight).
+    fn detach(&mut self, name: &str) {
+        let Some(running) = self
+            .interfaces
+            .get_mut(name)
+            .and_then(|slot| slot.running.take())
+        else {
+            return;
+        };
+        self.retire_interface(running);
+    }
+
+    fn retire_interface(&mut self, running: RunningInterface) {
+        let name = running.netdev.name.clone();
+        if let Ok(c) = running.xdp_counters() {
+            add_xdp_counters(&mut self.retired.xdp, &c);
+        }
+        let Stopped {
+            latency,
+            counters,
+            error,
+        } = running.stop();
+        self.retired.latency.merge(&latency);
+        self.retired.counters.extend(counters);
+        if let Some(e) = error {
+            warn!(iface = %name, "worker ended with an error: {e}");
+        }
+    }
+
+    /// Stops everything: every worker finishes its in-flight I/O and answers it, state is
+    /// saved, the XDP programs are detached, and the summary is printed.
+    fn stop(&mut self) {
+        let names: Vec<String> = self.interfaces.keys().cloned().collect();
+        for name in &names {
+            self.detach(name);
+        }
+        self.take_changes();
+        self.print_summary();
+    }
+
+    fn control_loop(
+        &mut self,
+        signals: &Signals,
+        mut control: Option<ControlServer>,
+        mut links: Option<LinkWatcher>,
+    ) -> Result<(), DaemonError> {
+        let interval = Duration::from_secs(self.config.stats_interval_s);
+        let mut rates = Rates::new(self.total_counters());
+        let mut last_tick = Instant::now();
+        loop {
+            let mut fds = vec![signals.fd(), self.changes_fd.fd()];
+            fds.extend(control.as_ref().map(ControlServer::fd));
+            fds.extend(links.as_ref().map(LinkWatcher::fd));
+            poll_readable(&fds, TICK);
+            signals.drain();
+            if signals.stop.load(Ordering::Relaxed) {
+                info!("stopping: finishing in-flight I/O");
+                return Ok(());
+            }
+            self.take_changes();
+            if signals.reload.swap(false, Ordering::Relaxed) {
+                match self.reload() {
+                    Ok(summary) => info!("reload (SIGHUP): {}", reload::describe(&summary)),
+                    Err(e) => error!("reload (SIGHUP) failed, nothing changed: {e}"),
+                }
+            }
+            if let Some(server) = control.as_mut() {
+                server.serve(&mut |request| self.handle(request));
+            }
+            let link_event = links.as_mut().is_some_and(|l| !l.drain().is_empty());
+            if link_event {
+                self.reconcile_links();
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.restart_dead_interfaces();
+                self.reconcile_links();
+                if !interval.is_zero() {
+                    rates.report_every(interval, self.total_counters());
+                }
+            }
+        }
+    }
+
+    /// Answers one control-socket request.
+    fn handle(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Status => Reply::Status(self.status()),
+            Request::Reload => match self.reload() {
+                Ok(summary) => {
+                    info!("reload (control socket): {}", reload::describe(&summary));
+                    Reply::Reload(summary)
+                }
+                Err(e) => {
+                    error!("reload (control socket) failed, nothing changed: {e}");
+                    Reply::error(format!("reload failed, nothing changed: {e}"))
+                }
+            },
+        }
+    }
+
+    /// Persists and mirrors the state changes initiators made.
+    fn take_changes(&mut self) {
+        self.changes_fd.reset();
+        let mut changed: BTreeMap<ExportKey, bool> = BTreeMap::new();
+        for (key, change) in self.changes_rx.try_iter() {
+            info!(export = %key, ?change, "initiator changed export state");
+            *changed.entry(key).or_default() |= change == StateChange::MaskList;
+        }
+        for (key, mask_changed) in changed {
+            let Some(export) = self.exports.get(&key) else {
+                continue;
+            };
+            if mask_changed {
+                for slot in self.interfaces.values_mut() {
+                    if let Some(running) = slot.running.as_mut() {
+                        if running.exports.contains(&key) {
+                            running.update_mask(export);
+                        }
+                    }
+                }
+            }
+            export.save_state();
+        }
+    }
+
+    /// Follows the interfaces as they are now: one that disappeared is detached, one that
+    /// came back (or changed its MTU or MAC, or is a new link with the same name) is
+    /// attached again; the others are not touched.
+    fn reconcile_links(&mut self) {
+        let names: Vec<String> = self.interfaces.keys().cloned().collect();
+        for name in names {
+            let now = Netdev::lookup(&name)
+                .ok()
+                .and_then(|n| crate::xsk::ifindex(&name).ok().map(|i| (n, i)));
+            let Some(slot) = self.interfaces.get(&name) else {
+                continue;
+            };
+            match (&slot.running, now) {
+                (Some(_), None) => {
+                    warn!(iface = %name, "interface disappeared; detached (it is attached again if it comes back)");
+                    self.detach(&name);
+                    self.set_problem(&name, "absent".to_owned());
+                }
+                (Some(running), Some((netdev, ifindex)))
+                    if running.netdev.mtu != netdev.mtu
+                        || running.netdev.mac != netdev.mac
+                        || running.ifindex != ifindex =>
+                {
+                    info!(iface = %name, mtu = netdev.mtu, mac = %netdev.mac, "interface changed; attaching again (exports announce the new sector count)");
+                    self.detach(&name);
+                    self.try_attach(&name);
+                }
+                (None, Some(_)) => self.try_attach(&name),
+                _ => {}
+            }
+        }
+    }
+
+    fn try_attach(&mut self, name: &str) {
+        match self.attach(name) {
+            Ok(()) => info!(iface = %name, "interface attached"),
+            Err(e) => self.set_problem(name, e.to_string()),
+        }
+    }
+
+    /// Records (and logs, once per distinct problem) why an interface is not served.
+    fn set_problem(&mut self, name: &str, problem: String) {
+        if let Some(slot) = self.interfaces.get_mut(name) {
+            if slot.problem.as_deref() != Some(problem.as_str()) {
+                if problem != "absent" {
+                    warn!(iface = %name, "not served: {problem}");
+                }
+                slot.problem = Some(problem);
+            }
+        }
+    }
+
+    /// An interface whose worker died is detached and attached again.
+    fn restart_dead_interfaces(&mut self) {
+        let dead: Vec<String> = self
+            .interfaces
+            .iter()
+            .filter(|(_, s)| s.running.as_ref().is_some_and(|r| r.has_dead_worker()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in dead {
+            error!(iface = %name, "a worker stopped unexpectedly; attaching the interface again");
+            self.detach(&name);
+            self.try_attach(&name);
+        }
+    }
+
+    fn total_counters(&self) -> CounterSnapshot {
+        let mut total = CounterSnapshot::default();
+        for (_, counters) in self.all_counters() {
+            total.merge(&counters.snapshot());
+        }
+        total
+    }
+
+    fn all_counters(&self) -> Vec<(u32, Arc<WorkerCounters>)> {
+        let mut all = self.retired.counters.clone();
+        for slot in self.interfaces.values() {
+            if let Some(running) = &slot.running {
+                all.extend(running.counters().map(|(q, c)| (q, Arc::clone(c))));
+            }
+        }
+        all
+    }
+
+    /// The exit summary on stdout.
+    fn print_summary(&self) {
+        let counters = self.all_counters();
+        let per_queue: Vec<(u32, u64)> = counters
+            .iter()
+            .map(|(q, c)| (*q, c.snapshot().requests()))
+            .collect();
+        let summary = Summary {
+            counters: self.total_counters(),
+            per_queue: &per_queue,
+            latency: &self.retired.latency,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+        };
+        println!("{summary}");
+        let c = &self.retired.xdp;
+        println!(
+            "  xdp      redirected {}, dropped by ACL {}, malformed {}; passed to the kernel: not AoE {}, responses {}, other targets {}, no socket {}",
+            c.redirect, c.drop_acl, c.drop_malformed, c.pass_not_aoe, c.pass_response, c.pass_other_target, c.pass_no_socket
+        );
+    }
+}
+
+/// The exports the configuration serves on `iface`.
+fn exports_on<'a>(
+    exports: &'a BTreeMap<ExportKey, RunningExport>,
+    iface: &str,
+) -> Vec<&'a RunningExport> {
+    exports
+        .values()
+        .filter(|e| e.config.interfaces.iter().any(|i| i == iface))
+        .collect()
+}
+
+fn add_xdp_counters(total: &mut XdpCounters, c: &XdpCounters) {
+    total.pass_not_aoe += c.pass_not_aoe;
+    total.pass_response += c.pass_response;
+    total.pass_other_target += c.pass_other_target;
+    total.drop_acl += c.drop_acl;
+    total.redirect += c.redirect;
+    total.pass_no_socket += c.pass_no_socket;
+    total.drop_malformed += c.drop_malformed;
+}
+
+/// The periodic rate line (`--stats-interval`).
+struct Rates {
+    last: CounterSnapshot,
+    at: Instant,
+}
+
+impl Rates {
+    fn new(now: CounterSnapshot) -> Rates {
+        Rates {
+            last: now,
+            at: Instant::now(),
+        }
+    }
+
+    fn report_every(&mut self, interval: Duration, now: CounterSnapshot) {
+        if self.at.elapsed() < interval {
+            return;
+        }
+        let delta = now.since(&self.last);
+        let seconds = self.at.elapsed().as_secs_f64();
+        info!(
+            "{:.0} req/s ({:.0} reads/s, {:.0} writes/s), {:.1} MB/s in, {:.1} MB/s out, {} errors, {} dropped",
+            delta.requests() as f64 / seconds,
+            delta.reads as f64 / seconds,
+            delta.writes as f64 / seconds,
+            delta.written_bytes as f64 / seconds / 1e6,
+            delta.read_bytes as f64 / seconds / 1e6,
+            delta.ata_errors + delta.aoe_errors + delta.io_errors,
+            delta.dropped
+        );
+        self.last = now;
+        self.at = Instant::now();
+    }
+}
+
+/// SIGINT/SIGTERM (stop) and SIGHUP (reload): flags, and a socket the control loop polls so
+/// that a signal delivered to any thread wakes it.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let setup =
+            |e: std::io::Error| DaemonError::Setup(format!("cannot install signal handlers: {e}"));
+        let (wake, notify) = UnixStream::pair().map_err(setup)?;
+        wake.set_nonblocking(true).map_err(setup)?;
+        notify.set_nonblocking(true).map_err(setup)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        for signal in [SIGINT, SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(setup)?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&reload)).map_err(setup)?;
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            let notify = notify.try_clone().map_err(setup)?;
+            signal_hook::low_level::pipe::register(signal, notify).map_err(setup)?;
+        }
+        Ok(Signals { stop, reload, wake })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Empties the wake-up socket (the flags say what happened).
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(std::io::Read::read(&mut &self.wake, &mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// poll(2) for POLLIN on `fds`, at most `timeout`. Which ones are ready does not matter:
+/// the caller looks at each source without blocking.
+fn poll_readable(fds: &[RawFd], timeout: Duration) {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pollfds` is a valid array of `pollfds.len()` entries for the call's duration.
+    let rc = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        )
+    };
+    if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+        warn!("poll: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
