@@ -115,6 +115,8 @@ struct InterfaceSlot {
 
 /// Everything the control plane owns.
 struct Daemon {
+    /// The command line, to read the config file again the same way on reload.
+    cli: Cli,
     config: ServeConfig,
     started: Instant,
     exports: BTreeMap<ExportKey, RunningExport>,
@@ -138,7 +140,7 @@ struct Retired {
 pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let config = cli.serve_config()?;
     let signals = Signals::install()?;
-    let mut daemon = Daemon::start(config)?;
+    let mut daemon = Daemon::start(cli, config)?;
     let control = match &daemon.config.control {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
@@ -166,10 +168,11 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
 impl Daemon {
     /// Opens every export and attaches every interface; any failure stops the start-up
     /// (and undoes what was done).
-    fn start(config: ServeConfig) -> Result<Daemon, DaemonError> {
+    fn start(cli: Cli, config: ServeConfig) -> Result<Daemon, DaemonError> {
         let changes_fd = EventFd::new().map_err(|e| DaemonError::Setup(format!("eventfd: {e}")))?;
         let (sender, changes_rx) = mpsc::channel();
         let mut daemon = Daemon {
+            cli,
             started: Instant::now(),
             exports: BTreeMap::new(),
             interfaces: BTreeMap::new(),
@@ -196,7 +199,7 @@ impl Daemon {
                 },
             );
             if let Err(e) = daemon.attach(name) {
-                daemon.stop();
+                daemon.detach_all();
                 return Err(e.in_interface(name));
             }
         }
@@ -249,12 +252,16 @@ impl Daemon {
     /// Stops everything: every worker finishes its in-flight I/O and answers it, state is
     /// saved, the XDP programs are detached, and the summary is printed.
     fn stop(&mut self) {
+        self.detach_all();
+        self.take_changes();
+        self.print_summary();
+    }
+
+    fn detach_all(&mut self) {
         let names: Vec<String> = self.interfaces.keys().cloned().collect();
         for name in &names {
             self.detach(name);
         }
-        self.take_changes();
-        self.print_summary();
     }
 
     fn control_loop(

@@ -101,14 +101,15 @@ pub(super) fn describe(r: &ReloadReply) -> String {
 impl Daemon {
     /// Re-reads the config file and applies the difference. On an error nothing changed.
     pub(super) fn reload(&mut self) -> Result<ReloadReply, DaemonError> {
-        let ConfigSource::File(path) = &self.config.source else {
+        if self.config.source == ConfigSource::CommandLine {
             return Err(DaemonError::Setup(
                 "xblade was started from a vblade command line: there is no file to reload \
                  (start it with --config FILE)"
                     .to_owned(),
             ));
-        };
-        let mut new = crate::config::file::load(path)?;
+        }
+        // The file again, with the same command-line overrides as at start-up.
+        let mut new = self.cli.serve_config()?;
         if new.control != self.config.control {
             warn!("the control socket path changed in the file; it takes effect at the next start");
             new.control = self.config.control.clone();
