@@ -126,8 +126,9 @@ impl LabOptions {
     }
 }
 
-/// Two network namespaces joined by a veth pair, both ends up. Dropping it deletes both
-/// namespaces (and with them the veth pair).
+/// Two network namespaces joined by a veth pair, both ends up (and by more pairs that
+/// [`Lab::add_link`] adds). Dropping it deletes both namespaces (and with them every veth
+/// pair).
 #[derive(Debug)]
 pub struct Lab {
     target_ns: String,
@@ -138,6 +139,32 @@ pub struct Lab {
     client_mac: [u8; 6],
     /// Namespaces created so far; `Drop` deletes exactly these (also for a half-built lab).
     created: Vec<String>,
+    /// The sanitised tag, reused in the names of links added later.
+    tag: String,
+    /// Veth pairs added by [`Lab::add_link`], in order.
+    extra_links: Vec<Link>,
+}
+
+/// One veth pair of a [`Lab`]: its two ends and their MAC addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The end inside the target namespace.
+    pub target_if: String,
+    /// The end inside the client namespace.
+    pub client_if: String,
+    /// MAC address of the target end.
+    pub target_mac: [u8; 6],
+    /// MAC address of the client end.
+    pub client_mac: [u8; 6],
+}
+
+/// Which namespace of a [`Lab`] an interface lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The target's namespace.
+    Target,
+    /// The client's namespace.
+    Client,
 }
 
 impl Lab {
@@ -158,6 +185,8 @@ impl Lab {
             target_mac: [0; 6],
             client_mac: [0; 6],
             created: Vec::with_capacity(2),
+            tag: tag.clone(),
+            extra_links: Vec::new(),
         };
 
         for ns in [lab.target_ns.clone(), lab.client_ns.clone()] {
@@ -166,34 +195,9 @@ impl Lab {
             disable_ipv6(&ns)?;
         }
 
-        let mut add = Command::new("ip");
-        add.args(["link", "add", "name", &lab.target_if]);
-        queue_args(&mut add, &opts);
-        add.args([
-            "netns",
-            &lab.target_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &lab.client_if,
-        ]);
-        queue_args(&mut add, &opts);
-        add.args(["netns", &lab.client_ns]);
-        run(&mut add)?;
-
-        for (ns, ifname) in [
-            (&lab.target_ns, &lab.target_if),
-            (&lab.client_ns, &lab.client_if),
-        ] {
-            if let Some(mtu) = opts.mtu {
-                let mtu = mtu.to_string();
-                let args = ["-n", ns, "link", "set", "dev", ifname, "mtu", &mtu];
-                run(Command::new("ip").args(args))?;
-            }
-            run(Command::new("ip").args(["-n", ns, "link", "set", "dev", "lo", "up"]))?;
-            run(Command::new("ip").args(["-n", ns, "link", "set", "dev", ifname, "up"]))?;
-        }
+        let target_if = lab.target_if.clone();
+        let client_if = lab.client_if.clone();
+        lab.create_veth(&target_if, &client_if, &opts)?;
         lab.target_mac = read_mac(&lab.target_ns, &lab.target_if)?;
         lab.client_mac = read_mac(&lab.client_ns, &lab.client_if)?;
         Ok(lab)
@@ -247,6 +251,88 @@ impl Lab {
     /// Moves the calling thread into the client namespace until the guard is dropped.
     pub fn enter_client_thread(&self) -> Result<NetnsGuard, LabError> {
         enter_ns(&self.client_ns)
+    }
+
+    /// Adds another veth pair between the same two namespaces, both ends up, shaped by
+    /// `opts`. Its ends are named `xbt<n>-<tag>` and `xbc<n>-<tag>` (`n` counts the links
+    /// added, from 1); it goes away with the namespaces when the lab is dropped.
+    pub fn add_link(&mut self, opts: LabOptions) -> Result<Link, LabError> {
+        let n = self.extra_links.len() + 1;
+        let (target_if, client_if) = link_names(n, &self.tag);
+        self.create_veth(&target_if, &client_if, &opts)?;
+        let link = Link {
+            target_mac: read_mac(&self.target_ns, &target_if)?,
+            client_mac: read_mac(&self.client_ns, &client_if)?,
+            target_if,
+            client_if,
+        };
+        self.extra_links.push(link.clone());
+        Ok(link)
+    }
+
+    /// Every veth pair of the lab: the one [`Lab::new`] made first, then those
+    /// [`Lab::add_link`] added, in order.
+    pub fn links(&self) -> Vec<Link> {
+        let mut links = vec![Link {
+            target_if: self.target_if.clone(),
+            client_if: self.client_if.clone(),
+            target_mac: self.target_mac,
+            client_mac: self.client_mac,
+        }];
+        links.extend(self.extra_links.iter().cloned());
+        links
+    }
+
+    /// `ip -n <ns> ARGS` in the namespace of `side` (e.g. `["link", "set", "dev", X, "down"]`).
+    pub fn ip(&self, side: Side, args: &[&str]) -> Result<Output, LabError> {
+        let ns = match side {
+            Side::Target => &self.target_ns,
+            Side::Client => &self.client_ns,
+        };
+        run(Command::new("ip").args(["-n", ns]).args(args))
+    }
+
+    /// Sets the interface `ifname` in the namespace of `side` up or down.
+    pub fn set_link_state(&self, side: Side, ifname: &str, up: bool) -> Result<(), LabError> {
+        let state = if up { "up" } else { "down" };
+        self.ip(side, &["link", "set", "dev", ifname, state])
+            .map(drop)
+    }
+
+    /// Creates the veth pair `target_if` (in the target namespace) / `client_if` (in the
+    /// client namespace) and brings both ends (and each namespace's `lo`) up.
+    fn create_veth(
+        &self,
+        target_if: &str,
+        client_if: &str,
+        opts: &LabOptions,
+    ) -> Result<(), LabError> {
+        let mut add = Command::new("ip");
+        add.args(["link", "add", "name", target_if]);
+        queue_args(&mut add, opts);
+        add.args([
+            "netns",
+            &self.target_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            client_if,
+        ]);
+        queue_args(&mut add, opts);
+        add.args(["netns", &self.client_ns]);
+        run(&mut add)?;
+
+        for (ns, ifname) in [(&self.target_ns, target_if), (&self.client_ns, client_if)] {
+            if let Some(mtu) = opts.mtu {
+                let mtu = mtu.to_string();
+                let args = ["-n", ns, "link", "set", "dev", ifname, "mtu", &mtu];
+                run(Command::new("ip").args(args))?;
+            }
+            run(Command::new("ip").args(["-n", ns, "link", "set", "dev", "lo", "up"]))?;
+            run(Command::new("ip").args(["-n", ns, "link", "set", "dev", ifname, "up"]))?;
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +474,18 @@ fn sanitise_tag(tag: &str) -> String {
     }
 }
 
+/// Names of the `n`-th added link's ends: `xbt<n>-<tag>` and `xbc<n>-<tag>`, the tag cut so
+/// that each fits `IFNAMSIZ` (15 bytes and the NUL).
+fn link_names(n: usize, tag: &str) -> (String, String) {
+    const MAX_IFNAME: usize = 15;
+    let prefix_len = format!("xbt{n}-").len();
+    let tag: String = tag
+        .chars()
+        .take(MAX_IFNAME.saturating_sub(prefix_len))
+        .collect();
+    (format!("xbt{n}-{tag}"), format!("xbc{n}-{tag}"))
+}
+
 fn queue_args(cmd: &mut Command, opts: &LabOptions) {
     if let Some(rx) = opts.rx_queues {
         cmd.args(["numrxqueues", &rx.to_string()]);
@@ -484,6 +582,18 @@ mod tests {
     }
 
     #[test]
+    fn added_link_names_fit_interface_names() {
+        assert_eq!(
+            link_names(1, "abcdefgh"),
+            ("xbt1-abcdefgh".to_owned(), "xbc1-abcdefgh".to_owned())
+        );
+        let (t, c) = link_names(123_456, "abcdefgh");
+        assert!(t.len() <= 15 && c.len() <= 15, "{t} {c}");
+        assert!(t.starts_with("xbt123456-") && c.starts_with("xbc123456-"));
+        assert_ne!(link_names(1, "x"), link_names(2, "x"));
+    }
+
+    #[test]
     fn macs_parse() {
         assert_eq!(
             parse_mac("02:1a:ff:00:9b:10"),
@@ -532,6 +642,57 @@ mod tests {
         drop(lab);
         assert!(!Path::new(NETNS_RUN_DIR).join(&t).exists());
         assert!(!Path::new(NETNS_RUN_DIR).join(&c).exists());
+    }
+
+    #[test]
+    fn added_links_join_the_same_namespaces() {
+        if !require_root() {
+            return;
+        }
+        let mut lab = Lab::new("links", LabOptions::default()).expect("lab");
+        let second = lab
+            .add_link(LabOptions {
+                mtu: Some(2000),
+                ..LabOptions::default()
+            })
+            .expect("second link");
+        let third = lab.add_link(LabOptions::default()).expect("third link");
+        let links = lab.links();
+        assert_eq!(links.len(), 3);
+        assert_eq!(links[0].target_if, lab.target_if());
+        assert_eq!(links[0].target_mac, lab.target_mac());
+        assert_eq!((&links[1], &links[2]), (&second, &third));
+        let mut macs: Vec<[u8; 6]> = links
+            .iter()
+            .flat_map(|l| [l.target_mac, l.client_mac])
+            .collect();
+        macs.sort_unstable();
+        macs.dedup();
+        assert_eq!(macs.len(), 6, "every end has its own MAC");
+
+        let show = |side, ifname: &str| {
+            let out = lab
+                .ip(side, &["-o", "link", "show", "dev", ifname])
+                .expect("ip link show");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let text = show(Side::Target, &second.target_if);
+        assert!(text.contains("mtu 2000") && text.contains("UP"), "{text}");
+        let text = show(Side::Client, &third.client_if);
+        assert!(text.contains("UP"), "{text}");
+
+        lab.set_link_state(Side::Target, &third.target_if, false)
+            .expect("down");
+        let text = show(Side::Target, &third.target_if);
+        assert!(!text.contains(",UP"), "{text}");
+        lab.set_link_state(Side::Target, &third.target_if, true)
+            .expect("up");
+        let text = show(Side::Target, &third.target_if);
+        assert!(text.contains(",UP"), "{text}");
+
+        let t = lab.target_ns().to_owned();
+        drop(lab);
+        assert!(!Path::new(NETNS_RUN_DIR).join(&t).exists());
     }
 }
 

@@ -63,16 +63,52 @@ impl Daemon {
         image: &Path,
         args: &[&str],
     ) -> Result<Daemon, Exit> {
-        let n = fs::read_dir(&dir.0).map_or(0, |d| d.count());
-        let stdout = dir.0.join(format!("xblade-{n}.out"));
-        let stderr = dir.0.join(format!("xblade-{n}.err"));
-        let child = lab
-            .command_in_target(xblade_bin())
+        let mut command = lab.command_in_target(xblade_bin());
+        command
             .args(args)
             .arg(SHELF.to_string())
             .arg(SLOT.to_string())
             .arg(lab.target_if())
-            .arg(image)
+            .arg(image);
+        Self::spawn_until(command, dir, Duration::from_secs(20), |log| {
+            log.contains("exporting")
+        })
+    }
+
+    /// Starts `xblade --config CONFIG EXTRA_ARGS` in the target namespace and waits until it
+    /// logs `ready` (every export opened, every interface attached), or fails.
+    pub fn start_config(lab: &Lab, dir: &TempDir, config: &Path, extra_args: &[&str]) -> Daemon {
+        Self::try_start_config(lab, dir, config, extra_args, Duration::from_secs(30))
+            .unwrap_or_else(|exit| panic!("xblade --config did not start: {exit:?}"))
+    }
+
+    /// As [`Daemon::start_config`], waiting at most `limit` for `ready`; returns how it
+    /// exited (killed at the deadline) if it did not come up.
+    pub fn try_start_config(
+        lab: &Lab,
+        dir: &TempDir,
+        config: &Path,
+        extra_args: &[&str],
+        limit: Duration,
+    ) -> Result<Daemon, Exit> {
+        let mut command = lab.command_in_target(xblade_bin());
+        command.arg("--config").arg(config).args(extra_args);
+        Self::spawn_until(command, dir, limit, logged_ready)
+    }
+
+    /// Spawns `command` with its stdout and stderr in fresh files of `dir`, and polls its
+    /// stderr until `up` accepts it (`Ok`), the process exits, or `limit` passes (both `Err`,
+    /// after the process is reaped).
+    fn spawn_until(
+        mut command: std::process::Command,
+        dir: &TempDir,
+        limit: Duration,
+        up: impl Fn(&str) -> bool,
+    ) -> Result<Daemon, Exit> {
+        let n = fs::read_dir(&dir.0).map_or(0, |d| d.count());
+        let stdout = dir.0.join(format!("xblade-{n}.out"));
+        let stderr = dir.0.join(format!("xblade-{n}.err"));
+        let child = command
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).expect("stdout file"))
             .stderr(File::create(&stderr).expect("stderr file"))
@@ -83,9 +119,9 @@ impl Daemon {
             stdout,
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if read(&daemon.stderr).contains("exporting") {
+            if up(&read(&daemon.stderr)) {
                 return Ok(daemon);
             }
             if let Some(child) = daemon.child.as_mut() {
@@ -96,6 +132,11 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(daemon.kill())
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        read(&self.stderr)
     }
 
     pub fn pid(&self) -> i32 {
@@ -406,4 +447,427 @@ pub fn random_extent(
     let mut data = vec![0u8; sectors * 512];
     rng.fill(&mut data[..]);
     (lba, data)
+}
+
+// ---- Multi-export mode: config files, xbladectl, raw wildcard queries (exports.rs, scale.rs) ----
+
+/// True when a log line says `ready` (as a word): `xblade --config` has opened every export
+/// and attached every interface.
+pub fn logged_ready(log: &str) -> bool {
+    log.lines()
+        .any(|line| line.split_whitespace().any(|word| word == "ready"))
+}
+
+/// The xbladectl binary cargo built next to xblade.
+pub fn xbladectl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_xbladectl"))
+}
+
+/// Runs `xbladectl --socket SOCKET ARGS` in the lab's target namespace; returns its exit
+/// status, stdout and stderr.
+pub fn xbladectl(lab: &Lab, socket: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let out = lab
+        .command_in_target(xbladectl_bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xbladectl");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `xbladectl --json COMMAND`: its exit status and the reply parsed as JSON (panics, showing
+/// what was printed, when stdout is not one JSON object).
+pub fn xbladectl_json(lab: &Lab, socket: &Path, command: &str) -> (ExitStatus, serde_json::Value) {
+    let (status, stdout, stderr) = xbladectl(lab, socket, &["--json", command]);
+    let reply = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("xbladectl --json {command}: {e} ({status}); stdout {stdout:?}, stderr {stderr:?}")
+    });
+    (status, reply)
+}
+
+/// The members of a JSON array of strings (empty when `value` is not one).
+pub fn json_strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A TOML basic string: `text` quoted, with `\` and `"` escaped.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One `[[export]]` of a config file.
+#[derive(Clone, Debug)]
+pub struct ExportSpec {
+    pub shelf: u16,
+    pub slot: u8,
+    /// An image path or `null:SIZE`.
+    pub file: String,
+    pub interfaces: Vec<String>,
+    pub read_only: bool,
+    /// `None`: no `mask` key.
+    pub mask: Option<Vec<String>>,
+}
+
+impl ExportSpec {
+    pub fn new(shelf: u16, slot: u8, file: impl AsRef<Path>, interfaces: &[&str]) -> ExportSpec {
+        ExportSpec {
+            shelf,
+            slot,
+            file: file.as_ref().to_string_lossy().into_owned(),
+            interfaces: interfaces.iter().map(|&i| i.to_owned()).collect(),
+            read_only: false,
+            mask: None,
+        }
+    }
+
+    pub fn read_only(mut self, read_only: bool) -> ExportSpec {
+        self.read_only = read_only;
+        self
+    }
+
+    pub fn mask(mut self, macs: &[&str]) -> ExportSpec {
+        self.mask = Some(macs.iter().map(|&m| m.to_owned()).collect());
+        self
+    }
+
+    /// The AoE name, `e<shelf>.<slot>`.
+    pub fn name(&self) -> String {
+        format!("e{}.{}", self.shelf, self.slot)
+    }
+
+    /// The `[[export]]` table as TOML.
+    pub fn toml(&self) -> String {
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| toml_string(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = format!(
+            "[[export]]\nshelf = {}\nslot = {}\nfile = {}\ninterfaces = [{}]\nread_only = {}\n",
+            self.shelf,
+            self.slot,
+            toml_string(&self.file),
+            list(&self.interfaces),
+            self.read_only
+        );
+        if let Some(mask) = &self.mask {
+            out.push_str(&format!("mask = [{}]\n", list(mask)));
+        }
+        out
+    }
+}
+
+/// A whole config file for `xblade --config`: `[defaults]` pointing the control socket and the
+/// state directory into the test's temp dir, then the exports.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub control: PathBuf,
+    pub state_dir: PathBuf,
+    /// UMEM frames per queue.
+    pub frames: u32,
+    pub exports: Vec<ExportSpec>,
+}
+
+impl ConfigFile {
+    /// `DIR/xblade.toml` with the socket `DIR/control.sock`, state in `DIR/state`, 1024 frames
+    /// per queue and no exports yet.
+    pub fn new(dir: &TempDir) -> ConfigFile {
+        let state_dir = dir.0.join("state");
+        fs::create_dir_all(&state_dir).expect("create state dir");
+        ConfigFile {
+            path: dir.0.join("xblade.toml"),
+            control: dir.0.join("control.sock"),
+            state_dir,
+            frames: 1024,
+            exports: Vec::new(),
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        let mut out = format!(
+            "[defaults]\ncontrol = {}\nstate_dir = {}\nframes = {}\n",
+            toml_string(&self.control.to_string_lossy()),
+            toml_string(&self.state_dir.to_string_lossy()),
+            self.frames
+        );
+        for export in &self.exports {
+            out.push('\n');
+            out.push_str(&export.toml());
+        }
+        out
+    }
+
+    /// Writes the file (atomically: a temporary file renamed over it, so a reload never sees
+    /// half a file).
+    pub fn write(&self) {
+        write_atomically(&self.path, &self.toml());
+    }
+}
+
+/// Replaces `path` with `text` by writing a temporary file beside it and renaming it over.
+pub fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).expect("write config");
+    fs::rename(&tmp, path).expect("rename config");
+}
+
+/// The 1-based line numbers of the lines of `text` for which `pick` is true.
+pub fn lines_where(text: &str, pick: impl Fn(usize, &str) -> bool) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|&(i, line)| pick(i + 1, line))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// An initiator on `ifname` in the lab's client namespace for `shelf.slot`, after discovery;
+/// the error when discovery fails.
+pub fn try_initiator_for(
+    lab: &Lab,
+    ifname: &str,
+    shelf: u16,
+    slot: u8,
+    timeout_ms: u64,
+    retries: u32,
+) -> Result<Initiator, aoe_initiator::InitiatorError> {
+    let _in_client = lab.enter_client_thread().expect("enter client namespace");
+    let config = InitiatorConfig {
+        shelf,
+        slot,
+        timeout_ms,
+        retries,
+    };
+    let mut initiator = Initiator::open(ifname, config)?;
+    initiator.discover()?;
+    Ok(initiator)
+}
+
+/// As [`try_initiator_for`], panicking when the target is not found.
+pub fn initiator_for(
+    lab: &Lab,
+    ifname: &str,
+    shelf: u16,
+    slot: u8,
+    timeout_ms: u64,
+    retries: u32,
+) -> Initiator {
+    try_initiator_for(lab, ifname, shelf, slot, timeout_ms, retries)
+        .unwrap_or_else(|e| panic!("e{shelf}.{slot} on {ifname}: {e}"))
+}
+
+/// The value (in kB) of the `/proc/PID/status` line `KEY:  1234 kB`, e.g. `VmRSS`.
+pub fn proc_status_kib(pid: i32, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// An AF_PACKET socket for AoE frames (ethertype 0x88A2) on one interface of a namespace,
+/// with a large receive buffer, for counting many replies (e.g. to a wildcard query)
+/// without the kernel dropping any for lack of room. Frames the socket sends itself are not
+/// received.
+pub struct RawSocket {
+    fd: std::os::fd::OwnedFd,
+    pub mac: aoe_proto::Mac,
+}
+
+impl RawSocket {
+    /// Opens the socket on `ifname` in the lab's client namespace, with a receive buffer of
+    /// `rcvbuf` bytes (forced past the sysctl limit: we are root).
+    pub fn open_in_client(lab: &Lab, ifname: &str, rcvbuf: usize) -> RawSocket {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let _in_client = lab.enter_client_thread().expect("enter client namespace");
+        let protocol = aoe_proto::ETHERTYPE_AOE.to_be();
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                i32::from(protocol),
+            )
+        };
+        assert!(
+            raw >= 0,
+            "socket(AF_PACKET): {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let name = std::ffi::CString::new(ifname).expect("interface name");
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(ifindex, 0, "no interface {ifname} in the client namespace");
+        let set = |level: i32, option: i32, value: i32| {
+            // SAFETY: `value` outlives the call and its size is passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    level,
+                    option,
+                    (&value as *const i32).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                rc,
+                0,
+                "setsockopt({option}): {}",
+                std::io::Error::last_os_error()
+            );
+        };
+        set(
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            i32::try_from(rcvbuf).expect("rcvbuf fits i32"),
+        );
+        set(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = i32::try_from(ifindex).expect("ifindex fits i32");
+        // SAFETY: `addr` is a valid sockaddr_ll and its size is passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "bind(AF_PACKET, {ifname}): {}",
+            std::io::Error::last_os_error()
+        );
+        let mac = read_mac_of(lab, ifname);
+        RawSocket { fd, mac }
+    }
+
+    /// Sends one whole Ethernet frame.
+    pub fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `frame` is valid for `frame.len()` bytes during the call.
+        let sent =
+            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Receives the next frame into `buf`, waiting until `deadline`; `None` once it passed.
+    pub fn recv_until(&self, buf: &mut [u8], deadline: Instant) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes during the call.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if n >= 0 {
+                return Some((n as usize).min(buf.len()));
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => {}
+                _ => panic!("recv(AF_PACKET): {err}"),
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+        }
+    }
+
+    /// Broadcasts a Query Config (CCmd read) to `major.minor` (wildcards allowed) with `tag`
+    /// and collects every reply with that tag until `limit` passes, or until `done` accepts
+    /// the list so far and then `linger` more has passed (to catch surplus replies).
+    /// Returns the replies' headers and when the last one came (from sending).
+    pub fn wildcard_query(
+        &self,
+        major: u16,
+        minor: u8,
+        tag: u32,
+        limit: Duration,
+        linger: Duration,
+        done: impl Fn(&[aoe_proto::Header]) -> bool,
+    ) -> (Vec<aoe_proto::Header>, Duration) {
+        let mut header = request_header(aoe_proto::Mac::BROADCAST, self.mac, 1, tag);
+        (header.major, header.minor) = (major, minor);
+        let mut frame = config_frame(&header, 0, b"");
+        frame.resize(frame.len().max(aoe_proto::MIN_FRAME_LEN), 0);
+        let mut replies = Vec::new();
+        let mut last = Duration::ZERO;
+        let mut buf = vec![0u8; 9216];
+        let sent = Instant::now();
+        self.send(&frame);
+        let mut deadline = sent + limit;
+        let mut lingering = false;
+        loop {
+            if !lingering && done(&replies) {
+                lingering = true;
+                deadline = Instant::now() + linger;
+            }
+            let Some(len) = self.recv_until(&mut buf, deadline) else {
+                break;
+            };
+            let Ok(h) = aoe_proto::Header::parse(&buf[..len]) else {
+                continue;
+            };
+            if h.is_response() && h.command == 1 && h.tag == tag {
+                last = sent.elapsed();
+                replies.push(h);
+            }
+        }
+        (replies, last)
+    }
+}
+
+/// The MAC of `ifname` in the lab's client namespace.
+fn read_mac_of(lab: &Lab, ifname: &str) -> aoe_proto::Mac {
+    lab.links()
+        .into_iter()
+        .find(|l| l.client_if == ifname)
+        .map(|l| aoe_proto::Mac(l.client_mac))
+        .unwrap_or_else(|| panic!("{ifname} is not a client end of the lab"))
 }
