@@ -244,8 +244,8 @@ impl Backend {
 /// FILE arguments starting with this name the null backend.
 pub const NULL_PREFIX: &str = "null:";
 
-/// Parses `64M`, `10G`, `4096`... into bytes.
-fn parse_size(text: &str) -> Option<u64> {
+/// Parses `64M`, `10G`, `4096`... (the SIZE of `null:SIZE`) into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (digits, shift) = match text.char_indices().last()? {
         (i, 'k' | 'K') => (&text[..i], 10),

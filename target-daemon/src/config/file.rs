@@ -185,15 +185,7 @@ pub fn check_frames(frames: u32) -> Result<(), String> {
 /// The size of a `null:SIZE` backing store in bytes (`SIZE` takes K, M, G and T suffixes),
 /// at least one sector. `None` when it is not one.
 pub fn null_size(file: &str) -> Option<u64> {
-    let text = file.strip_prefix(NULL_PREFIX)?.trim();
-    let (digits, shift) = match text.char_indices().last()? {
-        (i, 'k' | 'K') => (&text[..i], 10),
-        (i, 'm' | 'M') => (&text[..i], 20),
-        (i, 'g' | 'G') => (&text[..i], 30),
-        (i, 't' | 'T') => (&text[..i], 40),
-        _ => (text, 0),
-    };
-    let bytes = digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)?;
+    let bytes = crate::backend::parse_size(file.strip_prefix(NULL_PREFIX)?)?;
     (bytes >= 512).then_some(bytes)
 }
 
