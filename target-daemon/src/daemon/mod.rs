@@ -185,6 +185,7 @@ impl Daemon {
             retired: Retired::default(),
             config: config.clone(),
         };
+        check_limits(&config)?;
         for (key, export_config) in &config.exports {
             let export = RunningExport::open(export_config, None).map_err(|e| e.in_export(*key))?;
             daemon.exports.insert(*key, export);
@@ -455,6 +456,26 @@ impl Daemon {
             c.redirect, c.drop_acl, c.drop_malformed, c.pass_not_aoe, c.pass_response, c.pass_other_target, c.pass_no_socket
         );
     }
+}
+
+/// What one interface can serve: its XDP maps and its workers' file tables are sized at
+/// start.
+fn check_limits(config: &ServeConfig) -> Result<(), DaemonError> {
+    for name in config.interfaces.keys() {
+        let count = config
+            .exports
+            .values()
+            .filter(|e| e.interfaces.contains(name))
+            .count();
+        if count > crate::xdp::MAX_EXPORTS {
+            return Err(DaemonError::Setup(format!(
+                "interface {name}: {count} exports, more than the {} one interface serves; \
+                 spread them over more interfaces",
+                crate::xdp::MAX_EXPORTS
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The exports the configuration serves on `iface`.

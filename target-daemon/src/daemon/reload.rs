@@ -114,6 +114,7 @@ impl Daemon {
             warn!("the control socket path changed in the file; it takes effect at the next start");
             new.control = self.config.control.clone();
         }
+        super::check_limits(&new)?;
         let plan = Plan::new(&self.config, &new);
 
         // Validate: open every new backing store before anything changes.

@@ -15,9 +15,10 @@ use xblade_target::{ExportKey, ExportTable, Route, Target};
 use crate::backend::{Backend, IoMode};
 use crate::uring::{FileRef, Ring, UringError};
 
-/// Most exports (versions included, while old ones drain) one worker serves: the size of its
-/// io_uring file table.
-pub const MAX_EXPORTS: u32 = 4096;
+/// Most exports one worker holds, replaced versions still finishing their I/O included: the
+/// size of its io_uring file table. Twice what an interface may serve
+/// ([`crate::xdp::MAX_EXPORTS`]), so that a reload can replace every export at once.
+pub const MAX_EXPORT_SLOTS: u32 = 2 * crate::xdp::MAX_EXPORTS as u32;
 
 /// An export as the control plane hands it to a worker.
 #[derive(Clone, Debug)]
@@ -48,7 +49,7 @@ pub(super) struct Export {
 /// Why an export could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("a worker serves at most {MAX_EXPORTS} exports (including replaced ones still finishing their I/O)")]
+    #[error("a worker serves at most {MAX_EXPORT_SLOTS} exports (including replaced ones still finishing their I/O)")]
     Full,
     #[error(transparent)]
     Uring(#[from] UringError),
@@ -74,7 +75,7 @@ impl Exports {
     pub fn serve(&mut self, ring: &mut Ring, served: ServedExport) -> Result<u32, ServeError> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
-            None if (self.slab.len() as u32) < MAX_EXPORTS => {
+            None if (self.slab.len() as u32) < MAX_EXPORT_SLOTS => {
                 self.slab.push(None);
                 self.slab.len() as u32 - 1
             }

@@ -41,7 +41,7 @@ use crate::xsk::{
 };
 
 use exports::Exports;
-pub use exports::{ServedExport, MAX_EXPORTS};
+pub use exports::{ServedExport, MAX_EXPORT_SLOTS};
 use fanout::{FanOuts, Step};
 use frames::FrameMap;
 use io::{InFlight, Mergeable};
@@ -322,7 +322,7 @@ impl Worker {
         if !tuning.fixed {
             ring.disable_fixed();
         }
-        ring.register_file_table(MAX_EXPORTS).map_err(uring)?;
+        ring.register_file_table(MAX_EXPORT_SLOTS).map_err(uring)?;
         // SAFETY: the region is owned by `frames`, which the worker drops after the ring
         // (field order: `ring` before `frames`), and it is never remapped.
         unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
