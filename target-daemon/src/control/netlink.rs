@@ -689,7 +689,8 @@ mod tests {
                 events.contains(&LinkEvent::Overrun),
                 "expected an overrun: {events:?}"
             );
-            // Still usable afterwards.
+            // Still usable afterwards (with room for both ends' messages again).
+            watcher.set_receive_buffer(SOCKET_RCVBUF).unwrap();
             let name = format!("xblo{pid}z");
             ip(&[
                 "link",

@@ -612,6 +612,7 @@ pub(crate) mod tests {
     const T: Duration = Duration::from_secs(10);
 
     fn raw_exchange(reader: &mut BufReader<UnixStream>, line: &[u8]) -> String {
+        reader.get_mut().set_read_timeout(Some(T)).unwrap();
         reader.get_mut().write_all(line).unwrap();
         let mut reply = String::new();
         reader.read_line(&mut reply).unwrap();
@@ -782,8 +783,11 @@ pub(crate) mod tests {
         pump(&mut server, |s| s.connections() == 0);
         // A client that sends a full line and hangs up at once still gets its reply.
         let mut client = UnixStream::connect(&path).unwrap();
+        client.set_read_timeout(Some(T)).unwrap();
         client.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
+        let fd = client.as_raw_fd();
+        pump(&mut server, |_| poll_in(fd, 0));
         pump(&mut server, |s| s.connections() == 0);
         let mut reply = String::new();
         BufReader::new(client).read_line(&mut reply).unwrap();

@@ -140,11 +140,13 @@ struct Retired {
 pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let config = cli.serve_config()?;
     let signals = Signals::install()?;
-    let mut daemon = Daemon::start(cli, config)?;
-    let control = match &daemon.config.control {
+    // Before any worker thread exists (binding sets the process umask for a moment), and
+    // before anything is attached: a second xblade on the same socket stops here.
+    let control = match &config.control {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
     };
+    let mut daemon = Daemon::start(cli, config)?;
     if let Some(control) = &control {
         info!(path = %control.path().display(), "control socket listening");
     }
