@@ -39,7 +39,8 @@ struct WorkerHandle {
 /// What is left of an interface's workers once they stopped.
 pub(super) struct Stopped {
     pub latency: LatencyHistogram,
-    pub counters: Vec<(u32, Arc<WorkerCounters>)>,
+    /// (interface, queue id, counters) of each worker.
+    pub counters: Vec<(String, u32, Arc<WorkerCounters>)>,
     pub error: Option<WorkerError>,
 }
 
@@ -255,9 +256,11 @@ impl RunningInterface {
             error: None,
         };
         for worker in &mut self.workers {
-            stopped
-                .counters
-                .push((worker.queue_id, Arc::clone(&worker.counters)));
+            stopped.counters.push((
+                self.netdev.name.clone(),
+                worker.queue_id,
+                Arc::clone(&worker.counters),
+            ));
             let Some(handle) = worker.handle.take() else {
                 continue;
             };

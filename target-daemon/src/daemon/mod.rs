@@ -131,7 +131,7 @@ struct Daemon {
 #[derive(Default)]
 struct Retired {
     latency: LatencyHistogram,
-    counters: Vec<(u32, Arc<WorkerCounters>)>,
+    counters: Vec<(String, u32, Arc<WorkerCounters>)>,
     xdp: XdpCounters,
 }
 
@@ -422,17 +422,22 @@ impl Daemon {
 
     fn total_counters(&self) -> CounterSnapshot {
         let mut total = CounterSnapshot::default();
-        for (_, counters) in self.all_counters() {
+        for (_, _, counters) in self.all_counters() {
             total.merge(&counters.snapshot());
         }
         total
     }
 
-    fn all_counters(&self) -> Vec<(u32, Arc<WorkerCounters>)> {
+    /// (interface, queue id, counters) of every worker that ran.
+    fn all_counters(&self) -> Vec<(String, u32, Arc<WorkerCounters>)> {
         let mut all = self.retired.counters.clone();
-        for slot in self.interfaces.values() {
+        for (name, slot) in &self.interfaces {
             if let Some(running) = &slot.running {
-                all.extend(running.counters().map(|(q, c)| (q, Arc::clone(c))));
+                all.extend(
+                    running
+                        .counters()
+                        .map(|(q, c)| (name.clone(), q, Arc::clone(c))),
+                );
             }
         }
         all
@@ -441,9 +446,9 @@ impl Daemon {
     /// The exit summary on stdout.
     fn print_summary(&self) {
         let counters = self.all_counters();
-        let per_queue: Vec<(u32, u64)> = counters
+        let per_queue: Vec<(String, u32, u64)> = counters
             .iter()
-            .map(|(q, c)| (*q, c.snapshot().requests()))
+            .map(|(iface, q, c)| (iface.clone(), *q, c.snapshot().requests()))
             .collect();
         let summary = Summary {
             counters: self.total_counters(),

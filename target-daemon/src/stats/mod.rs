@@ -241,8 +241,8 @@ impl fmt::Debug for LatencyHistogram {
 /// The exit summary: totals and latency percentiles.
 pub struct Summary<'a> {
     pub counters: CounterSnapshot,
-    /// Requests served by each RX queue's worker: (queue id, requests).
-    pub per_queue: &'a [(u32, u64)],
+    /// Requests served by each RX queue's worker: (interface, queue id, requests).
+    pub per_queue: &'a [(String, u32, u64)],
     pub latency: &'a LatencyHistogram,
     pub elapsed_s: f64,
 }
@@ -281,8 +281,8 @@ impl fmt::Display for Summary<'_> {
             c.merged
         )?;
         write!(f, "  queues  ")?;
-        for (queue_id, requests) in self.per_queue {
-            write!(f, " q{queue_id}: {requests} requests;")?;
+        for (iface, queue_id, requests) in self.per_queue {
+            write!(f, " {iface} q{queue_id}: {requests} requests;")?;
         }
         writeln!(f)?;
         if c.frame_anomalies > 0 {
@@ -348,12 +348,15 @@ mod tests {
         assert_eq!(g.count(), 1001);
         let text = Summary {
             counters: CounterSnapshot::default(),
-            per_queue: &[(0, 5), (1, 7)],
+            per_queue: &[("eth0".into(), 0, 5), ("eth0".into(), 1, 7)],
             latency: &g,
             elapsed_s: 1.0,
         }
         .to_string();
         assert!(text.contains("p99.9"), "{text}");
-        assert!(text.contains("q0: 5 requests; q1: 7 requests;"), "{text}");
+        assert!(
+            text.contains("eth0 q0: 5 requests; eth0 q1: 7 requests;"),
+            "{text}"
+        );
     }
 }

@@ -52,6 +52,9 @@ const USER_DATA_XSK_POLL: u64 = u64::MAX;
 const USER_DATA_COMMAND: u64 = u64::MAX - 1;
 /// How long a stopping worker waits for in-flight I/O and transmissions.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping worker whose disk I/O is done waits for transmissions that make no
+/// progress (a link that is down keeps them queued).
+const TX_STALL_AT_SHUTDOWN: Duration = Duration::from_millis(500);
 /// Largest RX batch (the stack buffer of descriptors).
 pub const MAX_BATCH: u32 = 1024;
 /// How long an idle worker with transmissions outstanding waits before kicking again.
@@ -280,6 +283,9 @@ struct Worker {
     tx_outstanding: u32,
     completions: Vec<Completion>,
     draining_since: Option<Instant>,
+    /// While draining: the transmissions outstanding and since when that count has not
+    /// changed.
+    drain_tx_watch: Option<(u32, Instant)>,
 }
 
 /// Runs a worker until shutdown. `ready` hears `Ok` once the worker serves, or the
@@ -386,6 +392,7 @@ impl Worker {
                 2 * frame_count as usize + 4
             ],
             draining_since: None,
+            drain_tx_watch: None,
         };
         for served in setup.exports {
             worker.serve_export(served)?;
@@ -511,6 +518,16 @@ impl Worker {
                 if self.in_flight_count == 0 && self.tx_outstanding == 0 {
                     return Ok(());
                 }
+                if self.in_flight_count == 0 && self.transmit_stalled() {
+                    // Every disk I/O is done; what is left are replies a link that is down
+                    // will not send (the initiator retransmits them elsewhere or later).
+                    info!(
+                        queue_id = self.queue_id,
+                        tx_outstanding = self.tx_outstanding,
+                        "the link sends nothing; stopping with replies unsent"
+                    );
+                    return Ok(());
+                }
                 if since.elapsed() > DRAIN_TIMEOUT {
                     warn!(
                         queue_id = self.queue_id,
@@ -546,6 +563,19 @@ impl Worker {
                 self.wait(Some(TX_RETRY_WAIT_NS))?;
             } else {
                 self.wait(None)?;
+            }
+        }
+    }
+
+    /// While draining: true when transmissions are outstanding and none has completed for
+    /// [`TX_STALL_AT_SHUTDOWN`] (a healthy link completes them in microseconds).
+    fn transmit_stalled(&mut self) -> bool {
+        let outstanding = self.tx_outstanding;
+        match self.drain_tx_watch {
+            Some((count, since)) if count == outstanding => since.elapsed() > TX_STALL_AT_SHUTDOWN,
+            _ => {
+                self.drain_tx_watch = Some((outstanding, Instant::now()));
+                false
             }
         }
     }
