@@ -749,3 +749,88 @@ fn an_invalid_config_file_is_refused_at_start_with_its_line() {
     let exit = daemon.terminate(Duration::from_secs(10));
     assert!(exit.status.success(), "{exit:?}");
 }
+
+/// Sets (`Some`) or reads (`None`) `shelf.slot`'s config string through `initiator`;
+/// returns the string the reply carries.
+fn config_string(
+    initiator: &mut Initiator,
+    target: Mac,
+    shelf: u16,
+    slot: u8,
+    set: Option<&[u8]>,
+) -> Vec<u8> {
+    const TAG: u32 = 0x8000_5151;
+    let mut header = request_header(target, initiator.own_mac(), 1, TAG);
+    (header.major, header.minor) = (shelf, slot);
+    let (ccmd, string) = match set {
+        Some(s) => (aoe_proto::config::ConfigCommand::ForceSet as u8, s),
+        None => (aoe_proto::config::ConfigCommand::Read as u8, &[][..]),
+    };
+    let frame = common::config_frame(&header, ccmd, string);
+    let reply = initiator
+        .exchange_raw(&frame, Some(TAG), 2000)
+        .expect("exchange")
+        .expect("a config reply");
+    let hdr = Header::parse(&reply).expect("reply header");
+    assert_eq!(
+        hdr.flags & aoe_proto::FLAG_ERROR,
+        0,
+        "no AoE error: {hdr:?}"
+    );
+    let body = hdr.body_offset();
+    let config = aoe_proto::config::ConfigHeader::parse(&reply, body).expect("config header");
+    aoe_proto::config::string(&reply, body, config.string_len)
+        .expect("string")
+        .to_vec()
+}
+
+#[test]
+fn each_export_keeps_its_state_in_the_state_directory() {
+    require_root!();
+    let lab = Lab::new("xstate", LabOptions::with_rx_queues(1)).expect("lab");
+    let link = lab.links().remove(0);
+    let dir = TempDir::new("xstate");
+    let mut config = ConfigFile::new(&dir);
+    for slot in 0..2 {
+        let image = dir.image(&format!("d{slot}.img"), 4 << 20);
+        config
+            .exports
+            .push(ExportSpec::new(4, slot, &image, &[link.target_if.as_str()]));
+    }
+    config.write();
+    let target = Mac(link.target_mac);
+
+    let daemon = Daemon::start_config(&lab, &dir, &config.path, &[]);
+    let mut client = common::open_client(&lab, &link.client_if, 500, 2);
+    assert_eq!(
+        config_string(&mut client, target, 4, 0, Some(b"host-a")),
+        b"host-a"
+    );
+    assert_eq!(
+        config_string(&mut client, target, 4, 1, None),
+        b"",
+        "e4.1 untouched"
+    );
+    let exit = daemon.terminate(Duration::from_secs(10));
+    assert!(exit.status.success(), "{exit:?}");
+    let state_file = config.state_dir.join("e4.0.state");
+    let saved = std::fs::read_to_string(&state_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", state_file.display()));
+    assert!(
+        saved.contains(&format!("config {}", "686f73742d61")),
+        "{saved}"
+    );
+    assert!(
+        !config.state_dir.join("e4.1.state").exists(),
+        "an export nobody changed writes no state"
+    );
+
+    let _daemon = Daemon::start_config(&lab, &dir, &config.path, &[]);
+    let mut client = common::open_client(&lab, &link.client_if, 500, 2);
+    assert_eq!(
+        config_string(&mut client, target, 4, 0, None),
+        b"host-a",
+        "restored from the state directory"
+    );
+    assert_eq!(config_string(&mut client, target, 4, 1, None), b"");
+}
