@@ -13,7 +13,8 @@ use crate::persist::StateFile;
 use crate::worker::ServedExport;
 use crate::xdp::XdpExport;
 
-use super::{DaemonError, FRAME_SIZE};
+use super::DaemonError;
+use crate::worker::FRAME_SIZE;
 
 pub(super) struct RunningExport {
     pub config: ExportConfig,

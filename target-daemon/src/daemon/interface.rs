@@ -14,14 +14,16 @@ use xblade_target::ExportKey;
 
 use crate::config::InterfaceConfig;
 use crate::eventfd::EventFd;
-use crate::netdev::{self, Netdev};
+use crate::netdev::Netdev;
 use crate::stats::{LatencyHistogram, WorkerCounters};
-use crate::worker::{self, ChangeSender, WorkerCommand, WorkerError, WorkerReport, WorkerSetup};
+use crate::worker::{
+    self, ChangeSender, Geometry, WorkerCommand, WorkerError, WorkerReport, WorkerSetup,
+};
 use crate::xdp::{AttachedMode, XdpProgram};
 use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket};
 
 use super::export::RunningExport;
-use super::{DaemonError, FRAME_HEADROOM, FRAME_SIZE};
+use super::DaemonError;
 
 /// How long the control plane waits for every worker to take up a batch of commands.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,12 +70,7 @@ impl RunningInterface {
     ) -> Result<RunningInterface, DaemonError> {
         let netdev = Netdev::lookup(&config.name)?;
         let ifindex = xsk::ifindex(&netdev.name)?;
-        let umem_config = UmemConfig {
-            frame_count: config.frames,
-            frame_size: FRAME_SIZE,
-            frame_headroom: FRAME_HEADROOM,
-            ring_size: config.frames,
-        };
+        let umem_config = Geometry::umem_config(config.frames);
         let mut xdp = XdpProgram::attach(&netdev.name, config.xdp_mode)?;
         let sockets = bind_sockets(config, &netdev, ifindex, &umem_config, &mut xdp)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -356,22 +353,22 @@ fn bind_sockets(
         Some(n) => n,
         None => xsk::queue_count(&netdev.name)?,
     };
-    let frame_capacity = worker::frame_capacity(umem_config);
-    let want_multi_buffer = netdev.mtu + 18 > frame_capacity;
+    let want_multi_buffer = Geometry::needs_multi_buffer(netdev.mtu);
     let sectors_for = |multi_buffer| {
-        netdev::max_sectors_per_frame(
-            netdev.mtu,
-            worker::reply_capacity(umem_config, multi_buffer) as u32,
-        )
+        Geometry {
+            frame_count: umem_config.frame_count,
+            multi_buffer,
+        }
+        .max_sectors(netdev.mtu)
     };
-    let bounce_len = worker::bounce_len(umem_config, sectors_for(want_multi_buffer).max(1));
+    let bounce_len = Geometry::bounce_len(sectors_for(want_multi_buffer));
     let options = BindOptions {
         multi_buffer: want_multi_buffer,
         need_wakeup: config.tuning.need_wakeup,
     };
     let mut bound = Vec::new();
     for queue_id in 0..queue_count {
-        let bounce_bytes = worker::bounce_slots(umem_config) as usize * bounce_len;
+        let bounce_bytes = Geometry::bounce_slots(umem_config.frame_count) as usize * bounce_len;
         let umem = UmemRegion::new(umem_config, bounce_bytes)?;
         let socket = XskSocket::with_options(ifindex, queue_id, &umem, umem_config, options)?;
         xdp.register_socket(queue_id, socket.fd())?;
@@ -379,7 +376,7 @@ fn bind_sockets(
     }
     let multi_buffer = want_multi_buffer && bound.iter().all(|(_, _, s)| s.multi_buffer());
     if want_multi_buffer && !multi_buffer {
-        warn!(iface = %netdev.name, mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {frame_capacity} bytes");
+        warn!(iface = %netdev.name, mtu = netdev.mtu, "AF_XDP multi-buffer (XDP_USE_SG) refused: frames are limited to {} bytes", Geometry::frame_capacity());
     }
     let max_sectors = sectors_for(multi_buffer);
     if max_sectors == 0 {

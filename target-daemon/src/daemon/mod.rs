@@ -28,19 +28,13 @@ use crate::eventfd::EventFd;
 use crate::netdev::{Netdev, NetdevError};
 use crate::persist::PersistError;
 use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
-use crate::worker::{ChangeSender, WorkerError};
+use crate::worker::{ChangeSender, WorkerError, FRAME_SIZE};
 use crate::xdp::{XdpCounters, XdpError};
 use crate::xsk::XskError;
 
 use export::RunningExport;
 use interface::{RunningInterface, Stopped};
 
-/// UMEM frame size: one page (larger chunks are refused here).
-const FRAME_SIZE: u32 = 4096;
-/// Headroom after XDP_PACKET_HEADROOM so that sector data (packet byte 36) lands at frame
-/// offset 512: 256 + 220 + 36 = 512.
-const FRAME_HEADROOM: u32 = 220;
-const _: () = assert!(crate::xsk::XDP_PACKET_HEADROOM + FRAME_HEADROOM + 36 == 512);
 /// The longest the control loop sleeps: interfaces are re-checked, dead workers restarted
 /// and rates printed at this pace even when no event arrives.
 const TICK: Duration = Duration::from_secs(1);

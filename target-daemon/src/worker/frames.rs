@@ -1,7 +1,11 @@
-//! Addressing inside a worker's buffer region: UMEM frames first, then the bounce buffers
-//! (a small pool of slots, used only when O_DIRECT alignment forces a copy).
+//! A worker's frames: addressing inside its buffer region (UMEM frames first, then the
+//! bounce buffers, a small pool of slots used only when O_DIRECT alignment forces a copy),
+//! and the pool that owns them: which frames the kernel holds (the ownership ledger), the
+//! spare frames, the free bounce slots, and the frames waiting to go back to the fill ring.
 
-use crate::xsk::{UmemConfig, UmemRegion, XDP_PACKET_HEADROOM};
+use crate::xsk::{FillRing, UmemConfig, UmemRegion, XDP_PACKET_HEADROOM};
+
+use super::Geometry;
 
 /// The worker's view of its [`UmemRegion`].
 pub(super) struct FrameMap {
@@ -103,5 +107,145 @@ impl FrameMap {
 
     pub(super) fn bounce_len(&self) -> usize {
         self.bounce_len
+    }
+}
+
+/// A descriptor that named a frame its sender did not hold, or an address outside the UMEM:
+/// ignored (never used twice), and counted by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Anomaly {
+    /// The kernel returned a frame it did not hold.
+    NotWithKernel {
+        addr: u64,
+    },
+    /// A frame released (or recycled) twice.
+    Twice {
+        index: u32,
+    },
+    OutsideUmem {
+        addr: u64,
+    },
+}
+
+/// Every frame of a worker and who holds it. Frames `0..rx_frames` cycle through the fill
+/// ring; the rest are spare frames, for the tails of chained replies and for fan-out
+/// replies. A frame is handed over only by its owner: the ledger turns a descriptor naming
+/// a frame the kernel does not hold into an [`Anomaly`] instead of a frame used twice.
+pub(super) struct FramePool {
+    pub map: FrameMap,
+    rx_frames: u32,
+    /// Free spare frames (indices).
+    spare: Vec<u32>,
+    /// Free bounce buffer slots.
+    bounce_free: Vec<u32>,
+    /// Which frames the kernel holds (fill, RX, TX or completion ring) rather than the
+    /// worker.
+    with_kernel: Vec<bool>,
+    /// Frames to give back to the fill ring (chunk addresses).
+    recycle: Vec<u64>,
+}
+
+impl FramePool {
+    /// Every frame starts with the worker: the RX frames waiting to be recycled into the
+    /// fill ring, the others spare. Nothing is allocated after this.
+    pub fn new(map: FrameMap, geometry: Geometry, bounce_slots: u32) -> FramePool {
+        let frame_count = geometry.frame_count;
+        let rx_frames = geometry.rx_frames();
+        FramePool {
+            recycle: (0..rx_frames).map(|i| map.chunk_addr(i)).collect(),
+            map,
+            rx_frames,
+            spare: (rx_frames..frame_count).collect(),
+            bounce_free: (0..bounce_slots).rev().collect(),
+            with_kernel: vec![false; frame_count as usize],
+        }
+    }
+
+    /// The frame of `addr`, just returned by the kernel on the RX or completion ring, is the
+    /// worker's again. An anomaly means the descriptor must be ignored.
+    pub fn take_from_kernel(&mut self, addr: u64) -> Result<(), Anomaly> {
+        match self.map.index_of(addr) {
+            Some(index) if self.with_kernel[index as usize] => {
+                self.with_kernel[index as usize] = false;
+                Ok(())
+            }
+            _ => Err(Anomaly::NotWithKernel { addr }),
+        }
+    }
+
+    /// The frame of `addr` goes to the kernel on the TX ring.
+    pub fn hand_to_kernel(&mut self, addr: u64) {
+        if let Some(index) = self.map.index_of(addr) {
+            self.with_kernel[index as usize] = true;
+        }
+    }
+
+    /// Gives a frame the worker is done with back where it belongs: the fill ring, or the
+    /// spare pool.
+    pub fn release(&mut self, addr: u64) -> Result<(), Anomaly> {
+        match self.map.index_of(addr) {
+            Some(index) if self.with_kernel[index as usize] => Err(Anomaly::Twice { index }),
+            Some(index) if index >= self.rx_frames => {
+                self.spare.push(index);
+                Ok(())
+            }
+            Some(_) => {
+                self.recycle(addr);
+                Ok(())
+            }
+            None => Err(Anomaly::OutsideUmem { addr }),
+        }
+    }
+
+    /// Queues the frame of `addr` (any address inside it) for the fill ring.
+    pub fn recycle(&mut self, addr: u64) {
+        self.recycle.push(self.map.chunk_of(addr));
+    }
+
+    pub fn spare_count(&self) -> usize {
+        self.spare.len()
+    }
+
+    pub fn pop_spare(&mut self) -> Option<u32> {
+        self.spare.pop()
+    }
+
+    pub fn push_spare(&mut self, index: u32) {
+        debug_assert!(index >= self.rx_frames);
+        self.spare.push(index);
+    }
+
+    pub fn pop_bounce(&mut self) -> Option<u32> {
+        self.bounce_free.pop()
+    }
+
+    pub fn push_bounce(&mut self, slot: u32) {
+        self.bounce_free.push(slot);
+    }
+
+    /// Writes the recycled frames into the fill ring (as many as it takes; the rest wait
+    /// for the next turn) and hands them to the kernel. Returns how many it skipped because
+    /// they were recycled twice (anomalies, to be counted).
+    pub fn fill(&mut self, fill: &mut FillRing) -> u64 {
+        if self.recycle.is_empty() {
+            return 0;
+        }
+        // The fill ring holds as many entries as there are frames, so it always has room
+        // for the frames the worker holds.
+        let reserved = fill.reserve(self.recycle.len() as u32);
+        let mut written = 0;
+        let mut twice = 0;
+        for &addr in &self.recycle[..reserved as usize] {
+            let index = (addr / u64::from(self.map.frame_size())) as usize;
+            if std::mem::replace(&mut self.with_kernel[index], true) {
+                twice += 1;
+                continue;
+            }
+            fill.write(written, addr);
+            written += 1;
+        }
+        fill.submit(written);
+        self.recycle.drain(..reserved as usize);
+        twice
     }
 }

@@ -4,22 +4,10 @@
 
 use tracing::warn;
 
+use super::plan::{self, Bounce, Extent};
 use super::{Worker, MAX_FRAGS, MAX_MERGE};
 use crate::backend::IoMode;
 use crate::target::{IoKind, IoOutcome, IoRequest};
-
-/// Whether, and how, a request's data goes through its bounce buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Bounce {
-    /// The disk reads and writes the frames themselves.
-    None,
-    /// All the data goes through the bounce buffer (copied in before a write, out after a
-    /// read).
-    Whole,
-    /// A chained write: the head frame's data is written in place, the rest is gathered
-    /// into the bounce buffer.
-    Tail,
-}
 
 /// A disk I/O in flight, keyed by its head frame.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +98,7 @@ impl Worker {
         let single_frame = extras.is_empty()
             && (io.kind == IoKind::Write
                 || (io.kind == IoKind::Read
-                    && io.reply_len as usize <= self.frames.room_after(head.addr)));
+                    && io.reply_len as usize <= self.frames.map.room_after(head.addr)));
         let io_mode = self.exports.get(export).io_mode;
         if self.merge && single_frame && io_mode != IoMode::Null && io.kind != IoKind::Flush {
             self.merge_batch.push(Mergeable {
@@ -130,26 +118,19 @@ impl Worker {
     /// frames) become one READV/WRITEV; the rest start one by one.
     pub(super) fn flush_merge_batch(&mut self) {
         let batch = std::mem::take(&mut self.merge_batch);
-        let mut start = 0;
-        while start < batch.len() {
-            let first = batch[start];
-            let mut end_bytes = first.io.offset_bytes + u64::from(first.io.len_bytes);
-            let mut end = start + 1;
-            while end < batch.len()
-                && end - start < MAX_MERGE
-                && batch[end].export == first.export
-                && batch[end].io.kind == first.io.kind
-                && batch[end].io.offset_bytes == end_bytes
-            {
-                end_bytes += u64::from(batch[end].io.len_bytes);
-                end += 1;
-            }
-            if end - start == 1 || !self.start_merged(&batch[start..end]) {
-                for m in &batch[start..end] {
+        let extent = |m: &Mergeable| Extent {
+            export: m.export,
+            kind: m.io.kind,
+            offset_bytes: m.io.offset_bytes,
+            len_bytes: m.io.len_bytes,
+        };
+        for run in plan::merge_runs(&batch, extent) {
+            let run = &batch[run];
+            if run.len() == 1 || !self.start_merged(run) {
+                for m in run {
                     self.start_io(m.export, m.index, m.head, &[], m.io, m.started_ns);
                 }
             }
-            start = end;
         }
         // Keep the allocation: the batch vector never grows past MAX_BATCH.
         self.merge_batch = batch;
@@ -270,7 +251,7 @@ impl Worker {
                 self.recycle_extras(extras);
                 if !self.plan_read(&mut flight) {
                     self.counters.add(|c| &c.dropped_no_buffer, 1);
-                    self.recycle.push(self.frames.chunk_of(head.addr));
+                    self.frames.recycle(head.addr);
                     return;
                 }
             }
@@ -294,7 +275,7 @@ impl Worker {
             for &addr in &flight.extra[..flight.extra_count] {
                 self.release_frame(addr);
             }
-            self.recycle.push(self.frames.chunk_of(head.addr));
+            self.frames.recycle(head.addr);
             return;
         }
         let slot = &mut self.in_flight[index as usize];
@@ -329,29 +310,31 @@ impl Worker {
     /// Returns false when there are not enough spare frames.
     fn plan_read(&mut self, flight: &mut InFlight) -> bool {
         let io = flight.io;
-        let sector = aoe_proto::SECTOR_SIZE;
-        let frame_size = self.frames.frame_size() as usize;
-        let head_room = self.frames.room_after(flight.packet_addr) - io.data_offset as usize;
-        let mut rest = io.len_bytes as usize;
-        let head_piece = rest.min(head_room - head_room % sector);
-        let spares_needed = (rest - head_piece).div_ceil(frame_size);
-        if spares_needed > MAX_FRAGS - 1 || spares_needed > self.spare.len() {
+        let len = io.len_bytes as usize;
+        let frame_size = self.frames.map.frame_size() as usize;
+        let head_room = self.frames.map.room_after(flight.packet_addr) - io.data_offset as usize;
+        let Some(layout) = plan::read_layout(len, head_room, frame_size) else {
+            return false;
+        };
+        if layout.spare_frames > self.frames.spare_count() {
             return false;
         }
         flight.push_piece(
-            self.frames.ptr(flight.packet_addr, io.data_offset as usize),
-            head_piece,
+            self.frames
+                .map
+                .ptr(flight.packet_addr, io.data_offset as usize),
+            layout.head_bytes,
         );
-        rest -= head_piece;
-        while rest > 0 {
+        for i in 0..layout.spare_frames {
             // Counted above: the pool has the spares this needs.
-            let Some(spare) = self.spare.pop() else { break };
-            let chunk = self.frames.chunk_addr(spare);
-            let piece = rest.min(frame_size);
+            let Some(spare) = self.frames.pop_spare() else {
+                break;
+            };
+            let chunk = self.frames.map.chunk_addr(spare);
             flight.extra[flight.extra_count] = chunk;
             flight.extra_count += 1;
-            flight.push_piece(self.frames.ptr(chunk, 0), piece);
-            rest -= piece;
+            let bytes = layout.spare_bytes(i, len, frame_size);
+            flight.push_piece(self.frames.map.ptr(chunk, 0), bytes);
         }
         true
     }
@@ -364,19 +347,24 @@ impl Worker {
         head: libc::xdp_desc,
         extras: &[libc::xdp_desc],
     ) {
+        let mut lens = [0usize; MAX_FRAGS];
+        let descs = std::iter::once(&head).chain(extras);
+        for (len, d) in lens.iter_mut().zip(descs.clone()) {
+            *len = d.len as usize;
+        }
+        let count = 1 + extras.len();
         let data_offset = flight.io.data_offset as usize;
-        let mut rest = flight.io.len_bytes as usize;
-        let head_piece = (head.len as usize).saturating_sub(data_offset);
-        let pieces = std::iter::once((head.addr, data_offset, head_piece))
-            .chain(extras.iter().map(|d| (d.addr, 0, d.len as usize)));
-        for (addr, offset, len) in pieces {
-            let take = rest.min(len);
+        let pieces = plan::write_pieces(data_offset, &lens[..count], flight.io.len_bytes as usize);
+        for (d, &(offset, take)) in descs.zip(&pieces) {
             if take > 0 {
-                flight.push_piece(self.frames.ptr(addr, offset), take);
-                rest -= take;
+                flight.push_piece(self.frames.map.ptr(d.addr, offset), take);
             }
         }
-        debug_assert_eq!(rest, 0, "decide() checked that the fragments hold the data");
+        debug_assert_eq!(
+            flight.pieces().iter().map(|p| p.iov_len).sum::<usize>(),
+            flight.io.len_bytes as usize,
+            "decide() checked that the fragments hold the data"
+        );
         for d in extras {
             flight.extra[flight.extra_count] = d.addr;
             flight.extra_count += 1;
@@ -394,21 +382,25 @@ impl Worker {
             return true;
         };
         let pieces = flight.pieces;
-        if count == 0 || pieces[..count].iter().all(|p| direct_ok(p, mem_align)) {
+        let mut in_place = [false; MAX_FRAGS];
+        for (ok, piece) in in_place.iter_mut().zip(&pieces[..count]) {
+            *ok = direct_ok(piece, mem_align);
+        }
+        let bounce_kind = plan::bounce_for(flight.io.kind, &in_place[..count]);
+        if bounce_kind == Bounce::None {
             return true;
         }
-        let Some(slot) = self.bounce_free.pop() else {
+        let Some(slot) = self.frames.pop_bounce() else {
             return false;
         };
         flight.bounce_slot = slot;
-        let bounce = self.frames.bounce_ptr(slot);
-        let head_in_place =
-            flight.io.kind == IoKind::Write && count > 1 && direct_ok(&pieces[0], mem_align);
+        let bounce = self.frames.map.bounce_ptr(slot);
+        let head_in_place = bounce_kind == Bounce::Tail;
         let first_bounced = usize::from(head_in_place);
         let mut at = 0;
         if flight.io.kind == IoKind::Write {
             for piece in &pieces[first_bounced..count] {
-                debug_assert!(at + piece.iov_len <= self.frames.bounce_len());
+                debug_assert!(at + piece.iov_len <= self.frames.map.bounce_len());
                 // SAFETY: the piece lies in a frame this request owns; the bounce buffer
                 // has room for the request's data (sized for the largest) and does not
                 // overlap the UMEM.
@@ -429,12 +421,11 @@ impl Worker {
             iov_base: bounce.cast(),
             iov_len: at,
         };
+        flight.bounce = bounce_kind;
         if head_in_place {
-            flight.bounce = Bounce::Tail;
             flight.vector[..2].copy_from_slice(&[pieces[0], bounce_iov]);
             flight.vector_count = 2;
         } else {
-            flight.bounce = Bounce::Whole;
             flight.vector[0] = bounce_iov;
             flight.vector_count = 1;
         }
@@ -481,7 +472,7 @@ impl Worker {
             }
         }
         if done && io.kind == IoKind::Read && flight.bounce == Bounce::Whole {
-            let mut from = self.frames.bounce_ptr(flight.bounce_slot).cast_const();
+            let mut from = self.frames.map.bounce_ptr(flight.bounce_slot).cast_const();
             for piece in flight.pieces() {
                 // SAFETY: the bounce buffer holds the len_bytes just read, which the pieces
                 // (frames this request owns) add up to; they do not overlap.
@@ -536,10 +527,10 @@ impl Worker {
     /// Builds and queues the reply of a finished I/O, and releases the frames it held.
     fn finish_io(&mut self, flight: InFlight, done: bool) {
         if flight.bounce != Bounce::None {
-            self.bounce_free.push(flight.bounce_slot);
+            self.frames.push_bounce(flight.bounce_slot);
         }
         // The reply is built before the export may be released below.
-        let head = self.frames.frame_mut(flight.packet_addr);
+        let head = self.frames.map.frame_mut(flight.packet_addr);
         let len =
             self.exports
                 .get(flight.export)
@@ -597,7 +588,7 @@ impl Worker {
     /// Returns received fragments after the head to the fill ring.
     pub(super) fn recycle_extras(&mut self, extras: &[libc::xdp_desc]) {
         for d in extras {
-            self.recycle.push(self.frames.chunk_of(d.addr));
+            self.frames.recycle(d.addr);
         }
     }
 }

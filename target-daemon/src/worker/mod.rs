@@ -20,7 +20,9 @@
 mod exports;
 mod fanout;
 mod frames;
+mod geometry;
 mod io;
+mod plan;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,14 +38,13 @@ use crate::config::TuningFlags;
 use crate::stats::{LatencyHistogram, WorkerCounters};
 use crate::target::{Action, Received, StateChange};
 use crate::uring::{Completion, Ring, UringError};
-use crate::xsk::{
-    BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics, XDP_PACKET_HEADROOM,
-};
+use crate::xsk::{BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics};
 
 use exports::Exports;
 pub use exports::{ServedExport, MAX_EXPORT_SLOTS};
 use fanout::{FanOuts, Step};
-use frames::FrameMap;
+use frames::{Anomaly, FrameMap, FramePool};
+pub use geometry::{Geometry, FRAME_HEADROOM, FRAME_SIZE};
 use io::{InFlight, Mergeable};
 
 /// user_data of the one-shot poll on the XSK socket, armed only before the worker sleeps.
@@ -128,8 +129,8 @@ pub struct WorkerSetup {
     pub socket: XskSocket,
     pub umem: UmemRegion,
     pub umem_config: UmemConfig,
-    /// Bytes per bounce buffer slot in the region after the UMEM (see [`bounce_len`]);
-    /// there are [`bounce_slots`] of them.
+    /// Bytes per bounce buffer slot in the region after the UMEM (see
+    /// [`Geometry::bounce_len`]); there are [`Geometry::bounce_slots`] of them.
     pub bounce_len: usize,
     pub batch: u32,
     /// Spin on the rings instead of sleeping in io_uring_enter when idle.
@@ -160,51 +161,6 @@ pub struct WorkerReport {
     pub xsk_statistics: Option<XskStatistics>,
 }
 
-/// Bounce buffers: only requests whose data O_DIRECT cannot use in place (an 802.1Q tag
-/// shifts it off the 512-byte boundary; a jumbo write's later fragments) take one, for
-/// the time of their disk I/O; a request finding none free is dropped and retransmitted.
-pub fn bounce_slots(config: &UmemConfig) -> u32 {
-    config.frame_count.min(MAX_BOUNCE_SLOTS)
-}
-
-/// Most bounce buffer slots per worker.
-const MAX_BOUNCE_SLOTS: u32 = 256;
-
-/// Bytes per bounce buffer slot: room for the largest request's data, in whole frames
-/// (page aligned). Every worker has them: any export a reload adds may need them.
-pub fn bounce_len(config: &UmemConfig, max_sectors_per_frame: u8) -> usize {
-    let data = usize::from(max_sectors_per_frame) * aoe_proto::SECTOR_SIZE;
-    data.div_ceil(config.frame_size as usize).max(1) * config.frame_size as usize
-}
-
-/// Frames kept out of the fill ring for replies that need a frame of their own: the tails of
-/// chained (jumbo) read replies, and the replies of a fan-out. A quarter of the frames with
-/// multi-buffer (a chained reply takes up to MAX_FRAGS - 1 while its read is in flight),
-/// else a sixteenth.
-pub fn spare_frames(frame_count: u32, multi_buffer: bool) -> u32 {
-    if multi_buffer {
-        frame_count / 4
-    } else {
-        (frame_count / 16).max(1)
-    }
-}
-
-/// The bytes a received packet may occupy in its first frame.
-pub fn frame_capacity(config: &UmemConfig) -> u32 {
-    config.frame_size - XDP_PACKET_HEADROOM - config.frame_headroom
-}
-
-/// The longest reply a worker can send: one frame, or with multi-buffer a head frame and
-/// MAX_FRAGS - 1 spare frames.
-pub fn reply_capacity(config: &UmemConfig, multi_buffer: bool) -> usize {
-    let head = frame_capacity(config) as usize;
-    if multi_buffer {
-        head + (MAX_FRAGS - 1) * config.frame_size as usize
-    } else {
-        head
-    }
-}
-
 /// A reply waiting for the TX ring.
 #[derive(Clone, Copy, Debug)]
 struct PendingTx {
@@ -226,7 +182,8 @@ struct Worker {
     queue_id: u32,
     socket: XskSocket,
     ring: Ring,
-    frames: FrameMap,
+    /// Every frame and who holds it.
+    frames: FramePool,
     exports: Exports,
     fanouts: FanOuts,
     batch: u32,
@@ -253,19 +210,6 @@ struct Worker {
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
     in_flight: Vec<Option<InFlight>>,
     in_flight_count: u32,
-    /// Frames `0..rx_frames` cycle through the fill ring; the rest are spare frames for the
-    /// tails of chained replies and for fan-out replies.
-    rx_frames: u32,
-    /// Free spare frames (indices).
-    spare: Vec<u32>,
-    /// Free bounce buffer slots.
-    bounce_free: Vec<u32>,
-    /// Which frames the kernel holds (fill, RX, TX or completion ring) rather than this
-    /// worker. A frame is handed over only by its owner: a descriptor naming a frame the
-    /// kernel does not hold is counted and ignored instead of being used twice.
-    with_kernel: Vec<bool>,
-    /// Frames to give back to the fill ring (chunk addresses).
-    recycle: Vec<u64>,
     rx_chain: RxChain,
     /// Merge adjacent requests of an RX batch into one disk operation.
     merge: bool,
@@ -334,10 +278,13 @@ impl Worker {
         unsafe { ring.register_buffer(setup.umem.as_ptr(), setup.umem.len()) }.map_err(uring)?;
         debug!(queue_id, flavour = ?ring.flavour(), "io_uring ready");
 
-        let multi_buffer = setup.socket.multi_buffer();
-        let rx_frames = frame_count - spare_frames(frame_count, multi_buffer);
-        let slots = bounce_slots(&setup.umem_config);
-        let frames = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
+        let geometry = Geometry {
+            frame_count,
+            multi_buffer: setup.socket.multi_buffer(),
+        };
+        let slots = Geometry::bounce_slots(frame_count);
+        let map = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
+        let frames = FramePool::new(map, geometry, slots);
         let empty = libc::xdp_desc {
             addr: 0,
             len: 0,
@@ -366,11 +313,6 @@ impl Worker {
             epoch: Instant::now(),
             in_flight: vec![None; frame_count as usize],
             in_flight_count: 0,
-            rx_frames,
-            spare: (rx_frames..frame_count).collect(),
-            with_kernel: vec![false; frame_count as usize],
-            bounce_free: (0..slots).rev().collect(),
-            recycle: Vec::with_capacity(frame_count as usize),
             rx_chain: RxChain {
                 descs: [empty; MAX_FRAGS],
                 len: 0,
@@ -380,7 +322,7 @@ impl Worker {
             merge: tuning.merge,
             merge_batch: Vec::with_capacity(MAX_BATCH as usize),
             comp_addrs: Vec::with_capacity(MAX_BATCH as usize),
-            reply_capacity: reply_capacity(&setup.umem_config, multi_buffer),
+            reply_capacity: geometry.reply_capacity(),
             tx_pending: Vec::with_capacity(frame_count as usize),
             tx_outstanding: 0,
             completions: vec![
@@ -400,9 +342,6 @@ impl Worker {
         if setup.announce {
             worker.fanouts.push_announce_all();
         }
-        worker
-            .recycle
-            .extend((0..rx_frames).map(|i| worker.frames.chunk_addr(i)));
         worker.refill()?;
         worker.run_fanouts();
         worker.transmit()?;
@@ -460,11 +399,11 @@ impl Worker {
     fn run_fanouts(&mut self) -> bool {
         let mut sent = false;
         while !self.fanouts.is_empty() {
-            let Some(index) = self.spare.pop() else {
+            let Some(index) = self.frames.pop_spare() else {
                 break;
             };
-            let addr = self.frames.chunk_addr(index) + self.frames.packet_offset();
-            let frame = self.frames.frame_mut(addr);
+            let addr = self.frames.map.chunk_addr(index) + self.frames.map.packet_offset();
+            let frame = self.frames.map.frame_mut(addr);
             match self.fanouts.step(&self.exports, frame) {
                 Step::Reply {
                     len,
@@ -483,10 +422,10 @@ impl Worker {
                 }
                 Step::Silent(reason) => {
                     self.counters.count_drop(reason);
-                    self.spare.push(index);
+                    self.frames.push_spare(index);
                 }
                 Step::Idle => {
-                    self.spare.push(index);
+                    self.frames.push_spare(index);
                     break;
                 }
             }
@@ -665,7 +604,7 @@ impl Worker {
             chain.len += 1;
         } else {
             chain.overflow = true;
-            self.recycle.push(self.frames.chunk_of(desc.addr));
+            self.frames.recycle(desc.addr);
         }
         if desc.options & libc::XDP_PKT_CONTD != 0 {
             return;
@@ -677,7 +616,7 @@ impl Worker {
             self.counters
                 .count_drop(crate::target::DropReason::Malformed);
             for d in &descs[..len] {
-                self.recycle.push(self.frames.chunk_of(d.addr));
+                self.frames.recycle(d.addr);
             }
             return;
         }
@@ -687,7 +626,7 @@ impl Worker {
     fn handle_packet(&mut self, descs: &[libc::xdp_desc], now_ns: u64) {
         let head = descs[0];
         let extras = &descs[1..];
-        let Some(index) = self.frames.index_of(head.addr) else {
+        let Some(index) = self.frames.map.index_of(head.addr) else {
             warn!(
                 queue_id = self.queue_id,
                 addr = head.addr,
@@ -701,7 +640,7 @@ impl Worker {
             total_len,
             reply_capacity: self.reply_capacity,
         };
-        let frame = self.frames.frame_mut(head.addr);
+        let frame = self.frames.map.frame_mut(head.addr);
         let slot = match frame.get(..rx.len).map(Header::parse) {
             Some(Ok(hdr)) if hdr.is_response() => Err(DropReason::Response),
             Some(Ok(hdr)) => match self.exports.route(hdr.major, hdr.minor, hdr.command) {
@@ -714,7 +653,7 @@ impl Worker {
                     {
                         self.counters.add(|c| &c.dropped_no_buffer, 1);
                     }
-                    self.recycle.push(self.frames.chunk_of(head.addr));
+                    self.frames.recycle(head.addr);
                     self.recycle_extras(extras);
                     return;
                 }
@@ -730,7 +669,7 @@ impl Worker {
         match action {
             Action::Drop(reason) => {
                 self.counters.count_drop(reason);
-                self.recycle.push(self.frames.chunk_of(head.addr));
+                self.frames.recycle(head.addr);
                 self.recycle_extras(extras);
             }
             Action::Reply { len, kind, change } => {
@@ -751,23 +690,11 @@ impl Worker {
         }
     }
 
-    /// Gives a frame whose transmission completed back where it belongs: the fill ring,
-    /// or the spare pool.
+    /// Gives a frame whose transmission completed (or that a request no longer needs) back
+    /// where it belongs: the fill ring, or the spare pool.
     fn release_frame(&mut self, addr: u64) {
-        match self.frames.index_of(addr) {
-            Some(index) if self.with_kernel[index as usize] => {
-                self.counters.add(|c| &c.frame_anomalies, 1);
-                warn!(
-                    queue_id = self.queue_id,
-                    index, "frame released twice; ignored"
-                );
-            }
-            Some(index) if index >= self.rx_frames => self.spare.push(index),
-            Some(_) => self.recycle.push(self.frames.chunk_of(addr)),
-            None => warn!(
-                queue_id = self.queue_id,
-                addr, "completion outside the UMEM; ignored"
-            ),
+        if let Err(anomaly) = self.frames.release(addr) {
+            self.frame_anomaly(anomaly);
         }
     }
 
@@ -775,20 +702,22 @@ impl Worker {
     /// as this worker's. False (counted) when the kernel did not hold it, or it is outside
     /// the UMEM: the descriptor must then be ignored.
     fn take_from_kernel(&mut self, addr: u64) -> bool {
-        match self.frames.index_of(addr) {
-            Some(index) if self.with_kernel[index as usize] => {
-                self.with_kernel[index as usize] = false;
-                true
-            }
-            _ => {
-                self.counters.add(|c| &c.frame_anomalies, 1);
-                warn!(
-                    queue_id = self.queue_id,
-                    addr, "the kernel returned a frame it did not hold; ignored"
-                );
+        match self.frames.take_from_kernel(addr) {
+            Ok(()) => true,
+            Err(anomaly) => {
+                self.frame_anomaly(anomaly);
                 false
             }
         }
+    }
+
+    fn frame_anomaly(&self, anomaly: Anomaly) {
+        self.counters.add(|c| &c.frame_anomalies, 1);
+        warn!(
+            queue_id = self.queue_id,
+            ?anomaly,
+            "frame ownership anomaly; the descriptor is ignored"
+        );
     }
 
     fn queue_tx(&mut self, addr: u64, len: usize, options: u32, started_ns: Option<u64>) {
@@ -811,10 +740,9 @@ impl Worker {
         // The TX ring holds as many entries as there are frames, so it always has room for
         // the frames this worker holds; should it not, the rest wait for the next turn.
         let reserved = tx.reserve(pending);
-        let frame_size = u64::from(self.frames.frame_size());
         for (i, pending) in self.tx_pending[..reserved as usize].iter().enumerate() {
             tx.write(i as u32, pending.desc);
-            self.with_kernel[(pending.desc.addr / frame_size) as usize] = true;
+            self.frames.hand_to_kernel(pending.desc.addr);
             if let Some(started_ns) = pending.started_ns {
                 self.latency.record(now_ns.saturating_sub(started_ns));
             }
@@ -868,31 +796,18 @@ impl Worker {
 
     /// Gives recycled frames back to the kernel on the fill ring.
     fn refill(&mut self) -> Result<(), WorkerError> {
-        if self.recycle.is_empty() {
-            return Ok(());
-        }
         let fill = self.socket.fill();
-        let wanted = self.recycle.len() as u32;
-        // The fill ring holds as many entries as there are frames, so it always has room
-        // for the frames this worker holds; should it not, the rest wait for the next turn.
-        let reserved = fill.reserve(wanted);
-        let mut written = 0;
-        for &addr in &self.recycle[..reserved as usize] {
-            let index = (addr / u64::from(self.frames.frame_size())) as usize;
-            if std::mem::replace(&mut self.with_kernel[index], true) {
-                self.counters.add(|c| &c.frame_anomalies, 1);
-                warn!(
-                    queue_id = self.queue_id,
-                    index, "frame recycled twice; ignored"
-                );
-                continue;
-            }
-            fill.write(written, addr);
-            written += 1;
+        let twice = self.frames.fill(fill);
+        let wake = fill.needs_wakeup();
+        if twice > 0 {
+            self.counters.add(|c| &c.frame_anomalies, twice);
+            warn!(
+                queue_id = self.queue_id,
+                frames = twice,
+                "frames recycled twice; ignored"
+            );
         }
-        fill.submit(written);
-        self.recycle.drain(..reserved as usize);
-        if fill.needs_wakeup() {
+        if wake {
             self.socket.wake_rx().map_err(|source| WorkerError::Xsk {
                 queue_id: self.queue_id,
                 source,
