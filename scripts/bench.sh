@@ -5,10 +5,13 @@
 # CPU time per request, and the xblade/vblade ratio. Also the two ceilings that bound any
 # ratio: raw fio on the disk (for the O_DIRECT cases) and the load generator against
 # xblade-responder, which answers at once from no storage (for the tmpfs and MTU 9000
-# cases); the null backend, 1 vs 2 queues, and what each fast-path mechanism buys
-# (ablations).
+# cases); the null backend, 1 vs 2 queues, what each fast-path mechanism buys
+# (ablations), the same load spread over many exports of one process (exports), and the
+# previous build side by side with this one (--compare-bin).
 #
 #   sudo ./scripts/bench.sh [--quick] [--repeat N] [--duration S] [--out DIR] [--only GROUPS]
+#                           [--compare-bin PATH] [--kinds KINDS] [--qds LIST]
+#                           [--export-counts LIST] [--gen-spin-us US]
 #
 #   --quick        one repetition of 2 s runs (a smoke run, not numbers to quote)
 #   --repeat N     repetitions of every case (default 3; the table shows the median and the
@@ -16,7 +19,21 @@
 #   --duration S   measured seconds per run (default 5; 1 s warm-up before each)
 #   --out DIR      where JSON results, the table and the latency CDF plot go
 #                  (default results/bench-DATE)
-#   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation
+#   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation,
+#                  exports (default: all of them)
+#   --compare-bin PATH  another xblade binary (e.g. a build of the previous main) run as
+#                  target kind xblade-prev in the tmpfs, disk and jumbo groups, with the
+#                  same command line, right before xblade in every repetition (prev,
+#                  current, prev, current, ...); the report puts the two side by side
+#   --kinds KINDS  only these target kinds in the tmpfs, disk and jumbo groups
+#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,fio; default all).
+#                  E.g. --kinds xblade-prev,xblade for a regression check alone
+#   --qds LIST     queue depths of the tmpfs and disk groups (default 1,16,64)
+#   --export-counts LIST  exports group: numbers of exports (default 1,8,64). One xblade
+#                  process from a generated --config file (pin = false, frames 4096, one
+#                  64 MiB tmpfs image per export); the generator spreads the same total QD
+#                  (16 and 64) round robin over them, with the same total span (64 MiB / N
+#                  per export, allocated), so only the number of exports changes
 #   --gen-spin-us US  the load generator polls its receive ring this long after the last
 #                  reply before it sleeps in ppoll (default 50; 0 sleeps at once). It has
 #                  CPU 0 to itself, so its wake-ups stay out of every target's latency.
@@ -26,13 +43,16 @@
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, XDP mode (auto: native on veth), AF_XDP copy mode (veth has no
 # zero-copy), batch size, busy-poll off, the generator's spin, CPU placement (target on
-# CPU 1, load on CPU 0).
+# CPU 1, load on CPU 0). The binaries are copied into OUT/bin before the first run, so a
+# rebuild in the tree during the run changes nothing; every run's JSON also has the
+# target's memory after the run (VmRSS, VmHWM, VmPin, VmLck from /proc/PID/status).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 
-REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation" GEN_SPIN_US=50
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports" GEN_SPIN_US=50
+COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) REPEAT=1 DURATION=2 ;;
@@ -41,36 +61,62 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --gen-spin-us) GEN_SPIN_US=$2; shift ;;
-        -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --compare-bin) COMPARE_BIN=$2; shift ;;
+        --kinds) KINDS=$2; shift ;;
+        --qds) QDS=$2; shift ;;
+        --export-counts) EXPORT_COUNTS=$2; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
 done
 need_root "bench.sh"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
+kind_wanted() { [[ ",$KINDS," == *",$1,"* ]]; }
+for g in ${ONLY//,/ }; do
+    case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports) ;; *) die "unknown group $g (see --help)" ;; esac
+done
+for k in ${KINDS//,/ }; do
+    case $k in vblade|xblade-prev|xblade|ceiling|fio) ;; *) die "unknown target kind $k (see --help)" ;; esac
+done
+if [ -n "$COMPARE_BIN" ]; then
+    [ -x "$COMPARE_BIN" ] || die "--compare-bin $COMPARE_BIN: not an executable"
+fi
+QDS=${QDS//,/ } EXPORT_COUNTS=${EXPORT_COUNTS//,/ }
 
 ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade fio python3
 find_cargo
 log "building release binaries"
 cargo_run build --release --locked -p xblade -p xblade-bench
-XBLADE="$REPO/target/release/xblade"
-BENCH="$REPO/target/release/xblade-bench"
-RESPONDER="$REPO/target/release/xblade-responder"
 OUT=${OUT:-$REPO/results/bench-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT/runs"
+mkdir -p "$OUT/runs" "$OUT/bin"
+# Copies: other work in the tree may rebuild target/release while this runs.
+for b in xblade xblade-bench xblade-responder; do
+    cp "$REPO/target/release/$b" "$OUT/bin/$b"
+done
+XBLADE="$OUT/bin/xblade"
+BENCH="$OUT/bin/xblade-bench"
+RESPONDER="$OUT/bin/xblade-responder"
+XBLADE_PREV=""
+if [ -n "$COMPARE_BIN" ]; then
+    cp "$COMPARE_BIN" "$OUT/bin/xblade-prev"
+    XBLADE_PREV="$OUT/bin/xblade-prev"
+fi
 
 ID="xbb$$"
 NS_T="$ID-t" NS_C="$ID-c" IF_T="${ID}t" IF_C="${ID}c"
 SHM_IMG="/dev/shm/xblade-bench-$$.img"
 DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
+# The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
+EXPORT_IMG_PREFIX="/dev/shm/xblade-bench-$$-e"
 TARGET_PID=""
 cleanup() {
     set +e
     stop_target
     ip netns del "$NS_T" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
-    rm -f "$SHM_IMG" "$DISK_IMG"
+    rm -f "$SHM_IMG" "$DISK_IMG" "$EXPORT_IMG_PREFIX"*.img
 }
 trap cleanup EXIT INT TERM
 
@@ -83,6 +129,7 @@ make_lab() {
     ip link add "$IF_T" numrxqueues "$2" numtxqueues "$2" netns "$NS_T" type veth \
         peer name "$IF_C" numrxqueues "$2" numtxqueues "$2" netns "$NS_C"
     for side in "$NS_T $IF_T" "$NS_C $IF_C"; do
+        # shellcheck disable=SC2086 # two words: namespace, interface
         set -- $side
         ip -n "$1" link set "$2" mtu "$MTU_NOW" up
     done
@@ -119,6 +166,13 @@ start_target() {
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# target_mem PID: the target's memory as JSON, in KiB (VmRSS, VmHWM, VmPin, VmLck).
+target_mem() {
+    [ -r "/proc/$1/status" ] || { echo '{}'; return 0; }
+    awk 'BEGIN { printf "{" } /^(VmRSS|VmHWM|VmPin|VmLck):/ { sub(":", "", $1); printf "%s\"%s_kib\": %d", sep, $1, $2; sep = ", " }
+         END { printf "}" }' "/proc/$1/status" 2>/dev/null
+}
+
 # run_bench NAME TARGETKIND QD READPCT [EXTRA BENCH ARGS...]: one measured run of the load
 # generator on CPU 0 against the running target; JSON into runs/, with the target's CPU time.
 run_bench() {
@@ -131,7 +185,7 @@ run_bench() {
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
         --spin-us "$GEN_SPIN_US" --quiet --json "$json" "$@" >/dev/null || log "warning: $name: xblade-bench exited $?"
     t1=$(cpu_ticks "$TARGET_PID")
-    python3 - "$json" "$kind" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$WARMUP" "$DURATION" <<'PY'
+    python3 - "$json" "$kind" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$WARMUP" "$DURATION" "$(target_mem "$TARGET_PID")" <<'PY'
 import json, sys
 path, kind, ticks, hz, warmup, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 try:
@@ -141,6 +195,10 @@ except (OSError, ValueError):
 ops = report["results"]["all"]["ops"] * (warmup + duration) / duration
 report["target_cpu"] = {"kind": kind, "seconds": ticks / hz,
                         "us_per_request": (ticks / hz) * 1e6 / ops if ops else None}
+try:
+    report["target_mem"] = json.loads(sys.argv[7])
+except ValueError:
+    pass
 json.dump(report, open(path, "w"), indent=1)
 PY
 }
@@ -155,15 +213,20 @@ fio_run() {
 }
 
 XBLADE_ARGS=(--no-state --no-pin)
-# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling|fio]: vblade and xblade, one after
-# the other, at every QD, reads then writes. The last argument adds, in the same repetition
-# (so a drift of the machine over time hits all alike), the bound on every ratio over
-# vblade: "ceiling" runs xblade-responder, which answers at once from no storage (the load
-# generator's own limit); "fio" runs raw fio on the image (the disk's own limit).
+# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling|fio]: vblade, xblade-prev (with
+# --compare-bin) and xblade, one after the other, at every QD, reads then writes. The last
+# argument adds, in the same repetition (so a drift of the machine over time hits all
+# alike), the bound on every ratio over vblade: "ceiling" runs xblade-responder, which
+# answers at once from no storage (the load generator's own limit); "fio" runs raw fio on
+# the image (the disk's own limit). --kinds leaves some out.
 cases_for() {
     local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
+    local kinds=vblade
+    [ -n "$XBLADE_PREV" ] && kinds="$kinds xblade-prev"
+    kinds="$kinds xblade $extra"
     for rep in $(seq "$REPEAT"); do
-        for target in vblade xblade $extra; do
+        for target in $kinds; do
+            kind_wanted "$target" || continue
             if [ "$target" = fio ]; then
                 for qd in $qds; do
                     fio_run "$group-read-qd$qd-fio-$rep" randread "$qd" 1k
@@ -177,6 +240,8 @@ cases_for() {
                     start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image" ;;
                 xblade)
                     start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
+                xblade-prev)
+                    start_target "$OUT/runs/$group-xblade-prev-$rep.log" 1 "$XBLADE_PREV" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
                 ceiling)
                     start_target "$OUT/runs/$group-ceiling-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 "$IF_T" ;;
             esac
@@ -191,8 +256,13 @@ cases_for() {
     done
 }
 
+bin_id() { if [ -n "$1" ]; then echo "$("$1" --version) sha256 $(sha256sum "$1" | cut -c1-16)"; fi; }
 cat >"$OUT/settings.json" <<JSON
 {"date": "$(date -Is)", "kernel": "$(uname -r)", "cpus": $(nproc),
+ "tree": "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')",
+ "xblade_binary": "$(bin_id "$XBLADE")", "xblade_prev_binary": "$(bin_id "$XBLADE_PREV")",
+ "compare_bin": "$COMPARE_BIN", "kinds": "$KINDS", "qds": "$QDS", "export_counts": "$EXPORT_COUNTS",
+ "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
@@ -211,7 +281,7 @@ fi
 if want tmpfs; then
     log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
     lab 1500 1
-    cases_for tmpfs "$SHM_IMG" "" "1 16 64" ceiling
+    cases_for tmpfs "$SHM_IMG" "" "$QDS" ceiling
 fi
 
 if want qd1; then
@@ -243,7 +313,7 @@ if want disk; then
     log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling"
     dd if=/dev/zero of="$DISK_IMG" bs=1M count=1024 oflag=direct status=none
     lab 1500 1
-    cases_for disk "$DISK_IMG" "-d" "1 16 64" fio
+    cases_for disk "$DISK_IMG" "-d" "$QDS" fio
 fi
 
 if want null; then
@@ -318,6 +388,62 @@ if want ablation && want disk; then
             stop_target
         done
     done
+fi
+
+if want exports; then
+    # The same total load over 1, 8 and 64 exports of one xblade process on one interface
+    # (one veth link, one RX queue, so one worker and one UMEM for all exports). Every
+    # export has its own 64 MiB tmpfs image; the generator uses 64 MiB / N of each (so the
+    # data touched is 64 MiB in every case, allocated beforehand) and sends each new
+    # request to the next export in turn.
+    EXPORT_TOTAL_SECTORS=$(( 64 * 2048 ))
+    max_count=0
+    for n in $EXPORT_COUNTS; do [ "$n" -gt "$max_count" ] && max_count=$n; done
+    log "exports: tmpfs, $EXPORT_COUNTS exports in one process, QD 16 and 64 in all (MTU 1500)"
+    for ((i = 0; i < max_count; i++)); do
+        img="$EXPORT_IMG_PREFIX$i.img"
+        truncate -s 64M "$img"
+        # Allocate the largest span any case uses on this image.
+        span=0
+        for n in $EXPORT_COUNTS; do
+            # shellcheck disable=SC2017 # the generator's span is EXPORT_TOTAL_SECTORS / n
+            s=$(( EXPORT_TOTAL_SECTORS / n * 512 ))
+            [ "$i" -lt "$n" ] && [ "$s" -gt "$span" ] && span=$s
+        done
+        fallocate -l "$span" "$img"
+    done
+    lab 1500 1
+    for rep in $(seq "$REPEAT"); do
+        for n in $EXPORT_COUNTS; do
+            dir="$OUT/runs/exports$n-$rep"
+            mkdir -p "$dir/state"
+            {
+                printf '[defaults]\ncontrol = "%s"\nstate_dir = "%s"\n' "$dir/control.sock" "$dir/state"
+                printf 'pin = false\nframes = 4096\nbatch = 64\nbusy_poll = false\n'
+                for ((i = 0; i < n; i++)); do
+                    printf '\n[[export]]\nshelf = 1\nslot = %d\nfile = "%s"\ninterfaces = ["%s"]\n' \
+                        "$i" "$EXPORT_IMG_PREFIX$i.img" "$IF_T"
+                done
+            } >"$dir/xblade.toml"
+            start_target "$OUT/runs/exports$n-xblade-$rep.log" 1 "$XBLADE" --config "$dir/xblade.toml"
+            # One `exporting` line per export: all of them are served.
+            for _ in $(seq 200); do
+                [ "$(grep -c exporting "$OUT/runs/exports$n-xblade-$rep.log")" -ge "$n" ] && break
+                sleep 0.05
+            done
+            [ "$(grep -c exporting "$OUT/runs/exports$n-xblade-$rep.log")" -ge "$n" ] || die "xblade did not export $n exports"
+            target_mem "$TARGET_PID" >"$OUT/runs/exports$n-mem-start-$rep.txt"
+            for qd in 16 64; do
+                for op in read write; do
+                    rpct=100; [ $op = write ] && rpct=0
+                    run_bench "exports$n-$op-qd$qd-xblade-$rep" xblade "$qd" "$rpct" \
+                        --exports "$n" --span-sectors $(( EXPORT_TOTAL_SECTORS / n ))
+                done
+            done
+            stop_target
+        done
+    done
+    rm -f "$EXPORT_IMG_PREFIX"*.img
 fi
 
 log "report"

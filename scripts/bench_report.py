@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Summarises a scripts/bench.sh run: one table (median and min..max over repetitions),
 ratios xblade/vblade measured in the same run, summary.json, and a latency CDF plot (SVG).
+With an exports group, a table of the same load over 1..N exports of one process (IOPS
+relative to one export, memory); with --compare-bin, the previous build (xblade-prev) and
+this one side by side.
 
     python3 scripts/bench_report.py RESULTS_DIR
 """
@@ -31,7 +34,7 @@ def load_runs(runs_dir):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade|fio|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade|fio|ceiling)-(\d+)$", name)
         if not m:
             continue
         metrics = fio_metrics(data) if m.group(2) == "fio" else bench_metrics(data)
@@ -52,6 +55,8 @@ def load_runs(runs_dir):
                 "retransmits": sum(p["retransmits"] for p in parts),
                 "errors": sum(p["errors"] for p in parts),
                 "cdf": [],
+                "rss_kib": None, "hwm_kib": None, "pin_kib": None,
+                "balance": None, "exports": None,
             })
     return merged
 
@@ -60,7 +65,14 @@ def bench_metrics(report):
     res = report["results"]["all"]
     lat = res.get("latency") or {}
     errors = report.get("errors", {})
+    mem = report.get("target_mem") or {}
+    balance = report.get("balance") or {}
     return {
+        "rss_kib": mem.get("VmRSS_kib"),
+        "hwm_kib": mem.get("VmHWM_kib"),
+        "pin_kib": mem.get("VmPin_kib"),
+        "balance": balance.get("max_over_min"),
+        "exports": (report.get("config") or {}).get("exports", 1),
         "iops": res["iops"],
         "mb_s": res["mb_per_s"],
         "p50_us": lat.get("p50_ns", 0) / 1e3,
@@ -89,6 +101,8 @@ def fio_metrics(report):
         "retransmits": 0,
         "errors": 0,
         "cdf": [],
+        "rss_kib": None, "hwm_kib": None, "pin_kib": None,
+        "balance": None, "exports": None,
     }
 
 
@@ -109,8 +123,76 @@ def fmt(v, digits=1):
 
 
 def case_key(case):
-    m = re.match(r"^(.*)-(read|write)-qd(\d+)", case)
-    return (m.group(1), m.group(2), int(m.group(3))) if m else (case, "", 0)
+    m = re.match(r"^(.*?)(\d*)-(read|write)-qd(\d+)", case)
+    if not m:
+        return (case, 0, "", 0)
+    return (m.group(1), int(m.group(2) or 0), m.group(3), int(m.group(4)))
+
+
+def mib(kib):
+    return "-" if kib is None else f"{kib / 1024:.1f}"
+
+
+def exports_table(summary, runs):
+    """The exports group: the same total load over 1..N exports of one xblade process."""
+    rows = {}
+    for case in summary:
+        m = re.match(r"^exports(\d+)-(read|write)-qd(\d+)$", case)
+        if m and "xblade" in summary[case]:
+            rows[(m.group(2), int(m.group(3)), int(m.group(1)))] = case
+    if not rows:
+        return []
+    lines = ["", "Many exports: the same total load over N exports of one xblade process (tmpfs, "
+             "1 KiB requests, MTU 1500, one veth link, 1 RX queue = one worker and one UMEM "
+             "for all; total span 64 MiB = 64 MiB / N per export; each new request to the next "
+             "export in turn)",
+             f"{'op':5} {'QD':>3} {'exports':>7} {'IOPS median [min..max]':>28} {'vs 1':>6} "
+             f"{'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'CPU us/req':>10} {'RSS MiB':>8} "
+             f"{'VmPin MiB':>9} {'max/min':>8} {'retx':>5}"]
+    lines.append("-" * len(lines[-1]))
+    for (op, qd, n) in sorted(rows):
+        case = rows[(op, qd, n)]
+        row = summary[case]["xblade"]
+        reps = runs[(case, "xblade")]
+        one = summary.get(rows.get((op, qd, 1), ""), {}).get("xblade")
+        ratio = row["iops"] / one["iops"] if one and one["iops"] else None
+        row["vs_one_export"] = ratio
+        row["rss_kib"] = med([r["rss_kib"] for r in reps])
+        row["pin_kib"] = med([r["pin_kib"] for r in reps])
+        row["balance"] = med([r["balance"] for r in reps])
+        iops = f"{row['iops']:.0f}{spread([r['iops'] for r in reps])}"
+        lines.append(f"{op:5} {qd:>3} {n:>7} {iops:>28} {fmt(ratio, 3):>6} {fmt(row['p50_us']):>8} "
+                     f"{fmt(row['p99_us']):>8} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} "
+                     f"{mib(row['rss_kib']):>8} {mib(row['pin_kib']):>9} {fmt(row['balance'], 3):>8} "
+                     f"{row['retransmits']:>5}")
+    lines.append("vs 1: IOPS over the 1-export case of the same op and QD (medians); max/min: "
+                 "highest over lowest per-export IOPS in a run (median over runs); RSS and "
+                 "VmPin of the target after the run (median)")
+    return lines
+
+
+def compare_table(summary, runs):
+    """--compare-bin: the previous build and this one, same cases, interleaved per repetition."""
+    cases = sorted((c for c, t in summary.items() if "xblade" in t and "xblade-prev" in t), key=case_key)
+    if not cases:
+        return []
+    lines = ["", "Single export: previous build (xblade-prev) and this one (xblade), same run, "
+             "interleaved per repetition",
+             f"{'case':20} {'prev IOPS [min..max]':>26} {'current IOPS [min..max]':>26} {'cur/prev':>8} "
+             f"{'p99 us prev/cur':>16} {'CPU us/req prev/cur':>20} {'RSS MiB prev/cur':>17} {'retx':>9}"]
+    lines.append("-" * len(lines[-1]))
+    for case in cases:
+        p, c = summary[case]["xblade-prev"], summary[case]["xblade"]
+        pr, cr = runs[(case, "xblade-prev")], runs[(case, "xblade")]
+        ratio = c["iops"] / p["iops"] if p["iops"] else None
+        summary[case]["ratio_xblade_prev"] = ratio
+        prss, crss = med([r["rss_kib"] for r in pr]), med([r["rss_kib"] for r in cr])
+        lines.append(f"{case:20} {p['iops']:>11.0f}{spread([r['iops'] for r in pr]):>15} "
+                     f"{c['iops']:>11.0f}{spread([r['iops'] for r in cr]):>15} {fmt(ratio, 3):>8} "
+                     f"{fmt(p['p99_us']) + ' / ' + fmt(c['p99_us']):>16} "
+                     f"{fmt(p['cpu_us'], 2) + ' / ' + fmt(c['cpu_us'], 2):>20} "
+                     f"{mib(prss) + ' / ' + mib(crss):>17} {str(p['retransmits']) + '/' + str(c['retransmits']):>9}")
+    return lines
 
 
 def main():
@@ -123,7 +205,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade": 1, "fio": 2, "ceiling": 3}.get(t, 4 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "fio": 3, "ceiling": 4}.get(t, 5 if t != "default" else 0))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us")}
@@ -166,6 +248,9 @@ def main():
         print("\nablations (IOPS relative to the default configuration):")
         for c, t, r in abl:
             print(f"  {c:28} {t:18} {r['vs_default']:.2f}x")
+    for extra in (exports_table(summary, runs), compare_table(summary, runs)):
+        if extra:
+            print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_cdf(out, runs)
 

@@ -1,4 +1,6 @@
-//! The closed loop: keep `queue_depth` requests in flight against one target, one thread.
+//! The closed loop: keep `queue_depth` requests in flight against one target, or spread
+//! over several exports (each new request to the next export in turn, [`RoundRobin`]), one
+//! thread.
 //!
 //! Each turn of the loop fills every free slot (building the request in the slot's own,
 //! preallocated frame), sends all new requests and due retransmissions with one system call
@@ -13,10 +15,12 @@ use std::time::{Duration, Instant};
 use aoe_initiator::wire::{self, Expect, Peer, Stray, Verdict};
 use aoe_initiator::{tag, RequestError};
 use aoe_proto::ata::{self, opcode, AtaHeader, AFLAG_EXTENDED, AFLAG_WRITE};
+use aoe_proto::Header;
 
+use crate::exports::{export_seed, RoundRobin};
 use crate::packet::{self, RxRing, Tx};
 use crate::rng::mix64;
-use crate::stats::{Interval, Kind, Stats};
+use crate::stats::{ErrorCounts, ExportStats, Interval, Kind, Stats};
 use crate::verify::{VerifyFailure, VerifyTable};
 use crate::workload::{Geometry, Pattern, Workload};
 
@@ -32,10 +36,12 @@ pub const LOGGED_FAILURES: usize = 8;
 /// What to run.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
+    /// Requests in flight over all exports together.
     pub queue_depth: usize,
     pub read_pct: u8,
     pub pattern: Pattern,
-    pub geometry: Geometry,
+    /// Sectors per request (every export's [`EngineTarget::geometry`] has these).
+    pub sectors: u8,
     pub warmup: Duration,
     pub duration: Duration,
     pub timeout: Duration,
@@ -48,12 +54,32 @@ pub struct EngineConfig {
     pub spin: Duration,
 }
 
+/// One export the load goes to.
+#[derive(Debug)]
+pub struct EngineTarget {
+    pub peer: Peer,
+    /// The span used on this export, cut into requests of [`EngineConfig::sectors`].
+    pub geometry: Geometry,
+    /// The table for `--verify` (allocated by the caller, up front), one per export: each
+    /// export's data carries its own nonce.
+    pub verify: Option<VerifyTable>,
+}
+
 /// One failed request, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailedRequest {
+    /// Index of the export (in the order given to [`Engine::new`]).
+    pub export: usize,
     pub write: bool,
     pub lba: u64,
     pub error: RequestError,
+}
+
+/// One verify failure and the export it was found on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportVerifyFailure {
+    pub export: usize,
+    pub failure: VerifyFailure,
 }
 
 /// What a run measured.
@@ -67,8 +93,10 @@ pub struct RunResult {
     pub cpu_sys: Duration,
     /// Requests still unanswered when the final drain gave up.
     pub abandoned: usize,
+    /// Each export's share (in the order given to [`Engine::new`]).
+    pub exports: Vec<ExportStats>,
     /// The first verify failures.
-    pub verify_log: Vec<VerifyFailure>,
+    pub verify_log: Vec<ExportVerifyFailure>,
     /// The first failed requests.
     pub error_log: Vec<FailedRequest>,
     /// Stopped early by SIGINT/SIGTERM.
@@ -79,6 +107,8 @@ pub struct RunResult {
 struct Slot {
     live: bool,
     generation: u32,
+    /// The export the slot's current (or last) request went to.
+    export: usize,
     write: bool,
     block: u64,
     /// Write generation (verify mode).
@@ -90,22 +120,34 @@ struct Slot {
     frame_len: usize,
 }
 
+/// One export's addresses, span, request sequence, verify table and numbers.
+#[derive(Debug)]
+struct Export {
+    peer: Peer,
+    geometry: Geometry,
+    workload: Workload,
+    verify: Option<VerifyTable>,
+    stats: ExportStats,
+}
+
 /// Everything but the sockets, so the receive closure can borrow it while the ring is
 /// borrowed too.
 struct Core {
     cfg: EngineConfig,
-    peer: Peer,
+    exports: Vec<Export>,
+    /// Export index by (shelf, slot), for replies whose tag does not name a slot of theirs.
+    by_address: std::collections::HashMap<(u16, u8), usize>,
+    spread: RoundRobin,
     slots: Vec<Slot>,
     free: Vec<usize>,
     /// Slots whose frame goes out with the next send.
     outbox: Vec<usize>,
-    workload: Workload,
-    verify: Option<VerifyTable>,
+    /// The run's totals (all exports).
     stats: Stats,
     /// Completions count toward the performance numbers (warm-up and measure phases).
     recording: bool,
     next_deadline: Instant,
-    verify_log: Vec<VerifyFailure>,
+    verify_log: Vec<ExportVerifyFailure>,
     error_log: Vec<FailedRequest>,
 }
 
@@ -119,8 +161,9 @@ fn random_u32() -> u32 {
 }
 
 impl Core {
-    fn new(cfg: EngineConfig, peer: Peer, verify: Option<VerifyTable>, now: Instant) -> Core {
-        let data_bytes = ata::data_len(cfg.geometry.sectors);
+    /// `targets` must not be empty (an empty list gets one export that is never answered).
+    fn new(cfg: EngineConfig, targets: Vec<EngineTarget>, now: Instant) -> Core {
+        let data_bytes = ata::data_len(cfg.sectors);
         let first_generation = random_u32() & tag::GENERATION_MASK;
         let slots = (0..cfg.queue_depth)
             .map(|i| {
@@ -133,6 +176,7 @@ impl Core {
                 Slot {
                     live: false,
                     generation: first_generation,
+                    export: 0,
                     write: false,
                     block: 0,
                     seq: 0,
@@ -144,14 +188,35 @@ impl Core {
                 }
             })
             .collect();
+        let exports: Vec<Export> = targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| Export {
+                peer: t.peer,
+                geometry: t.geometry,
+                workload: Workload::new(
+                    cfg.pattern,
+                    t.geometry.blocks,
+                    cfg.read_pct,
+                    export_seed(cfg.seed, i),
+                ),
+                verify: t.verify,
+                stats: ExportStats::new(),
+            })
+            .collect();
+        let by_address = exports
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.peer.shelf, e.peer.slot), i))
+            .collect();
         Core {
             cfg,
-            peer,
+            spread: RoundRobin::new(exports.len()),
+            exports,
+            by_address,
             slots,
             free: (0..cfg.queue_depth).rev().collect(),
             outbox: Vec::with_capacity(cfg.queue_depth),
-            workload: Workload::new(cfg.pattern, cfg.geometry.blocks, cfg.read_pct, cfg.seed),
-            verify,
             stats: Stats::new(),
             recording: true,
             next_deadline: now + cfg.timeout,
@@ -164,24 +229,26 @@ impl Core {
         self.slots.len() - self.free.len()
     }
 
-    /// Puts a new request in every free slot (in verify mode, as long as a block that is
-    /// not in flight turns up).
+    /// Puts a new request in every free slot, each to the next export in turn (in verify
+    /// mode, as long as a block that is not in flight turns up on that export).
     fn fill(&mut self, now: Instant) {
         while let Some(&index) = self.free.last() {
-            let Some(next) = self.pick() else {
+            let export = self.spread.pick();
+            let Some(next) = self.pick(export) else {
                 return;
             };
             self.free.pop();
-            self.start(index, next.read, next.block, now);
+            self.start(index, export, next.read, next.block, now);
         }
     }
 
-    fn pick(&mut self) -> Option<crate::workload::Next> {
-        let Some(table) = self.verify.as_mut() else {
-            return Some(self.workload.next_request());
+    fn pick(&mut self, export: usize) -> Option<crate::workload::Next> {
+        let e = self.exports.get_mut(export)?;
+        let Some(table) = e.verify.as_mut() else {
+            return Some(e.workload.next_request());
         };
         for _ in 0..VERIFY_PICKS {
-            let next = self.workload.next_request();
+            let next = e.workload.next_request();
             if table.try_begin(next.block) {
                 return Some(next);
             }
@@ -189,12 +256,13 @@ impl Core {
         None
     }
 
-    fn start(&mut self, index: usize, read: bool, block: u64, now: Instant) {
-        let sectors = self.cfg.geometry.sectors;
-        let lba = self.cfg.geometry.lba(block);
-        let Some(slot) = self.slots.get_mut(index) else {
+    fn start(&mut self, index: usize, export: usize, read: bool, block: u64, now: Instant) {
+        let sectors = self.cfg.sectors;
+        let (Some(slot), Some(e)) = (self.slots.get_mut(index), self.exports.get_mut(export))
+        else {
             return;
         };
+        let lba = e.geometry.lba(block);
         let header = AtaHeader {
             aflags: if read {
                 AFLAG_EXTENDED
@@ -214,7 +282,7 @@ impl Core {
         let tag = tag::encode(index, slot.generation);
         // The frame holds the header and a full data area: encoding cannot fail. The data
         // area is left as it is (the fixed pattern, or the verify data written below).
-        let header_len = wire::encode_ata_request(&mut slot.frame, &self.peer, tag, &header, &[])
+        let header_len = wire::encode_ata_request(&mut slot.frame, &e.peer, tag, &header, &[])
             .unwrap_or(ATA_HEADER_BYTES);
         slot.frame_len = if read {
             header_len
@@ -222,13 +290,14 @@ impl Core {
             header_len + ata::data_len(sectors)
         };
         slot.seq = 0;
-        if let (false, Some(table)) = (read, self.verify.as_mut()) {
+        if let (false, Some(table)) = (read, e.verify.as_mut()) {
             slot.seq = table.next_generation();
             if let Some(data) = slot.frame.get_mut(header_len..slot.frame_len) {
                 table.fill(block, slot.seq, data);
             }
         }
         slot.live = true;
+        slot.export = export;
         slot.write = !read;
         slot.block = block;
         slot.attempts = 1;
@@ -238,17 +307,52 @@ impl Core {
         self.outbox.push(index);
     }
 
-    /// Judges one received frame and completes the request it answers.
+    /// The export a received frame is judged against: with one export, that one; else the
+    /// export of the slot its tag names when the frame comes from that export's address
+    /// (the usual case, no lookup), else the export with the frame's address (a late reply
+    /// to a slot that has moved on to another export), else export 0 (then it is a stray
+    /// of another address).
+    fn export_of(&self, frame: &[u8]) -> usize {
+        if self.exports.len() == 1 {
+            return 0;
+        }
+        let Ok(h) = Header::parse(frame) else {
+            return 0;
+        };
+        let address = (h.major, h.minor);
+        if let Some(export) = tag::decode(h.tag)
+            .and_then(|(index, _)| self.slots.get(index))
+            .map(|slot| slot.export)
+        {
+            if self
+                .exports
+                .get(export)
+                .is_some_and(|e| (e.peer.shelf, e.peer.slot) == address)
+            {
+                return export;
+            }
+        }
+        self.by_address.get(&address).copied().unwrap_or(0)
+    }
+
+    /// Judges one received frame and completes the request it answers. A reply from
+    /// another export than the one its slot's request went to is a stray (stale).
     fn on_frame(&mut self, frame: &[u8]) {
-        let sectors = self.cfg.geometry.sectors;
+        let sectors = self.cfg.sectors;
+        let export = self.export_of(frame);
+        let Some(peer) = self.exports.get(export).map(|e| &e.peer) else {
+            return;
+        };
         let slots = &self.slots;
-        let verdict = wire::classify(frame, &self.peer, |index, generation| {
+        let verdict = wire::classify(frame, peer, |index, generation| {
             let slot = slots.get(index)?;
-            (slot.live && slot.generation == generation).then_some(if slot.write {
-                Expect::NoData
-            } else {
-                Expect::Data { sectors }
-            })
+            (slot.live && slot.generation == generation && slot.export == export).then_some(
+                if slot.write {
+                    Expect::NoData
+                } else {
+                    Expect::Data { sectors }
+                },
+            )
         });
         match verdict {
             Verdict::NotResponse => {}
@@ -275,50 +379,64 @@ impl Core {
             return;
         }
         slot.live = false;
-        let (write, block, seq) = (slot.write, slot.block, slot.seq);
+        let (export, write, block, seq) = (slot.export, slot.write, slot.block, slot.seq);
         let latency = now.saturating_duration_since(slot.submitted);
         self.free.push(index);
+        let Some(e) = self.exports.get_mut(export) else {
+            return;
+        };
         let errors = &mut self.stats.errors;
         match result {
             Ok(data) => {
-                if let Some(table) = self.verify.as_mut() {
+                if let Some(table) = e.verify.as_mut() {
                     if write {
                         table.write_done(block, seq);
                     } else if let Err(failure) = table.check(block, data) {
-                        errors.verify_failures += 1;
+                        count(errors, &mut e.stats.errors, |c| c.verify_failures += 1);
                         if self.verify_log.len() < LOGGED_FAILURES {
-                            self.verify_log.push(failure);
+                            self.verify_log
+                                .push(ExportVerifyFailure { export, failure });
                         }
                     }
                 }
                 if self.recording {
                     let kind = if write { Kind::Write } else { Kind::Read };
-                    let bytes = ata::data_len(self.cfg.geometry.sectors) as u64;
+                    let bytes = ata::data_len(self.cfg.sectors) as u64;
                     let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
                     self.stats.record(kind, ns, bytes);
+                    e.stats.record(kind, ns, bytes);
                 }
             }
             Err(error) => {
-                match error {
-                    RequestError::Ata { .. } => errors.ata_errors += 1,
-                    RequestError::Aoe { .. } => errors.aoe_errors += 1,
-                    RequestError::Timeout { .. } => errors.timeouts += 1,
-                    _ => errors.bad_replies += 1,
-                }
-                if let (true, Some(table)) = (write, self.verify.as_mut()) {
+                count(errors, &mut e.stats.errors, |c| match error {
+                    RequestError::Ata { .. } => c.ata_errors += 1,
+                    RequestError::Aoe { .. } => c.aoe_errors += 1,
+                    RequestError::Timeout { .. } => c.timeouts += 1,
+                    _ => c.bad_replies += 1,
+                });
+                if let (true, Some(table)) = (write, e.verify.as_mut()) {
                     table.write_uncertain(block, seq);
                 }
                 if self.error_log.len() < LOGGED_FAILURES {
                     self.error_log.push(FailedRequest {
+                        export,
                         write,
-                        lba: self.cfg.geometry.lba(block),
+                        lba: e.geometry.lba(block),
                         error,
                     });
                 }
             }
         }
-        if let Some(table) = self.verify.as_mut() {
+        if let Some(table) = e.verify.as_mut() {
             table.end(block);
+        }
+    }
+
+    /// Forgets the performance numbers of the run and of every export (end of warm-up).
+    fn reset_performance(&mut self) {
+        self.stats.reset_performance();
+        for e in &mut self.exports {
+            e.stats.reset_performance();
         }
     }
 
@@ -348,7 +466,11 @@ impl Core {
                 }
                 slot.attempts += 1;
                 slot.deadline = now + self.cfg.timeout;
+                let export = slot.export;
                 self.stats.errors.retransmits += 1;
+                if let Some(e) = self.exports.get_mut(export) {
+                    e.stats.errors.retransmits += 1;
+                }
                 self.outbox.push(index);
                 continue;
             }
@@ -361,6 +483,12 @@ impl Core {
         }
         self.next_deadline = next;
     }
+}
+
+/// Counts one failure in the run's totals and in its export's.
+fn count(total: &mut ErrorCounts, export: &mut ErrorCounts, add: impl Fn(&mut ErrorCounts)) {
+    add(total);
+    add(export);
 }
 
 /// The closed-loop load generator.
@@ -378,18 +506,12 @@ enum Phase {
 }
 
 impl Engine {
-    /// `verify` is the table for `--verify` (allocated by the caller, up front).
-    pub fn new(
-        cfg: EngineConfig,
-        peer: Peer,
-        rx: RxRing,
-        tx: Tx,
-        verify: Option<VerifyTable>,
-    ) -> Engine {
+    /// Load over `targets` (at least one; all on the interface of `rx` and `tx`).
+    pub fn new(cfg: EngineConfig, targets: Vec<EngineTarget>, rx: RxRing, tx: Tx) -> Engine {
         Engine {
             rx,
             tx,
-            core: Core::new(cfg, peer, verify, Instant::now()),
+            core: Core::new(cfg, targets, Instant::now()),
         }
     }
 
@@ -441,7 +563,7 @@ impl Engine {
             }
             if phase == Phase::Warmup && now >= warm_end {
                 phase = Phase::Measure;
-                self.core.stats.reset_performance();
+                self.core.reset_performance();
                 measure_start = now;
                 cpu_start = packet::cpu_time();
             }
@@ -482,6 +604,7 @@ impl Engine {
             cpu_user: cpu_end.0.saturating_sub(cpu_start.0),
             cpu_sys: cpu_end.1.saturating_sub(cpu_start.1),
             abandoned,
+            exports: self.core.exports.into_iter().map(|e| e.stats).collect(),
             verify_log: self.core.verify_log,
             error_log: self.core.error_log,
             stats: self.core.stats,
@@ -546,4 +669,209 @@ fn progress_line(elapsed: Duration, phase: &str, i: &Interval, core: &Core) {
         e.ata_errors + e.aoe_errors + e.bad_replies,
         e.verify_failures,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::responder::{Replier, ResponderConfig};
+    use aoe_proto::Mac;
+
+    const OWN: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const TARGET: Mac = Mac([2, 0, 0, 0, 0, 2]);
+    const SHELF: u16 = 7;
+    /// Offset of the minor (slot) byte in an untagged AoE frame.
+    const MINOR_AT: usize = 18;
+
+    fn config(queue_depth: usize, read_pct: u8, pattern: Pattern) -> EngineConfig {
+        EngineConfig {
+            queue_depth,
+            read_pct,
+            pattern,
+            sectors: 2,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            retries: 1,
+            seed: 3,
+            progress: false,
+            spin: Duration::ZERO,
+        }
+    }
+
+    /// `n` exports e7.0 .. e7.(n-1) of `blocks` blocks of 2 sectors each.
+    fn core(cfg: EngineConfig, n: usize, blocks: u64, verify: bool) -> Core {
+        let targets = (0..n)
+            .map(|i| EngineTarget {
+                peer: Peer {
+                    own_mac: OWN,
+                    target_mac: TARGET,
+                    shelf: SHELF,
+                    slot: i as u8,
+                },
+                geometry: Geometry::new(blocks * 2, 2).unwrap(),
+                verify: verify.then(|| VerifyTable::new(blocks, 2, mix64(i as u64 + 1)).unwrap()),
+            })
+            .collect();
+        Core::new(cfg, targets, Instant::now())
+    }
+
+    /// One RAM responder per export.
+    fn repliers(n: usize, blocks: u64) -> Vec<Replier> {
+        (0..n)
+            .map(|i| {
+                let mut cfg = ResponderConfig::new(SHELF, i as u8, blocks * 2);
+                cfg.ram = true;
+                Replier::new(cfg, TARGET, 2).unwrap()
+            })
+            .collect()
+    }
+
+    /// Sends what the core has in its outbox to the repliers (the request to export `e` is
+    /// answered by replier `route(e)`, as if addressed to it) and hands the replies back in
+    /// an order that varies per turn. Returns the exports of the requests sent.
+    fn turn(
+        core: &mut Core,
+        repliers: &mut [Replier],
+        turn: usize,
+        route: impl Fn(usize) -> usize,
+    ) -> Vec<usize> {
+        core.fill(Instant::now());
+        let mut sent = Vec::new();
+        let mut replies = Vec::new();
+        for &index in &core.outbox {
+            let slot = &core.slots[index];
+            sent.push(slot.export);
+            let mut request = slot.frame[..slot.frame_len].to_vec();
+            let to = route(slot.export);
+            request[MINOR_AT] = to as u8;
+            let mut out = vec![0u8; 2048];
+            let len = repliers[to].answer(&request, &mut out).expect("answered");
+            out.truncate(len);
+            out[MINOR_AT] = slot.export as u8;
+            replies.push(out);
+        }
+        core.outbox.clear();
+        let k = replies.len().max(1);
+        replies.rotate_left(turn % k);
+        if turn % 2 == 1 {
+            replies.reverse();
+        }
+        for reply in replies {
+            core.on_frame(&reply);
+        }
+        sent
+    }
+
+    #[test]
+    fn requests_take_turns_over_the_exports_at_any_depth() {
+        for (qd, n) in [(16usize, 64usize), (64, 8), (3, 4), (8, 1)] {
+            let mut c = core(config(qd, 50, Pattern::Random), n, 1000, false);
+            let mut r = repliers(n, 1000);
+            // The first fill: slot after slot, export after export.
+            let first = turn(&mut c, &mut r, 0, |e| e);
+            let want: Vec<usize> = (0..qd).map(|i| i % n).collect();
+            assert_eq!(first, want, "QD {qd} over {n}");
+            for t in 1..200 {
+                turn(&mut c, &mut r, t, |e| e);
+            }
+            let ops: Vec<u64> = c.exports.iter().map(|e| e.stats.all.ops).collect();
+            let total: u64 = ops.iter().sum();
+            assert_eq!(total, 200 * qd as u64, "every request answered: {ops:?}");
+            let (lo, hi) = (ops.iter().min().unwrap(), ops.iter().max().unwrap());
+            assert!(hi - lo <= 1, "QD {qd} over {n}: {ops:?}");
+            assert_eq!(c.stats.combined().ops, total, "totals are the sum");
+            assert!(c
+                .exports
+                .iter()
+                .all(|e| e.stats.reads > 0 && e.stats.writes > 0));
+            assert_eq!(c.stats.errors, ErrorCounts::default());
+        }
+    }
+
+    #[test]
+    fn verify_holds_on_every_export_of_its_own() {
+        // Few blocks per export: requests meet the same blocks all the time.
+        let (n, blocks) = (3, 16);
+        let mut c = core(config(12, 50, Pattern::Random), n, blocks, true);
+        let mut r = repliers(n, blocks);
+        for t in 0..2000 {
+            turn(&mut c, &mut r, t, |e| e);
+        }
+        assert_eq!(c.stats.errors.verify_failures, 0, "{:?}", c.verify_log);
+        for e in &c.exports {
+            assert!(
+                e.stats.reads > 1000 && e.stats.writes > 1000,
+                "{:?}",
+                e.stats
+            );
+        }
+    }
+
+    #[test]
+    fn data_of_another_export_fails_verify_on_the_right_export() {
+        // Every request of export 1 is served by export 0's store: reads on export 1 then
+        // return export 0's data (another nonce), which verify must refuse.
+        let (n, blocks) = (2, 8);
+        let mut c = core(config(4, 50, Pattern::Random), n, blocks, true);
+        let mut r = repliers(n, blocks);
+        for t in 0..500 {
+            turn(&mut c, &mut r, t, |_| 0);
+        }
+        let on_1 = c.exports[1].stats.errors.verify_failures;
+        assert!(on_1 > 0, "crosstalk detected on export 1");
+        assert_eq!(
+            c.stats.errors.verify_failures,
+            on_1 + c.exports[0].stats.errors.verify_failures
+        );
+        assert!(c.verify_log.iter().any(|f| f.export == 1));
+    }
+
+    #[test]
+    fn a_reply_from_another_export_does_not_complete_a_request() {
+        let mut c = core(config(2, 100, Pattern::Random), 2, 100, false);
+        let mut r = repliers(2, 100);
+        c.fill(Instant::now());
+        let index = c.outbox[0];
+        assert_eq!(c.slots[index].export, 0);
+        let mut out = vec![0u8; 2048];
+        let len = r[0]
+            .answer(&c.slots[index].frame[..c.slots[index].frame_len], &mut out)
+            .unwrap();
+        // The reply carries slot 0's tag but comes from e7.1.
+        out[MINOR_AT] = 1;
+        c.on_frame(&out[..len]);
+        assert!(c.slots[index].live, "still waiting for e7.0");
+        assert_eq!(c.stats.errors.stray_replies, 1);
+        // From an address that is not one of ours at all.
+        out[MINOR_AT] = 9;
+        c.on_frame(&out[..len]);
+        assert_eq!(c.stats.errors.stray_replies, 2);
+        assert!(c.slots[index].live);
+        // The right one completes it.
+        out[MINOR_AT] = 0;
+        c.on_frame(&out[..len]);
+        assert!(!c.slots[index].live);
+        assert_eq!(c.exports[0].stats.all.ops, 1);
+        assert_eq!(c.exports[1].stats.all.ops, 0);
+    }
+
+    #[test]
+    fn retransmits_and_timeouts_count_on_their_export() {
+        let mut cfg = config(4, 100, Pattern::Random);
+        cfg.timeout = Duration::from_millis(1);
+        cfg.retries = 1;
+        let mut c = core(cfg, 2, 100, false);
+        let t0 = Instant::now();
+        c.fill(t0);
+        c.outbox.clear();
+        c.expire(t0 + Duration::from_millis(2));
+        assert_eq!(c.stats.errors.retransmits, 4);
+        assert_eq!(c.exports[0].stats.errors.retransmits, 2);
+        assert_eq!(c.exports[1].stats.errors.retransmits, 2);
+        c.expire(t0 + Duration::from_millis(10));
+        assert_eq!(c.stats.errors.timeouts, 4);
+        assert_eq!(c.exports[1].stats.errors.timeouts, 2);
+        assert_eq!(c.error_log.iter().filter(|f| f.export == 1).count(), 2);
+    }
 }

@@ -1,4 +1,5 @@
-//! `xblade-bench`: a closed-loop load generator for one AoE r11 target.
+//! `xblade-bench`: a closed-loop load generator for one AoE r11 target, or for several
+//! exports of one target at once ([`exports`]: the load spread round robin per request).
 //!
 //! It keeps a fixed number of requests (one AoE ATA frame each) in flight, measures the
 //! submit-to-reply latency of every one in an HdrHistogram, and can verify every sector it
@@ -12,6 +13,7 @@
 //! integration tests). It is not a storage target.
 
 pub mod engine;
+pub mod exports;
 pub mod packet;
 pub mod report;
 pub mod responder;

@@ -12,9 +12,10 @@ use clap::Parser;
 use aoe_initiator::wire::Peer;
 use aoe_initiator::{Initiator, InitiatorConfig, MAX_QUEUE_DEPTH};
 use aoe_proto::SECTOR_SIZE;
-use xblade_bench::engine::{Engine, EngineConfig};
+use xblade_bench::engine::{Engine, EngineConfig, EngineTarget};
+use xblade_bench::exports;
 use xblade_bench::packet::{self, RxConfig, RxRing, RxVersion, Tx, TxMethod};
-use xblade_bench::report::{ConfigReport, Report, TargetReport};
+use xblade_bench::report::{ConfigReport, ExportReport, Report, TargetReport};
 use xblade_bench::rng::mix64;
 use xblade_bench::verify::VerifyTable;
 use xblade_bench::workload::{Geometry, Pattern};
@@ -30,7 +31,9 @@ const PROGRESS_MIN_S: f64 = 3.0;
 ///
 /// Finds the target (Query Config) and its capacity (IDENTIFY DEVICE), then keeps
 /// --queue-depth requests in flight, one AoE frame each, for --duration-s seconds after
-/// --warmup-s seconds of warm-up. Every request's submit-to-reply latency goes into an
+/// --warmup-s seconds of warm-up. With --exports N or --targets LIST the same total queue
+/// depth is spread over several exports: each new request goes to the next export in turn,
+/// and the report has each export's numbers next to the total. Every request's submit-to-reply latency goes into an
 /// HdrHistogram. Prints IOPS, MB/s (10^6 bytes of sector data) and latency percentiles on
 /// stdout, a progress line every second on stderr for runs of 3 s or more, and the same
 /// report as JSON with --json.
@@ -52,12 +55,25 @@ struct Cli {
     iface: String,
 
     /// Shelf (AoE major address) of the target.
-    #[arg(long)]
-    shelf: u16,
+    #[arg(long, required_unless_present = "targets")]
+    shelf: Option<u16>,
 
-    /// Slot (AoE minor address) of the target.
-    #[arg(long)]
-    slot: u8,
+    /// Slot (AoE minor address) of the target; with --exports, the first of them.
+    #[arg(long, required_unless_present = "targets")]
+    slot: Option<u8>,
+
+    /// Spread the load over N exports: slots --slot .. --slot+N-1 of --shelf, all found by
+    /// discovery. --queue-depth stays the total: each new request goes to the next export in
+    /// turn (so with QD >= N each has about QD/N in flight), and --span-sectors and --verify
+    /// apply to each export.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=255))]
+    exports: u16,
+
+    /// The exports to spread the load over, as a list: SHELF.SLOT,... (e.g. 1.0,1.1,2.0),
+    /// instead of --shelf, --slot and --exports.
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["shelf", "slot", "exports"])]
+    targets: Option<String>,
 
     /// Requests kept in flight (closed loop), 1 to 256. Above the target's advertised buffer
     /// count the target may drop requests (they are then retransmitted).
@@ -80,6 +96,7 @@ struct Cli {
     pattern: Pattern,
 
     /// Sectors of the target used, from LBA 0 [default: the whole capacity from IDENTIFY].
+    /// With several exports: of each export.
     #[arg(long, value_name = "SECTORS")]
     span_sectors: Option<u64>,
 
@@ -195,74 +212,143 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             .context("installing signal handlers")?;
     }
 
-    // Discovery and IDENTIFY with the project's initiator; closed again before the rings
-    // open, so its socket does not receive a copy of every reply.
-    let (info, capacity, frame_sectors, own_mac) = {
+    let addresses = match (&cli.targets, cli.shelf, cli.slot) {
+        (Some(list), _, _) => exports::parse_targets(list),
+        (None, Some(shelf), Some(slot)) => {
+            exports::consecutive(shelf, slot, usize::from(cli.exports))
+        }
+        _ => Err("--shelf and --slot, or --targets, are needed".to_owned()),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Discovery and IDENTIFY of each export with the project's initiator; each closed again
+    // before the next opens and before the rings open, so no socket of it receives a copy
+    // of every reply.
+    let mut found = Vec::with_capacity(addresses.len());
+    let mut own_mac = None;
+    for &(shelf, slot) in &addresses {
         let mut init = Initiator::open(
             &cli.iface,
             InitiatorConfig {
-                shelf: cli.shelf,
-                slot: cli.slot,
+                shelf,
+                slot,
                 timeout_ms: cli.timeout_ms,
                 retries: cli.retries,
             },
         )?;
-        let info = init.discover()?;
-        let capacity = init.capacity_sectors()?;
-        (info, capacity, init.sectors_per_frame(), init.own_mac())
+        let info = init
+            .discover()
+            .with_context(|| format!("export e{shelf}.{slot}"))?;
+        let capacity = init
+            .capacity_sectors()
+            .with_context(|| format!("IDENTIFY of e{shelf}.{slot}"))?;
+        own_mac = Some(init.own_mac());
+        found.push((info, capacity, init.sectors_per_frame()));
+    }
+    let Some(own_mac) = own_mac else {
+        bail!("no export to load");
     };
     let link = packet::link_info(&cli.iface).with_context(|| format!("interface {}", cli.iface))?;
+    if found.len() > 1 {
+        let macs: std::collections::BTreeSet<_> = found.iter().map(|(i, _, _)| i.mac).collect();
+        if macs.len() > 1 {
+            eprintln!(
+                "xblade-bench: note: the {} exports answer from {} MACs",
+                found.len(),
+                macs.len()
+            );
+        }
+    }
 
+    // One request size for all: the smallest frame any export takes.
+    let frame_sectors = found.iter().map(|&(_, _, s)| s).min().unwrap_or(1);
     let sectors = cli.sectors.unwrap_or(frame_sectors);
     if sectors > frame_sectors {
         bail!(
             "--sectors {sectors}: one frame holds at most {frame_sectors} (target advertises {}, \
              MTU {} allows {})",
-            info.sectors_per_frame,
+            found
+                .iter()
+                .map(|(i, _, _)| i.sectors_per_frame)
+                .min()
+                .unwrap_or(0),
             link.mtu,
             (link.mtu as usize).saturating_sub(36) / SECTOR_SIZE
         );
     }
-    let span = cli.span_sectors.unwrap_or(capacity);
-    if span > capacity {
-        bail!("--span-sectors {span} is beyond the target's capacity of {capacity} sectors");
-    }
-    let Some(geometry) = Geometry::new(span, sectors) else {
-        bail!("the span of {span} sectors holds no request of {sectors} sectors");
-    };
     let queue_depth = usize::from(cli.queue_depth);
-    if queue_depth > usize::from(info.buffer_count) {
+    let (_, per_export_depth) = exports::depth_per_export(queue_depth, found.len());
+    let nonce = mix64(
+        cli.seed
+            ^ SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 40,
+    );
+    if cli.verify && cli.read_pct == 100 {
         eprintln!(
-            "xblade-bench: warning: queue depth {queue_depth} is above the target's buffer count \
-             {}; it may drop requests (they are retransmitted after {} ms)",
-            info.buffer_count, cli.timeout_ms
+            "xblade-bench: note: --verify with --read-pct 100 only checks that no read \
+             returns data this run wrote elsewhere"
         );
     }
-    let verify = if cli.verify {
-        if cli.read_pct == 100 {
+    let mut targets = Vec::with_capacity(found.len());
+    let mut verify_bytes = 0u64;
+    for (i, (info, capacity, _)) in found.iter().enumerate() {
+        let (name, capacity) = (format!("e{}.{}", info.shelf, info.slot), *capacity);
+        let span = cli.span_sectors.unwrap_or(capacity);
+        if span > capacity {
+            bail!("--span-sectors {span} is beyond {name}'s capacity of {capacity} sectors");
+        }
+        let Some(geometry) = Geometry::new(span, sectors) else {
+            bail!("the span of {span} sectors of {name} holds no request of {sectors} sectors");
+        };
+        if per_export_depth > usize::from(info.buffer_count) {
             eprintln!(
-                "xblade-bench: note: --verify with --read-pct 100 only checks that no read \
-                 returns data this run wrote elsewhere"
+                "xblade-bench: warning: {per_export_depth} requests in flight on {name} are above \
+                 its buffer count {}; it may drop requests (they are retransmitted after {} ms)",
+                info.buffer_count, cli.timeout_ms
             );
         }
-        let nonce = mix64(
-            cli.seed
-                ^ SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-                ^ u64::from(std::process::id()) << 40,
+        let verify = if cli.verify {
+            verify_bytes = verify_bytes.saturating_add(VerifyTable::bytes_for(geometry.blocks));
+            // Each export's data carries its own nonce: data of one export read from another
+            // is not this export's (a misrouted request).
+            let table = VerifyTable::new(geometry.blocks, sectors, exports::export_seed(nonce, i))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "--verify needs {} MiB for {} blocks of {name}; limit --span-sectors",
+                        VerifyTable::bytes_for(e.blocks) >> 20,
+                        e.blocks
+                    )
+                })?;
+            Some(table)
+        } else {
+            None
+        };
+        targets.push(EngineTarget {
+            peer: Peer {
+                own_mac,
+                target_mac: info.mac,
+                shelf: info.shelf,
+                slot: info.slot,
+            },
+            geometry,
+            verify,
+        });
+    }
+    if verify_bytes > 1 << 30 {
+        eprintln!(
+            "xblade-bench: note: the verify tables take {} MiB",
+            verify_bytes >> 20
         );
-        let table = VerifyTable::new(geometry.blocks, sectors, nonce).map_err(|e| {
-            anyhow::anyhow!(
-                "--verify needs {} MiB for {} blocks; limit --span-sectors",
-                VerifyTable::bytes_for(e.blocks) >> 20,
-                e.blocks
-            )
-        })?;
-        Some(table)
-    } else {
-        None
-    };
+    }
+    let spans: Vec<u64> = targets
+        .iter()
+        .map(|t| t.geometry.blocks * u64::from(sectors))
+        .collect();
+    let span = cli
+        .span_sectors
+        .unwrap_or_else(|| spans.first().copied().unwrap_or(0));
 
     let rx_cfg = RxConfig::for_mtu(
         cli.rx_ring,
@@ -276,17 +362,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let tx = Tx::open(&link, cli.tx, request_bytes, queue_depth)
         .context("opening the AF_PACKET sender")?;
 
-    let peer = Peer {
-        own_mac,
-        target_mac: info.mac,
-        shelf: info.shelf,
-        slot: info.slot,
-    };
     let cfg = EngineConfig {
         queue_depth,
         read_pct: cli.read_pct,
         pattern: cli.pattern,
-        geometry,
+        sectors,
         warmup: Duration::from_secs_f64(cli.warmup_s),
         duration: Duration::from_secs_f64(cli.duration_s),
         timeout: Duration::from_millis(cli.timeout_ms),
@@ -295,21 +375,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         progress: !cli.quiet && cli.warmup_s + cli.duration_s >= PROGRESS_MIN_S,
         spin: Duration::from_micros(cli.spin_us),
     };
-    let result = Engine::new(cfg, peer, rx, tx, verify).run(&stop)?;
+    let result = Engine::new(cfg, targets, rx, tx).run(&stop)?;
 
-    let target = TargetReport {
-        iface: cli.iface.clone(),
-        shelf: info.shelf,
-        slot: info.slot,
-        mac: info.mac.to_string(),
-        capacity_sectors: capacity,
-        advertised_sectors: info.sectors_per_frame,
-        buffer_count: info.buffer_count,
-        firmware_version: info.firmware_version,
-        mtu: link.mtu,
-    };
+    let target_reports: Vec<TargetReport> = found
+        .iter()
+        .map(|(info, capacity, _)| TargetReport {
+            iface: cli.iface.clone(),
+            shelf: info.shelf,
+            slot: info.slot,
+            mac: info.mac.to_string(),
+            capacity_sectors: *capacity,
+            advertised_sectors: info.sectors_per_frame,
+            buffer_count: info.buffer_count,
+            firmware_version: info.firmware_version,
+            mtu: link.mtu,
+        })
+        .collect();
     let config = ConfigReport {
         queue_depth,
+        exports: target_reports.len(),
         read_pct: cli.read_pct,
         sectors,
         request_bytes: usize::from(sectors) * SECTOR_SIZE,
@@ -328,22 +412,41 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         rx_block_timeout_ms: cli.rx_block_timeout_ms,
         spin_us: cli.spin_us,
     };
+    let seconds = result.measured.as_secs_f64();
+    let Some(first) = target_reports.first() else {
+        bail!("no export to report");
+    };
     let mut report = Report::new(
-        target,
+        first.clone(),
         config,
         &result.stats,
-        result.measured.as_secs_f64(),
+        seconds,
         (result.cpu_user.as_secs_f64(), result.cpu_sys.as_secs_f64()),
+    );
+    let total_ops = report.results.all.ops;
+    report.set_exports(
+        target_reports
+            .iter()
+            .zip(&result.exports)
+            .zip(&spans)
+            .map(|((t, stats), &span)| ExportReport::new(t, span, stats, seconds, total_ops))
+            .collect(),
     );
     report.abandoned = result.abandoned;
     report.interrupted = result.interrupted;
+    // With several exports every failure names its export.
+    let several = target_reports.len() > 1;
+    let on = |export: usize| match target_reports.get(export) {
+        Some(t) if several => format!("e{}.{} ", t.shelf, t.slot),
+        _ => String::new(),
+    };
     report.failures = result
         .verify_log
         .iter()
-        .map(|f| format!("verify: {f}"))
+        .map(|f| format!("verify: {}{}", on(f.export), f.failure))
         .chain(result.error_log.iter().map(|f| {
             let op = if f.write { "write" } else { "read" };
-            format!("{op} at lba {}: {}", f.lba, f.error)
+            format!("{op} at {}lba {}: {}", on(f.export), f.lba, f.error)
         }))
         .collect();
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::packet::{RxVersion, TxMethod};
-use crate::stats::{op_summary, ErrorCounts, LoopCounts, OpSummary, Stats};
+use crate::stats::{op_summary, ErrorCounts, ExportStats, LoopCounts, OpSummary, Stats};
 use crate::workload::Pattern;
 
 /// The target as discovery and IDENTIFY found it.
@@ -28,7 +28,10 @@ pub struct TargetReport {
 /// The workload and transport actually used.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConfigReport {
+    /// Requests in flight over all exports together.
     pub queue_depth: usize,
+    /// Exports the load is spread over (round robin per request).
+    pub exports: usize,
     pub read_pct: u8,
     pub sectors: u8,
     pub request_bytes: usize,
@@ -77,12 +80,95 @@ pub struct IoReport {
     pub frames_per_receiving_turn: f64,
 }
 
+/// One export's share of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    pub shelf: u16,
+    pub slot: u8,
+    pub mac: String,
+    pub capacity_sectors: u64,
+    pub advertised_sectors: u8,
+    pub buffer_count: u16,
+    /// Sectors of this export used, from LBA 0.
+    pub span_sectors: u64,
+    /// Requests completed in the measured window.
+    pub reads: u64,
+    pub writes: u64,
+    /// Reads and writes together (no `cdf`: the run's is in `results`).
+    pub results: OpSummary,
+    /// This export's part of all requests completed in the measured window.
+    pub share: f64,
+    /// Failures of this export's requests (whole run); stray replies and ring drops are
+    /// counted only in the run's `errors`.
+    pub errors: ErrorCounts,
+}
+
+impl ExportReport {
+    /// `target` as discovery found it, `stats` as the run measured it over `seconds`.
+    pub fn new(
+        target: &TargetReport,
+        span_sectors: u64,
+        stats: &ExportStats,
+        seconds: f64,
+        total_ops: u64,
+    ) -> ExportReport {
+        let mut results = op_summary(&stats.all, seconds);
+        results.cdf = Vec::new();
+        ExportReport {
+            shelf: target.shelf,
+            slot: target.slot,
+            mac: target.mac.clone(),
+            capacity_sectors: target.capacity_sectors,
+            advertised_sectors: target.advertised_sectors,
+            buffer_count: target.buffer_count,
+            span_sectors,
+            reads: stats.reads,
+            writes: stats.writes,
+            share: if total_ops > 0 {
+                results.ops as f64 / total_ops as f64
+            } else {
+                0.0
+            },
+            results,
+            errors: stats.errors,
+        }
+    }
+}
+
+/// How evenly the load fell on the exports (IOPS per export in the measured window).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Balance {
+    pub min_iops: f64,
+    pub max_iops: f64,
+    /// max / min (1.0: perfectly even).
+    pub max_over_min: f64,
+}
+
+impl Balance {
+    pub fn of(exports: &[ExportReport]) -> Option<Balance> {
+        let iops = exports.iter().map(|e| e.results.iops);
+        let min = iops.clone().fold(f64::INFINITY, f64::min);
+        let max = iops.fold(0.0, f64::max);
+        (!exports.is_empty()).then_some(Balance {
+            min_iops: min,
+            max_iops: max,
+            max_over_min: if min > 0.0 { max / min } else { f64::INFINITY },
+        })
+    }
+}
+
 /// Everything a run reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The first export (the only one without `--exports`/`--targets`).
     pub target: TargetReport,
     pub config: ConfigReport,
+    /// Over all exports together.
     pub results: Results,
+    /// Each export's share, in the order given.
+    pub exports: Vec<ExportReport>,
+    /// Spread of the per-export IOPS (absent when no export completed anything).
+    pub balance: Option<Balance>,
     /// Counted over the whole run, warm-up and final drain included.
     pub errors: ErrorCounts,
     pub cpu: CpuReport,
@@ -115,6 +201,8 @@ impl Report {
                 write: op_summary(&stats.write, seconds),
                 all,
             },
+            exports: Vec::new(),
+            balance: None,
             errors: stats.errors,
             io: IoReport {
                 counts: stats.io,
@@ -141,6 +229,12 @@ impl Report {
         }
     }
 
+    /// Sets the per-export part of the report.
+    pub fn set_exports(&mut self, exports: Vec<ExportReport>) {
+        self.balance = Balance::of(&exports);
+        self.exports = exports;
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         let t = &self.target;
@@ -160,16 +254,26 @@ impl Report {
             t.buffer_count,
             t.mtu
         );
+        if self.exports.len() > 1 {
+            let _ = writeln!(
+                s,
+                "exports  {} (each new request to the next in turn), {} in flight each on average",
+                self.exports.len(),
+                c.queue_depth as f64 / self.exports.len() as f64
+            );
+        }
         let _ = writeln!(
             s,
-            "workload {:?} {}% read, {} sectors ({} B) per request, queue depth {}, span {} \
-             sectors, {:.1} s after {:.1} s warm-up, verify {}, timeout {} ms x {} retries, seed {}",
+            "workload {:?} {}% read, {} sectors ({} B) per request, queue depth {}{}, span {} \
+             sectors{}, {:.1} s after {:.1} s warm-up, verify {}, timeout {} ms x {} retries, seed {}",
             c.pattern,
             c.read_pct,
             c.sectors,
             c.request_bytes,
             c.queue_depth,
+            if c.exports > 1 { " in all" } else { "" },
             c.span_sectors,
+            if c.exports > 1 { " per export" } else { "" },
             c.duration_s,
             c.warmup_s,
             if c.verify { "on" } else { "off" },
@@ -220,6 +324,42 @@ impl Report {
                 None => {
                     let _ = writeln!(s);
                 }
+            }
+        }
+        if self.exports.len() > 1 {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>6} {:>8} {:>7}",
+                "export", "ops", "IOPS", "share", "p50", "p99", "p99.9", "retx", "failed", "verify"
+            );
+            for x in &self.exports {
+                let l = x.results.latency;
+                let at = |f: fn(&crate::stats::LatencySummary) -> u64| {
+                    l.as_ref()
+                        .map_or_else(|| "-".to_owned(), |l| format_ns(f(l)))
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<8} {:>10} {:>10.0} {:>6.2}% {:>9} {:>9} {:>9} {:>6} {:>8} {:>7}",
+                    format!("e{}.{}", x.shelf, x.slot),
+                    x.results.ops,
+                    x.results.iops,
+                    x.share * 100.0,
+                    at(|l| l.p50_ns),
+                    at(|l| l.p99_ns),
+                    at(|l| l.p99_9_ns),
+                    x.errors.retransmits,
+                    x.errors.failed_requests(),
+                    x.errors.verify_failures
+                );
+            }
+            if let Some(b) = self.balance {
+                let _ = writeln!(
+                    s,
+                    "balance  {:.0} to {:.0} IOPS per export (max/min {:.3})",
+                    b.min_iops, b.max_iops, b.max_over_min
+                );
             }
         }
         let e = &self.errors;
@@ -311,6 +451,7 @@ mod tests {
         };
         let config = ConfigReport {
             queue_depth: 16,
+            exports: 1,
             read_pct: 99,
             sectors: 2,
             request_bytes: 1024,
@@ -367,6 +508,53 @@ mod tests {
         assert!(text.contains("retransmits 3"), "{text}");
         assert!(text.contains("0.38 cores"), "{text}");
         assert!(!text.contains("abandoned"), "{text}");
+    }
+
+    #[test]
+    fn exports_report_their_share_and_balance() {
+        let mut r = sample();
+        let mut a = ExportStats::new();
+        let mut b = ExportStats::new();
+        for i in 0..60u64 {
+            a.record(Kind::Read, 20_000 + i, 1024);
+        }
+        for _ in 0..41 {
+            b.record(Kind::Write, 30_000, 1024);
+        }
+        b.errors.retransmits = 3;
+        let second = TargetReport {
+            slot: 1,
+            ..r.target.clone()
+        };
+        let total = r.results.all.ops;
+        let exports = vec![
+            ExportReport::new(&r.target, 131072, &a, 2.0, total),
+            ExportReport::new(&second, 131072, &b, 2.0, total),
+        ];
+        r.config.exports = 2;
+        r.set_exports(exports);
+        let bal = r.balance.unwrap();
+        assert!((bal.min_iops - 20.5).abs() < 1e-9 && (bal.max_iops - 30.0).abs() < 1e-9);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["exports"][1]["slot"], 1);
+        assert_eq!(v["exports"][0]["reads"], 60);
+        assert_eq!(v["exports"][1]["writes"], 41);
+        assert_eq!(v["exports"][1]["errors"]["retransmits"], 3);
+        assert!(v["exports"][0]["results"]["cdf"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert!((v["exports"][0]["share"].as_f64().unwrap() - 60.0 / 101.0).abs() < 1e-9);
+        assert!(v["exports"][0]["results"]["latency"]["p99_ns"].is_u64());
+        assert_eq!(v["config"]["exports"], 2);
+        let text = r.table();
+        assert!(text.contains("e1.1 "), "{text}");
+        assert!(text.contains("to 30 IOPS per export"), "{text}");
+        assert!(text.contains("queue depth 16 in all"), "{text}");
+        assert!(
+            !sample().table().contains("balance"),
+            "one export: no per-export table"
+        );
     }
 
     #[test]

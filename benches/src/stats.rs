@@ -24,7 +24,7 @@ pub struct OpStats {
 }
 
 impl OpStats {
-    fn new() -> OpStats {
+    pub fn new() -> OpStats {
         OpStats {
             ops: 0,
             bytes: 0,
@@ -36,6 +36,66 @@ impl OpStats {
         self.ops = 0;
         self.bytes = 0;
         self.latency.reset();
+    }
+
+    fn record(&mut self, latency_ns: u64, bytes: u64) {
+        self.ops += 1;
+        self.bytes += bytes;
+        self.latency
+            .saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
+    }
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        OpStats::new()
+    }
+}
+
+/// One export's share of a run with several (`--exports`, `--targets`): its completions in
+/// the measured window, reads and writes in one histogram, and the failures of its own
+/// requests. Stray replies and ring drops cannot be told apart by export: they are only in
+/// the run's [`Stats::errors`].
+#[derive(Clone, Debug)]
+pub struct ExportStats {
+    pub reads: u64,
+    pub writes: u64,
+    /// Reads and writes together.
+    pub all: OpStats,
+    /// Retransmits, timeouts, ATA/AoE errors, bad replies and verify failures of this
+    /// export's requests (whole run, like [`Stats::errors`]).
+    pub errors: ErrorCounts,
+}
+
+impl Default for ExportStats {
+    fn default() -> Self {
+        ExportStats::new()
+    }
+}
+
+impl ExportStats {
+    pub fn new() -> ExportStats {
+        ExportStats {
+            reads: 0,
+            writes: 0,
+            all: OpStats::new(),
+            errors: ErrorCounts::default(),
+        }
+    }
+
+    pub fn record(&mut self, kind: Kind, latency_ns: u64, bytes: u64) {
+        match kind {
+            Kind::Read => self.reads += 1,
+            Kind::Write => self.writes += 1,
+        }
+        self.all.record(latency_ns, bytes);
+    }
+
+    /// Forgets the performance numbers (at the end of the warm-up); errors are kept.
+    pub fn reset_performance(&mut self) {
+        self.reads = 0;
+        self.writes = 0;
+        self.all.reset();
     }
 }
 
@@ -156,13 +216,8 @@ impl Stats {
             Kind::Read => &mut self.read,
             Kind::Write => &mut self.write,
         };
-        let latency_ns = latency_ns.clamp(1, MAX_LATENCY_NS);
-        op.ops += 1;
-        op.bytes += bytes;
-        op.latency.saturating_record(latency_ns);
-        self.interval.ops += 1;
-        self.interval.bytes += bytes;
-        self.interval.latency.saturating_record(latency_ns);
+        op.record(latency_ns, bytes);
+        self.interval.record(latency_ns, bytes);
     }
 
     /// Forgets the performance numbers (at the end of the warm-up); errors are kept.
@@ -308,6 +363,21 @@ mod tests {
         assert_eq!(all.latency.len(), 3);
         assert!(all.latency.max() >= 49_950);
         assert_eq!(s.read.ops, 1, "combined() leaves the parts alone");
+    }
+
+    #[test]
+    fn export_stats_count_kinds_and_reset_like_the_run() {
+        let mut e = ExportStats::new();
+        e.record(Kind::Read, 10_000, 1024);
+        e.record(Kind::Write, 20_000, 1024);
+        e.record(Kind::Write, 0, 1024);
+        e.errors.retransmits = 2;
+        assert_eq!((e.reads, e.writes, e.all.ops, e.all.bytes), (1, 2, 3, 3072));
+        assert_eq!(e.all.latency.len(), 3);
+        e.reset_performance();
+        assert_eq!((e.reads, e.writes, e.all.ops), (0, 0, 0));
+        assert!(e.all.latency.is_empty());
+        assert_eq!(e.errors.retransmits, 2, "errors survive the warm-up");
     }
 
     #[test]
