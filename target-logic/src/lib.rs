@@ -298,17 +298,20 @@ impl Target {
     /// `rx.reply_capacity` bytes (the worker chains frames for what does not fit in
     /// `frame`). Immediate replies always fit in `frame`.
     pub fn decide_chained(&self, frame: &mut [u8], rx: Received) -> Action {
+        match frame.get(..rx.len).map(Header::parse) {
+            Some(Ok(hdr)) => self.decide_parsed(frame, rx, &hdr),
+            _ => Action::Drop(DropReason::Malformed),
+        }
+    }
+
+    /// [`Target::decide_chained`] for a request whose header the caller already parsed (a
+    /// worker does, to route it): `hdr` is `Header::parse(&frame[..rx.len])`.
+    pub fn decide_parsed(&self, frame: &mut [u8], rx: Received, hdr: &Header) -> Action {
         let len = rx.len;
         // Every reply is padded to 60 bytes: a buffer that cannot hold one gets none.
-        if frame.len() < MIN_FRAME_LEN {
+        if frame.len() < MIN_FRAME_LEN || frame.len() < len {
             return Action::Drop(DropReason::Malformed);
         }
-        let Some(request) = frame.get(..len) else {
-            return Action::Drop(DropReason::Malformed);
-        };
-        let Ok(hdr) = Header::parse(request) else {
-            return Action::Drop(DropReason::Malformed);
-        };
         if hdr.is_response() {
             return Action::Drop(DropReason::Response);
         }
@@ -326,10 +329,10 @@ impl Target {
             return self.aoe_error(frame, len, reply, AoeError::UnsupportedVersion);
         }
         match Command::from_code(hdr.command) {
-            Some(Command::Ata) => self.ata(frame, rx, &hdr, reply),
-            Some(Command::QueryConfig) => control::query_config(self, frame, len, &hdr, reply),
-            Some(Command::MacMaskList) => control::mask_list(self, frame, len, &hdr, reply),
-            Some(Command::ReserveRelease) => control::reserve(self, frame, len, &hdr, reply),
+            Some(Command::Ata) => self.ata(frame, rx, hdr, reply),
+            Some(Command::QueryConfig) => control::query_config(self, frame, len, hdr, reply),
+            Some(Command::MacMaskList) => control::mask_list(self, frame, len, hdr, reply),
+            Some(Command::ReserveRelease) => control::reserve(self, frame, len, hdr, reply),
             None => self.aoe_error(frame, len, reply, AoeError::UnrecognizedCommand),
         }
     }

@@ -644,7 +644,7 @@ impl Worker {
         let slot = match frame.get(..rx.len).map(Header::parse) {
             Some(Ok(hdr)) if hdr.is_response() => Err(DropReason::Response),
             Some(Ok(hdr)) => match self.exports.route(hdr.major, hdr.minor, hdr.command) {
-                Route::One(slot) => Ok(slot as u32),
+                Route::One(slot) => Ok((slot as u32, hdr)),
                 Route::FanOut => {
                     // Every matching export answers, each from a frame of its own.
                     if !self
@@ -662,10 +662,11 @@ impl Worker {
             },
             _ => Err(DropReason::Malformed),
         };
-        let action = match slot {
-            Ok(slot) => self.exports.get(slot).target.decide_chained(frame, rx),
-            Err(reason) => Action::Drop(reason),
+        let action = match &slot {
+            Ok((slot, hdr)) => self.exports.get(*slot).target.decide_parsed(frame, rx, hdr),
+            Err(reason) => Action::Drop(*reason),
         };
+        let slot = slot.map(|(slot, _)| slot);
         match action {
             Action::Drop(reason) => {
                 self.counters.count_drop(reason);
