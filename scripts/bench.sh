@@ -41,11 +41,21 @@
 #                  the CPUs with xblade's workers, always uses 0
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
-# MTU), read/write, XDP mode (auto: native on veth), AF_XDP copy mode (veth has no
-# zero-copy), batch size, busy-poll off, the generator's spin, CPU placement (target on
-# CPU 1, load on CPU 0). The binaries are copied into OUT/bin before the first run, so a
-# rebuild in the tree during the run changes nothing; every run's JSON also has the
-# target's memory after the run (VmRSS, VmHWM, VmPin, VmLck from /proc/PID/status).
+# MTU), read/write, the generator's spin, CPU placement (target on CPU 1, load on CPU 0),
+# and what the target itself reported: xblade's XDP mode ("xdp=" in its log) and AF_XDP
+# bind mode ("bind_mode="), its command line (batch, frames, busy-poll: xblade's defaults,
+# in settings.json's xblade_help, unless given there); per run in target_reported, for the
+# whole run in settings.json. Target CPU per request is the target's user + system ticks
+# (/proc/PID/stat) between the start and the end of the measured window, read by
+# xblade-bench --target-pid, over the requests completed in that window. Before the
+# measured runs against each target (vblade, xblade; not the instant responder or the null
+# backend), a 1 s xblade-bench --verify pass must find every read's data correct. The run
+# stops with no table if that pass or any generator fails, if a run has errors (timeouts,
+# ATA/AoE errors, bad replies, verify failures, unanswered requests) or if a run or a
+# repetition is missing; the table shows both counts (err, reps). The binaries are copied
+# into OUT/bin before the first run, so a rebuild in the tree during the run changes
+# nothing; every run's JSON also has the target's memory after the run (VmRSS, VmHWM,
+# VmPin, VmLck from /proc/PID/status).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -110,7 +120,7 @@ DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
 # The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
 EXPORT_IMG_PREFIX="/dev/shm/xblade-bench-$$-e"
-TARGET_PID=""
+TARGET_PID="" TARGET_LOG=/dev/null
 cleanup() {
     set +e
     stop_target
@@ -154,7 +164,7 @@ start_target() {
     local log=$1 cpus=$2
     shift 2
     ip netns exec "$NS_T" taskset -c "$cpus" "$@" >"$log" 2>&1 &
-    TARGET_PID=$!
+    TARGET_PID=$! TARGET_LOG=$log
     for _ in $(seq 100); do
         if grep -q "exporting" "$log" 2>/dev/null; then return 0; fi
         case "$1" in *vblade*) sleep 0.5; return 0 ;; esac
@@ -164,8 +174,6 @@ start_target() {
     die "target did not come up: $*"
 }
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
 # target_mem PID: the target's memory as JSON, in KiB (VmRSS, VmHWM, VmPin, VmLck).
 target_mem() {
     [ -r "/proc/$1/status" ] || { echo '{}'; return 0; }
@@ -173,32 +181,89 @@ target_mem() {
          END { printf "}" }' "/proc/$1/status" 2>/dev/null
 }
 
+# target_reported LOG PID: what the target said about itself, as JSON: from xblade's log the
+# XDP mode ("xdp=native" in "exporting"), the AF_XDP bind mode ("bind_mode=copy" in "worker
+# serving"), the sectors per frame and the I/O engine; and the command line it was started
+# with (/proc/PID/cmdline: batch, frames, ... are xblade's defaults unless given there).
+target_reported() {
+    python3 - "$1" "$2" <<'PY'
+import json, re, sys
+log, pid = sys.argv[1], sys.argv[2]
+out = {}
+try:
+    text = open(log, errors="replace").read()
+except OSError:
+    text = ""
+for key, pattern in (("xdp", r" xdp=(\S+)"), ("bind_mode", r" bind_mode=(\S+)"),
+                     ("sectors_per_frame", r" sectors_per_frame=(\d+)"), ("io", r" io=(.+)$")):
+    values = sorted(set(re.findall(pattern, text, re.M)))
+    if values:
+        out[key] = values if len(values) > 1 else values[0]
+try:
+    out["cmdline"] = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace").rstrip("\0").split("\0")
+except OSError:
+    pass
+print(json.dumps(out))
+PY
+}
+
+# verify_pass NAME [EXTRA BENCH ARGS...]: before the measured runs against a target, one
+# short (1 s, no warm-up) --verify pass with half reads, half writes at QD 16: every read
+# must return data that was written there. Any error (verify failure, timeout, ATA/AoE
+# error, bad reply, unanswered request) or a failed generator stops the benchmark. Not for
+# targets without storage (the instant responder, the null backend). JSON in runs/verify/.
+verify_pass() {
+    local name=$1
+    shift
+    mkdir -p "$OUT/runs/verify"
+    local json="$OUT/runs/verify/$name.json" rc=0
+    ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
+        --queue-depth 16 --read-pct 50 --warmup-s 0 --duration-s 1 --verify \
+        --quiet --json "$json" "$@" >/dev/null 2>"$OUT/runs/verify/$name.err" || rc=$?
+    [ "$rc" -eq 0 ] || die "verify pass $name: xblade-bench --verify exited $rc: $(tail -n 3 "$OUT/runs/verify/$name.err" | tr '\n' ' ')"
+    python3 - "$json" "$name" <<'PY' || die "verify pass $name failed; stopping before the measured runs"
+import json, sys
+path, name = sys.argv[1], sys.argv[2]
+r = json.load(open(path))
+e = r["errors"]
+bad = {k: e.get(k, 0) for k in ("timeouts", "ata_errors", "aoe_errors", "bad_replies", "verify_failures") if e.get(k, 0)}
+if r.get("abandoned"):
+    bad["abandoned"] = r["abandoned"]
+ops = r["results"]["all"]["ops"]
+if bad or ops == 0:
+    print(f"verify pass {name}: {ops} requests, errors {bad}; first failures: {r.get('failures', [])[:3]}", file=sys.stderr)
+    sys.exit(1)
+PY
+    log "verify pass $name: ok"
+}
+
 # run_bench NAME TARGETKIND QD READPCT [EXTRA BENCH ARGS...]: one measured run of the load
-# generator on CPU 0 against the running target; JSON into runs/, with the target's CPU time.
+# generator on CPU 0 against the running target; JSON into runs/, with the target's CPU time
+# in the measured window (xblade-bench --target-pid reads /proc/PID/stat at its start and
+# end), its memory after the run and what it reported about itself. A failed generator or
+# a missing JSON stops the benchmark. Every expected run is listed in runs/expected.txt, so
+# the report can refuse a missing one.
 run_bench() {
     local name=$1 kind=$2 qd=$3 rpct=$4
     shift 4
-    local json="$OUT/runs/$name.json"
-    local t0 t1
-    t0=$(cpu_ticks "$TARGET_PID")
+    local json="$OUT/runs/$name.json" rc=0
+    echo "$name" >>"$OUT/runs/expected.txt"
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
-        --spin-us "$GEN_SPIN_US" --quiet --json "$json" "$@" >/dev/null || log "warning: $name: xblade-bench exited $?"
-    t1=$(cpu_ticks "$TARGET_PID")
-    python3 - "$json" "$kind" "$(( t1 - t0 ))" "$(getconf CLK_TCK)" "$WARMUP" "$DURATION" "$(target_mem "$TARGET_PID")" <<'PY'
+        --spin-us "$GEN_SPIN_US" --target-pid "$TARGET_PID" --quiet --json "$json" "$@" \
+        >/dev/null 2>"$OUT/runs/$name.err" || rc=$?
+    [ "$rc" -eq 0 ] || die "$name: xblade-bench exited $rc ($(tail -n 3 "$OUT/runs/$name.err" | tr '\n' ' ')); stopping, no table is made from a failed run"
+    [ -s "$json" ] || die "$name: xblade-bench wrote no JSON ($json)"
+    python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" <<'PY' || die "$name: cannot complete $json"
 import json, sys
-path, kind, ticks, hz, warmup, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-try:
-    report = json.load(open(path))
-except (OSError, ValueError):
-    sys.exit(0)
-ops = report["results"]["all"]["ops"] * (warmup + duration) / duration
-report["target_cpu"] = {"kind": kind, "seconds": ticks / hz,
-                        "us_per_request": (ticks / hz) * 1e6 / ops if ops else None}
-try:
-    report["target_mem"] = json.loads(sys.argv[7])
-except ValueError:
-    pass
+path, kind = sys.argv[1], sys.argv[2]
+report = json.load(open(path))
+cpu = report.get("target_cpu")
+if cpu is None:
+    sys.exit(f"{path}: no target_cpu (xblade-bench --target-pid)")
+cpu["kind"] = kind
+report["target_mem"] = json.loads(sys.argv[3])
+report["target_reported"] = json.loads(sys.argv[4])
 json.dump(report, open(path, "w"), indent=1)
 PY
 }
@@ -206,10 +271,11 @@ PY
 # fio_run NAME RW QD BS: raw fio io_uring O_DIRECT on the disk image, CPU 1.
 fio_run() {
     local name=$1 rw=$2 qd=$3 bs=$4
+    echo "$name" >>"$OUT/runs/expected.txt"
     taskset -c 1 fio --name=raw --filename="$DISK_IMG" --direct=1 --ioengine=io_uring \
         --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$DURATION" --ramp_time="$WARMUP" \
         --time_based --norandommap --randrepeat=0 --output-format=json \
-        --output="$OUT/runs/$name.json" >/dev/null
+        --output="$OUT/runs/$name.json" >/dev/null || die "$name: fio failed"
 }
 
 XBLADE_ARGS=(--no-state --no-pin)
@@ -245,6 +311,8 @@ cases_for() {
                 ceiling)
                     start_target "$OUT/runs/$group-ceiling-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 "$IF_T" ;;
             esac
+            # The instant responder stores nothing: no data to verify.
+            [ "$target" = ceiling ] || verify_pass "$group-$target-$rep"
             for qd in $qds; do
                 for op in read write; do
                     local rpct=100; [ $op = write ] && rpct=0
@@ -267,8 +335,7 @@ cat >"$OUT/settings.json" <<JSON
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
- "xdp_mode": "auto (native on veth)", "af_xdp_bind": "copy (veth has no zero-copy)",
- "xblade_batch": 64, "busy_poll": false, "frames_per_queue": 4096,
+ "xblade_help": $(python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))' < <("$XBLADE" --help 2>&1)),
  "generator_spin_us": $GEN_SPIN_US,
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
@@ -292,16 +359,19 @@ if want qd1; then
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
         start_target "$OUT/runs/qd1-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG"
+        verify_pass "qd1-vblade-$rep"
         for op in read write; do
             rpct=100; [ $op = write ] && rpct=0
             run_bench "qd1busypoll-$op-qd1-vblade-$rep" vblade 1 "$rpct"
             cp "$OUT/runs/qd1busypoll-$op-qd1-vblade-$rep.json" "$OUT/runs/qd1event-$op-qd1-vblade-$rep.json"
+            echo "qd1event-$op-qd1-vblade-$rep" >>"$OUT/runs/expected.txt"
         done
         stop_target
         for variant in "busypoll:--busy-poll" "event:--spin-us 0"; do
             name=${variant%%:*} flags=${variant#*:}
             # shellcheck disable=SC2086
             start_target "$OUT/runs/qd1$name-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
+            verify_pass "qd1$name-xblade-$rep"
             run_bench "qd1$name-read-qd1-xblade-$rep" xblade 1 100
             run_bench "qd1$name-write-qd1-xblade-$rep" xblade 1 0
             stop_target
@@ -320,6 +390,7 @@ if want null; then
     log "null backend: the network path alone"
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
+        # The null backend stores nothing: no data to verify (its runs still fail on errors).
         start_target "$OUT/runs/null-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" null:1G
         for qd in 1 64; do
             run_bench "null-read-qd$qd-xblade-$rep" xblade "$qd" 100
@@ -341,16 +412,24 @@ if want queues; then
         lab 1500 "$queues"
         for rep in $(seq "$REPEAT"); do
             ip netns exec "$NS_T" "$XBLADE" --no-state 1 0 "$IF_T" "$SHM_IMG" >"$OUT/runs/queues$queues-$rep.log" 2>&1 &
-            TARGET_PID=$!
-            for _ in $(seq 100); do grep -q exporting "$OUT/runs/queues$queues-$rep.log" && break; sleep 0.05; done
+            TARGET_PID=$! TARGET_LOG="$OUT/runs/queues$queues-$rep.log"
+            for _ in $(seq 100); do grep -q exporting "$TARGET_LOG" && break; sleep 0.05; done
+            grep -q exporting "$TARGET_LOG" || die "xblade (queues $queues) did not come up"
+            verify_pass "queues$queues-xblade-$rep"
             gens=()
             for cpu in 0 1; do
+                gen="queues$queues-read-qd32x2-gen$cpu-$rep"
+                echo "$gen" >>"$OUT/runs/expected.txt"
                 ip netns exec "$NS_C" taskset -c "$cpu" "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
                     --queue-depth 32 --read-pct 100 --warmup-s "$WARMUP" --duration-s "$DURATION" --seed $((cpu + 1)) --spin-us 0 \
-                    --quiet --json "$OUT/runs/queues$queues-read-qd32x2-gen$cpu-$rep.json" >/dev/null &
+                    --quiet --json "$OUT/runs/$gen.json" >/dev/null 2>"$OUT/runs/$gen.err" &
                 gens+=($!)
             done
-            wait "${gens[@]}" 2>/dev/null || true
+            for g in "${gens[@]}"; do
+                rc=0
+                wait "$g" || rc=$?
+                [ "$rc" -eq 0 ] || die "queues $queues: a load generator exited $rc (see $OUT/runs/queues$queues-*-$rep.err); stopping, no table is made from a failed run"
+            done
             sleep 0.5
             stop_target
         done
@@ -369,6 +448,7 @@ if want ablation; then
             if [ "$flags" = UNPINNED ]; then flags="" cpus=0,1; fi
             # shellcheck disable=SC2086
             start_target "$OUT/runs/ablation-$name-$rep.log" "$cpus" "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
+            verify_pass "ablation-$name-$rep"
             run_bench "ablation-read-qd64-$name-$rep" xblade 64 100
             run_bench "ablation-write-qd64-$name-$rep" xblade 64 0
             stop_target
@@ -384,6 +464,7 @@ if want ablation && want disk; then
             name=${v%%:*} flags=${v#*:}
             # shellcheck disable=SC2086
             start_target "$OUT/runs/diskablation-$name-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$DISK_IMG"
+            verify_pass "diskablation-$name-$rep"
             run_bench "ablation-disk-read-qd64-$name-$rep" xblade 64 100
             stop_target
         done
@@ -433,6 +514,7 @@ if want exports; then
             done
             [ "$(grep -c exporting "$OUT/runs/exports$n-xblade-$rep.log")" -ge "$n" ] || die "xblade did not export $n exports"
             target_mem "$TARGET_PID" >"$OUT/runs/exports$n-mem-start-$rep.txt"
+            verify_pass "exports$n-xblade-$rep" --exports "$n" --span-sectors $(( EXPORT_TOTAL_SECTORS / n ))
             for qd in 16 64; do
                 for op in read write; do
                     rpct=100; [ $op = write ] && rpct=0
@@ -446,6 +528,37 @@ if want exports; then
     rm -f "$EXPORT_IMG_PREFIX"*.img
 fi
 
+# What the targets reported (XDP mode, bind mode, sectors per frame, I/O engine, command
+# line), gathered from every run, into settings.json: not what this script assumes.
+python3 - "$OUT" <<'PY' || die "cannot add the targets' reported settings to settings.json"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+settings = json.loads((out / "settings.json").read_text())
+seen = {}
+for path in sorted((out / "runs").glob("*.json")):
+    try:
+        rep = json.loads(path.read_text()).get("target_reported")
+    except (ValueError, AttributeError):
+        continue
+    if not rep:
+        continue
+    kind = (json.loads(path.read_text()).get("target_cpu") or {}).get("kind", "?")
+    for key, value in rep.items():
+        if key == "cmdline":
+            value = " ".join(value)
+        values = value if isinstance(value, list) else [value]
+        seen.setdefault(kind, {}).setdefault(key, set()).update(values)
+settings["target_reported"] = {k: {f: sorted(v) for f, v in d.items()} for k, d in seen.items()}
+(out / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+PY
+
 log "report"
-python3 "$REPO/scripts/bench_report.py" "$OUT" | tee "$OUT/table.txt"
+# The report refuses (non-zero, no table) a run with errors, a missing JSON or a missing
+# repetition; then this run has failed.
+rm -f "$OUT/table.txt"
+python3 "$REPO/scripts/bench_report.py" "$OUT" >"$OUT/table.txt.partial" \
+    || { rm -f "$OUT/table.txt.partial"; die "no table: the report found errors, missing runs or missing repetitions (above)"; }
+mv "$OUT/table.txt.partial" "$OUT/table.txt"
+cat "$OUT/table.txt"
 log "results in $OUT (table.txt, summary.json, latency-cdf.svg, runs/)"

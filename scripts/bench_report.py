@@ -6,6 +6,13 @@ relative to one export, memory); with --compare-bin, the previous build (xblade-
 this one side by side.
 
     python3 scripts/bench_report.py RESULTS_DIR
+
+Refuses (exit 1, a list of problems on stderr, no table, no summary.json) a run in which
+any measurement has errors (timeouts, ATA/AoE errors, bad replies, verify failures,
+unanswered requests, an interrupted run, a fio error), a run bench.sh expected
+(runs/expected.txt) has no readable JSON, or a case has fewer or more repetitions than
+settings.json's "repeat". The table prints both: err (errors over all repetitions) and
+reps (repetitions).
 """
 import json
 import math
@@ -15,14 +22,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-def load_runs(runs_dir):
-    """{(case, target): [metrics per repetition]}"""
+def load_runs(runs_dir, problems):
+    """{(case, target): [metrics per repetition]}; unreadable files go to problems."""
     table = defaultdict(list)
     for path in sorted(runs_dir.glob("*.json")):
         name = path.stem
         try:
             data = json.loads(path.read_text())
-        except ValueError:
+        except ValueError as e:
+            problems.append(f"{path.name}: not valid JSON ({e})")
             continue
         if name.startswith("queues"):
             m = re.match(r"^(queues\d+-read-qd32x2)-gen(\d+)-(\d+)$", name)
@@ -80,7 +88,8 @@ def bench_metrics(report):
         "p999_us": lat.get("p99_9_ns", 0) / 1e3,
         "cpu_us": (report.get("target_cpu") or {}).get("us_per_request"),
         "retransmits": errors.get("retransmits", 0),
-        "errors": sum(errors.get(k, 0) for k in ("timeouts", "ata_errors", "aoe_errors", "bad_replies", "verify_failures")),
+        "errors": sum(errors.get(k, 0) for k in ("timeouts", "ata_errors", "aoe_errors", "bad_replies", "verify_failures"))
+        + report.get("abandoned", 0) + (1 if report.get("interrupted") else 0),
         "cdf": res.get("cdf") or [
             [q, lat.get(k, 0)] for q, k in ((0.5, "p50_ns"), (0.9, "p90_ns"), (0.99, "p99_ns"), (0.999, "p99_9_ns"))
         ],
@@ -99,7 +108,7 @@ def fio_metrics(report):
         "p999_us": pct.get("99.900000", 0) / 1e3,
         "cpu_us": None,
         "retransmits": 0,
-        "errors": 0,
+        "errors": 1 if job.get("error") else 0,
         "cdf": [],
         "rss_kib": None, "hwm_kib": None, "pin_kib": None,
         "balance": None, "exports": None,
@@ -195,12 +204,44 @@ def compare_table(summary, runs):
     return lines
 
 
+def check(out, runs, problems):
+    """Every expected run has a JSON, no run has errors, every case has all repetitions."""
+    expected_file = out / "runs" / "expected.txt"
+    if not expected_file.exists():
+        problems.append(f"{expected_file}: missing (bench.sh lists every run it starts there)")
+    else:
+        for name in dict.fromkeys(expected_file.read_text().split()):
+            if not (out / "runs" / f"{name}.json").is_file():
+                problems.append(f"run {name}: no JSON (runs/{name}.json)")
+    try:
+        repeat = int(json.loads((out / "settings.json").read_text())["repeat"])
+    except (OSError, ValueError, KeyError) as e:
+        problems.append(f"settings.json: no repeat count ({e})")
+        repeat = None
+    for (case, target), reps in sorted(runs.items()):
+        if repeat is not None and len(reps) != repeat:
+            problems.append(f"{case} {target}: {len(reps)} repetitions, expected {repeat}")
+        errors = sum(r["errors"] for r in reps)
+        if errors:
+            problems.append(f"{case} {target}: {errors} errors (timeouts, ATA/AoE errors, bad replies, "
+                            "verify failures, unanswered requests or an interrupted run)")
+    if not runs:
+        problems.append("no runs at all")
+
+
 def main():
     out = Path(sys.argv[1])
-    runs = load_runs(out / "runs")
+    problems = []
+    runs = load_runs(out / "runs", problems)
+    check(out, runs, problems)
+    if problems:
+        print(f"bench_report: no table from {out}: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        sys.exit(1)
     summary = {}
     lines = []
-    header = f"{'case':28} {'target':17} {'IOPS median [min..max]':>30} {'MB/s':>8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'CPU us/req':>10} {'retx':>6}"
+    header = f"{'case':28} {'target':17} {'IOPS median [min..max]':>30} {'MB/s':>8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'CPU us/req':>10} {'retx':>6} {'err':>4} {'reps':>4}"
     lines.append(header)
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
@@ -215,7 +256,7 @@ def main():
             row["repetitions"] = len(reps)
             summary.setdefault(case, {})[target] = row
             iops = f"{row['iops']:.0f}{spread([r['iops'] for r in reps])}"
-            lines.append(f"{case:28} {target:17} {iops:>30} {fmt(row['mb_s']):>8} {fmt(row['p50_us']):>9} {fmt(row['p99_us']):>9} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} {row['retransmits']:>6}")
+            lines.append(f"{case:28} {target:17} {iops:>30} {fmt(row['mb_s']):>8} {fmt(row['p50_us']):>9} {fmt(row['p99_us']):>9} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} {row['retransmits']:>6} {row['errors']:>4} {row['repetitions']:>4}")
         pair = summary[case]
         if "xblade" in pair and "vblade" in pair and pair["vblade"]["iops"]:
             x, v = pair["xblade"], pair["vblade"]

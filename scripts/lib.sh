@@ -54,3 +54,35 @@ build_release() {
     XBLADE="$REPO/target/release/xblade"
     XBLADE_CLIENT="$REPO/target/release/xblade-client"
 }
+
+# summary_problems FILE: checks the daemon's end-of-run summary in FILE (the lines from
+# "xblade summary" on): "requests N (reads N, writes N, ...)" and "errors ata N, aoe N,
+# disk i/o N". Prints one problem per line (nothing when all is well): every count must be
+# present (a missing one is a problem, never a 0), reads and writes above 0, every error
+# count 0. Sets SUMMARY_READS, SUMMARY_WRITES, SUMMARY_ATA, SUMMARY_AOE, SUMMARY_IO (empty
+# when missing).
+summary_problems() {
+    local file=$1 label var
+    summary_num() { # the number after LABEL in the summary, or nothing
+        { sed -n '/^xblade summary/,$p' "$file" | grep -o "$1 [0-9][0-9]*" | head -n 1 | awk '{print $NF}'; } || true
+    }
+    SUMMARY_READS=$(summary_num "reads")
+    SUMMARY_WRITES=$(summary_num "writes")
+    SUMMARY_ATA=$(summary_num "ata")
+    SUMMARY_AOE=$(summary_num "aoe")
+    SUMMARY_IO=$(summary_num "disk i/o")
+    if ! grep -q '^xblade summary' "$file" 2>/dev/null; then
+        echo "no summary (no \"xblade summary\" line) in xblade's output"
+        return 0
+    fi
+    for label in "reads:SUMMARY_READS" "writes:SUMMARY_WRITES" "ata:SUMMARY_ATA" "aoe:SUMMARY_AOE" "disk i/o:SUMMARY_IO"; do
+        var=${label#*:}
+        [ -n "${!var}" ] || echo "xblade's summary has no \"${label%%:*} N\" count"
+    done
+    [ -z "$SUMMARY_READS" ] || [ "$SUMMARY_READS" -gt 0 ] || echo "xblade served no reads"
+    [ -z "$SUMMARY_WRITES" ] || [ "$SUMMARY_WRITES" -gt 0 ] || echo "xblade served no writes"
+    [ -z "$SUMMARY_IO" ] || [ "$SUMMARY_IO" -eq 0 ] || echo "xblade counted $SUMMARY_IO disk i/o errors"
+    [ -z "$SUMMARY_ATA" ] || [ "$SUMMARY_ATA" -eq 0 ] || echo "xblade answered $SUMMARY_ATA requests with ATA errors"
+    [ -z "$SUMMARY_AOE" ] || [ "$SUMMARY_AOE" -eq 0 ] || echo "xblade answered $SUMMARY_AOE requests with AoE errors"
+    return 0
+}

@@ -11,7 +11,7 @@ source "$REPO/scripts/lib.sh"
 cd "$REPO"
 
 need_root "test.sh"
-ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools tshark btrfs-progs kmod
+ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools tshark btrfs-progs kmod strace
 find_cargo
 
 log "cargo fmt --check"

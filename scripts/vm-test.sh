@@ -320,24 +320,14 @@ esac
 [ "$DAEMON_HUNG" -eq 0 ] || problems+=("xblade did not exit within 15 s of SIGTERM (killed)")
 [ "${DAEMON_RC:-1}" -eq 0 ] || problems+=("xblade exited with status $DAEMON_RC")
 
-# The daemon's summary: "requests N (reads N, writes N, ...)" and "errors ata N, aoe N, disk i/o N".
-summary_num() { # summary_num LABEL: the number after LABEL in the summary
-    { sed -n '/^xblade summary/,$p' "$WORK/xblade.out" | grep -o "$1 [0-9]*" | head -n 1 | awk '{print $NF}'; } || true
-}
-reads=$(summary_num "reads")
-writes=$(summary_num "writes")
-ata_err=$(summary_num "ata")
-aoe_err=$(summary_num "aoe")
-io_err=$(summary_num "disk i/o")
-if [ -z "$reads" ] || [ -z "$writes" ] || [ -z "$io_err" ]; then
-    problems+=("no summary (reads, writes, disk i/o errors) in xblade's output")
-else
-    [ "$reads" -gt 0 ] || problems+=("xblade served no reads")
-    [ "$writes" -gt 0 ] || problems+=("xblade served no writes")
-    [ "$io_err" -eq 0 ] || problems+=("xblade counted $io_err disk i/o errors")
-    [ "${ata_err:-0}" -eq 0 ] || problems+=("xblade answered $ata_err requests with ATA errors")
-    [ "${aoe_err:-0}" -eq 0 ] || problems+=("xblade answered $aoe_err requests with AoE errors")
-fi
+# The daemon's summary: "requests N (reads N, writes N, ...)" and "errors ata N, aoe N,
+# disk i/o N"; every count must be there (summary_problems in lib.sh: a missing count is a
+# problem, never a 0).
+while IFS= read -r p; do
+    [ -z "$p" ] || problems+=("$p")
+done < <(summary_problems "$WORK/xblade.out")
+summary_problems "$WORK/xblade.out" >/dev/null # again in this shell, for SUMMARY_*
+reads=$SUMMARY_READS writes=$SUMMARY_WRITES ata_err=$SUMMARY_ATA aoe_err=$SUMMARY_AOE io_err=$SUMMARY_IO
 if grep -q ' ERROR ' "$WORK/xblade.out"; then
     problems+=("xblade logged errors: $(grep ' ERROR ' "$WORK/xblade.out" | head -n 3 | tr '\n' ' ')")
 fi

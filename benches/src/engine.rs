@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub progress: bool,
     /// Poll the receive ring this long before sleeping (0: sleep at once).
     pub spin: Duration,
+    /// A process (the target) whose CPU time is read from /proc/PID/stat at the start and
+    /// the end of the measured window.
+    pub target_pid: Option<u32>,
 }
 
 /// One export the load goes to.
@@ -91,6 +94,10 @@ pub struct RunResult {
     /// CPU time this process used in the measured window.
     pub cpu_user: Duration,
     pub cpu_sys: Duration,
+    /// With [`EngineConfig::target_pid`]: that process's user + system time, in clock ticks,
+    /// at the start and at the end of the measured window (None where /proc could not be
+    /// read).
+    pub target_ticks: Option<(Option<u64>, Option<u64>)>,
     /// Requests still unanswered when the final drain gave up.
     pub abandoned: usize,
     /// Each export's share (in the order given to [`Engine::new`]).
@@ -528,6 +535,8 @@ impl Engine {
         let mut measure_end = start;
         let mut cpu_start = packet::cpu_time();
         let mut cpu_end = cpu_start;
+        let mut target_start = None;
+        let mut target_end = None;
         let mut drain_deadline = start;
         let mut next_tick = start + Duration::from_secs(1);
         let mut interrupted = false;
@@ -566,12 +575,14 @@ impl Engine {
                 self.core.reset_performance();
                 measure_start = now;
                 cpu_start = packet::cpu_time();
+                target_start = cfg.target_pid.and_then(packet::process_ticks);
             }
             if phase == Phase::Measure && now >= end {
                 phase = Phase::Drain;
                 self.core.recording = false;
                 measure_end = now;
                 cpu_end = packet::cpu_time();
+                target_end = cfg.target_pid.and_then(packet::process_ticks);
                 let attempts = cfg.retries.saturating_add(1);
                 drain_deadline = now + cfg.timeout.saturating_mul(attempts);
             }
@@ -603,6 +614,7 @@ impl Engine {
             measured: measure_end.saturating_duration_since(measure_start),
             cpu_user: cpu_end.0.saturating_sub(cpu_start.0),
             cpu_sys: cpu_end.1.saturating_sub(cpu_start.1),
+            target_ticks: cfg.target_pid.map(|_| (target_start, target_end)),
             abandoned,
             exports: self.core.exports.into_iter().map(|e| e.stats).collect(),
             verify_log: self.core.verify_log,
@@ -696,6 +708,7 @@ mod tests {
             seed: 3,
             progress: false,
             spin: Duration::ZERO,
+            target_pid: None,
         }
     }
 

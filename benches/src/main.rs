@@ -14,8 +14,10 @@ use aoe_initiator::{Initiator, InitiatorConfig, MAX_QUEUE_DEPTH};
 use aoe_proto::SECTOR_SIZE;
 use xblade_bench::engine::{Engine, EngineConfig, EngineTarget};
 use xblade_bench::exports;
-use xblade_bench::packet::{self, RxConfig, RxRing, RxVersion, Tx, TxMethod};
-use xblade_bench::report::{ConfigReport, ExportReport, Report, TargetReport};
+use xblade_bench::packet::{
+    self, clock_ticks_per_second, RxConfig, RxRing, RxVersion, Tx, TxMethod,
+};
+use xblade_bench::report::{ConfigReport, ExportReport, Report, TargetCpuReport, TargetReport};
 use xblade_bench::rng::mix64;
 use xblade_bench::verify::VerifyTable;
 use xblade_bench::workload::{Geometry, Pattern};
@@ -174,6 +176,13 @@ struct Cli {
         help_heading = "Transport"
     )]
     spin_us: u64,
+
+    /// Process ID of the target (in any namespace of this PID namespace): its CPU time
+    /// (all threads, /proc/PID/stat) is read at the start and the end of the measured window
+    /// and reported as target_cpu (seconds, microseconds per request). Fails the run if it
+    /// cannot be read at both points.
+    #[arg(long, value_name = "PID")]
+    target_pid: Option<u32>,
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -374,6 +383,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         seed: cli.seed,
         progress: !cli.quiet && cli.warmup_s + cli.duration_s >= PROGRESS_MIN_S,
         spin: Duration::from_micros(cli.spin_us),
+        target_pid: cli.target_pid,
     };
     let result = Engine::new(cfg, targets, rx, tx).run(&stop)?;
 
@@ -432,6 +442,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             .map(|((t, stats), &span)| ExportReport::new(t, span, stats, seconds, total_ops))
             .collect(),
     );
+    if let (Some(pid), Some(ticks)) = (cli.target_pid, result.target_ticks) {
+        let (Some(start), Some(end)) = ticks else {
+            bail!(
+                "--target-pid {pid}: /proc/{pid}/stat could not be read at the {} of the measured window",
+                if ticks.0.is_none() { "start" } else { "end" }
+            );
+        };
+        report.target_cpu = Some(TargetCpuReport::new(
+            pid,
+            (start, end),
+            clock_ticks_per_second(),
+            report.results.all.ops,
+        ));
+    }
     report.abandoned = result.abandoned;
     report.interrupted = result.interrupted;
     // With several exports every failure names its export.

@@ -735,6 +735,30 @@ fn mmsg_send<'a>(
 }
 
 /// User and system CPU time this process has used so far.
+/// User + system time of process `pid` (all its threads), in clock ticks, from
+/// /proc/PID/stat (fields 14 and 15); None if it cannot be read (no such process).
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ticks(&stat)
+}
+
+/// utime + stime of a /proc/PID/stat line. The command name (field 2) is in parentheses
+/// and may hold spaces, so the fields are counted from after its last ')'.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // field 3 (state) is index 0
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (the unit of [`process_ticks`]).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
 pub fn cpu_time() -> (Duration, Duration) {
     // SAFETY: rusage is plain old data; all zeroes is valid.
     let mut ru: libc::rusage = unsafe { mem::zeroed() };
@@ -768,5 +792,13 @@ mod tests {
         let tiny = RxConfig::for_mtu(RxVersion::V2, 1500, 1, 4, 0);
         assert_eq!((tiny.block_size, tiny.blocks), (4096, 1));
         assert_eq!(TX_DATA_OFFSET, 32);
+    }
+
+    #[test]
+    fn stat_ticks_are_utime_plus_stime_even_with_spaces_in_the_name() {
+        let line = "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 17 25 0 0 20 0 3 0 99 0 0";
+        assert_eq!(parse_stat_ticks(line), Some(42));
+        assert_eq!(parse_stat_ticks("1234 (x) S 1"), None);
+        assert!(process_ticks(std::process::id()).is_some());
     }
 }

@@ -71,6 +71,35 @@ pub struct CpuReport {
     pub us_per_op: f64,
 }
 
+/// CPU the target process (--target-pid) used in the measured window, read from
+/// /proc/PID/stat at its start and end.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TargetCpuReport {
+    pub pid: u32,
+    /// utime + stime in clock ticks at the start and the end of the measured window.
+    pub ticks_start: u64,
+    pub ticks_end: u64,
+    pub clock_ticks_per_s: u64,
+    /// CPU seconds in the window.
+    pub seconds: f64,
+    /// CPU microseconds per request completed in the window (None without requests).
+    pub us_per_request: Option<f64>,
+}
+
+impl TargetCpuReport {
+    pub fn new(pid: u32, ticks: (u64, u64), hz: u64, ops: u64) -> TargetCpuReport {
+        let seconds = ticks.1.saturating_sub(ticks.0) as f64 / hz.max(1) as f64;
+        TargetCpuReport {
+            pid,
+            ticks_start: ticks.0,
+            ticks_end: ticks.1,
+            clock_ticks_per_s: hz,
+            seconds,
+            us_per_request: (ops > 0).then(|| seconds * 1e6 / ops as f64),
+        }
+    }
+}
+
 /// Batching of the event loop (whole run).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct IoReport {
@@ -172,6 +201,9 @@ pub struct Report {
     /// Counted over the whole run, warm-up and final drain included.
     pub errors: ErrorCounts,
     pub cpu: CpuReport,
+    /// The target's CPU in the measured window (with --target-pid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_cpu: Option<TargetCpuReport>,
     /// How the event loop ran (whole run).
     pub io: IoReport,
     /// Requests still unanswered when the final drain gave up.
@@ -223,6 +255,7 @@ impl Report {
                     0.0
                 },
             },
+            target_cpu: None,
             abandoned: 0,
             interrupted: false,
             failures: Vec::new(),

@@ -624,20 +624,50 @@ fn retransmits_timeouts_and_stale_replies() {
         assert_eq!(sector, [0xa5; SECTOR_SIZE]);
         let stats = ini.stats();
         assert_eq!(stats.stale_replies, 3, "{stats:?}");
+    });
 
-        // A target that stalls for less than the retry budget: the retransmission wins and
-        // the reply to the first transmission is recognised as stale.
+    // A target that stalls for less than the retry budget: the retransmission wins and the
+    // reply to the first transmission is recognised as stale. Driven by events, not by
+    // sleeps: vblade resumes only once the initiator has retransmitted, and the retry budget
+    // (100 x 100 ms) is far longer than any scheduling delay of a loaded machine.
+    let patient = InitiatorConfig {
+        timeout_ms: 100,
+        retries: 100,
+        ..config()
+    };
+    fx.client(patient, |ini| {
+        ini.discover().expect("discover");
+        let mut sector = [0u8; SECTOR_SIZE];
+        ini.read(5, &mut sector).expect("read before the stall");
         signal(vblade, "STOP");
         let before = ini.stats();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(150));
-                signal(vblade, "CONT");
-            });
-            ini.read(5, &mut sector)
-                .expect("read recovers by retransmission");
-        });
-        assert_eq!(sector, [0xa5; SECTOR_SIZE]);
+        ini.submit_read(5, 1, 7).expect("submit");
+        let mut result = None;
+        let mut take = |c: aoe_initiator::Completion<'_>| {
+            result = Some((c.user, c.result.clone(), c.data.to_vec()));
+        };
+        let limit = Instant::now() + Duration::from_secs(5);
+        while ini.stats().retransmits == before.retransmits {
+            assert!(Instant::now() < limit, "no retransmission in 5 s");
+            assert_eq!(
+                ini.poll(20, &mut take).expect("poll"),
+                0,
+                "vblade is stopped"
+            );
+        }
+        signal(vblade, "CONT");
+        let limit = Instant::now() + Duration::from_secs(10);
+        while ini.in_flight() > 0 {
+            assert!(Instant::now() < limit, "no reply 10 s after CONT");
+            ini.poll(100, &mut take).expect("poll");
+        }
+        let (user, outcome, data) = result.expect("a completion");
+        assert_eq!(user, 7);
+        outcome.expect("read recovers by retransmission");
+        assert_eq!(data, [0xa5; SECTOR_SIZE]);
+        // The reply to the first transmission came before the one that completed the read
+        // (vblade answers in order); anything later is taken by the next request.
+        ini.read(5, &mut sector).expect("read after the stall");
         let after = ini.stats();
         assert!(after.retransmits > before.retransmits, "{after:?}");
         assert!(after.stale_replies > before.stale_replies, "{after:?}");

@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aoe_initiator::RequestError;
 use aoe_proto::ata;
-use common::{initiator, pattern, Daemon, TempDir, SHELF, SLOT};
+use common::{initiator, pattern, wait_for, Daemon, TempDir, SHELF, SLOT};
 use rand::{Rng, SeedableRng};
 use xblade_lab::{Lab, LabOptions};
 
@@ -255,57 +255,13 @@ fn sigterm_during_a_write_load_loses_no_acknowledged_write() {
     let lab = Lab::new("term", LabOptions::default()).expect("lab");
     let dir = TempDir::new("term");
     let image = dir.image("disk.img", IMAGE_BYTES);
-    let daemon = Daemon::start(&lab, &dir, &image, &[]);
-    let mut client = initiator(&lab, 200, 2);
-    client.set_queue_depth(32).expect("queue depth");
-
-    let stop_submitting = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = Arc::clone(&stop_submitting);
-        std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut failed = 0u64;
-            let mut next_lba = 0u64;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let submitting = !stop.load(Ordering::Relaxed)
-                    && failed == 0
-                    && next_lba + 2 <= CAPACITY_SECTORS;
-                while submitting && client.in_flight() < 32 {
-                    client
-                        .submit_write(next_lba, &pattern(next_lba, 1, 2), next_lba)
-                        .expect("submit");
-                    next_lba += 2;
-                }
-                if !submitting && client.in_flight() == 0 {
-                    break;
-                }
-                client
-                    .poll(50, |c| match c.result {
-                        Ok(()) => acked.push(c.user),
-                        Err(_) => failed += 1,
-                    })
-                    .expect("poll");
-            }
-            (acked, failed, next_lba)
-        })
-    };
-    std::thread::sleep(Duration::from_millis(400));
-    let exit = daemon.terminate(Duration::from_secs(15));
-    stop_submitting.store(true, Ordering::Relaxed);
-    let (acked, failed, submitted) = load.join().expect("load thread");
-    assert!(exit.status.success(), "{exit:?}");
-    assert!(exit.stdout.contains("xblade summary"), "{}", exit.stdout);
-    assert!(
-        acked.len() > 100,
-        "the load ran before the stop: {} acked",
-        acked.len()
-    );
-    eprintln!(
-        "{} writes acknowledged, {failed} unanswered, of {} submitted",
-        acked.len(),
-        submitted / 2
-    );
+    // Three daemon lifetimes, each ended by SIGTERM under load, each writing its own range.
+    // `-s` (O_DSYNC) makes each write wait for the device, so writes are still in flight
+    // when the signal lands (without it they often all complete first).
+    let mut acked = Vec::new();
+    for round in 0..3u64 {
+        acked.extend(sigterm_round(&lab, &dir, &image, round * 8192));
+    }
 
     let daemon = Daemon::start(&lab, &dir, &image, &[]);
     let mut client = initiator(&lab, 500, 4);
@@ -318,6 +274,109 @@ fn sigterm_during_a_write_load_loses_no_acknowledged_write() {
         );
     }
     assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+}
+
+/// Starts `xblade -s` on `image`, runs a pipelined write load (depth 32, 2 sectors per
+/// write from `first_lba` on), stops submitting once 2000 writes are acknowledged and sends
+/// SIGTERM right away, with writes in flight. Every write sent before the signal must be
+/// answered (the README: every in-flight I/O completes and is answered). Returns the
+/// acknowledged LBAs.
+fn sigterm_round(lab: &Lab, dir: &TempDir, image: &std::path::Path, first_lba: u64) -> Vec<u64> {
+    let daemon = Daemon::start(lab, dir, image, &["-s"]);
+    let mut client = initiator(lab, 200, 2);
+    client.set_queue_depth(32).expect("queue depth");
+
+    // The load runs until `stop`; it then submits nothing more, says so (`stopped`, with
+    // the requests still in flight), and waits for every answer.
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (acked_count, stop, stopped) = (
+            Arc::clone(&acked_count),
+            Arc::clone(&stop),
+            Arc::clone(&stopped),
+        );
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut failed = Vec::new();
+            let mut next_lba = first_lba;
+            let mut in_flight_at_stop = None;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let stopping = stop.load(Ordering::SeqCst);
+                // Until the stop, and once more when it comes (so that a full window of
+                // writes is in flight when the main thread sends the signal).
+                let submitting = (!stopping || in_flight_at_stop.is_none())
+                    && failed.is_empty()
+                    && next_lba + 2 <= CAPACITY_SECTORS;
+                while submitting && client.in_flight() < 32 {
+                    client
+                        .submit_write(next_lba, &pattern(next_lba, 1, 2), next_lba)
+                        .expect("submit");
+                    next_lba += 2;
+                }
+                if stopping && in_flight_at_stop.is_none() {
+                    in_flight_at_stop = Some(client.in_flight());
+                    stopped.store(true, Ordering::SeqCst);
+                }
+                let submitting = submitting && !stopping;
+                if !submitting && client.in_flight() == 0 {
+                    break;
+                }
+                client
+                    .poll(50, |c| match c.result {
+                        Ok(()) => {
+                            acked.push(c.user);
+                            acked_count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => failed.push((c.user, e)),
+                    })
+                    .expect("poll");
+            }
+            let submitted = (next_lba - first_lba) / 2;
+            (acked, failed, submitted, in_flight_at_stop.unwrap_or(0))
+        })
+    };
+    // A load well under way (events, not a fixed sleep), then the signal while requests are
+    // in flight.
+    let reached = wait_for(Duration::from_secs(20), || {
+        acked_count.load(Ordering::SeqCst) >= 2000
+    });
+    stop.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let acked_at_signal = acked_count.load(Ordering::SeqCst);
+    let exit = daemon.terminate(Duration::from_secs(15));
+    let (acked, failed, submitted, in_flight_at_stop) = load.join().expect("load thread");
+    assert!(
+        reached,
+        "only {} writes acknowledged in 20 s",
+        acked_count.load(Ordering::SeqCst)
+    );
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(exit.stdout.contains("xblade summary"), "{}", exit.stdout);
+    eprintln!(
+        "from lba {first_lba}: {} writes acknowledged ({} after SIGTERM), {} unanswered, of \
+         {submitted} submitted; {in_flight_at_stop} in flight at the signal",
+        acked.len(),
+        acked.len() - acked_at_signal,
+        failed.len()
+    );
+    assert!(
+        in_flight_at_stop > 0,
+        "SIGTERM came with no request in flight"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of the {submitted} writes sent before SIGTERM were not answered: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(4)]
+    );
+    assert_eq!(acked.len() as u64, submitted, "every write answered");
+    acked
 }
 
 #[test]

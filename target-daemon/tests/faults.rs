@@ -20,8 +20,8 @@ use aoe_proto::mask::{dcmd, mcmd, Directive, MaskHeader};
 use aoe_proto::reserve::{rcmd, ReserveHeader};
 use aoe_proto::{Header, Mac, FLAG_ERROR, MAJOR_ANY, MINOR_ANY, MIN_FRAME_LEN};
 use common::{
-    ata_frame, config_frame, have_program, initiator, mask_frame, pattern, request_header,
-    reserve_frame, summary_count, wait_for, Daemon, TempDir,
+    ata_frame, child_pids, config_frame, have_program, initiator, mask_frame, open_flags_of,
+    pattern, request_header, reserve_frame, summary_count, wait_for, Daemon, TempDir,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -403,6 +403,18 @@ impl Fuzzer {
                     }
                 }
             }
+            CMD_RESERVE => {
+                // A SET or FORCE SET naming anybody would reserve the target for MACs that
+                // are not the client, and every later ATA frame would be refused as
+                // reserved before it reaches validation: make them reads. Judged by the
+                // RCmd byte alone, whatever the MAC count claims (a daemon may read MACs
+                // from the padding).
+                if let Some(rcmd_byte) = frame.get_mut(body) {
+                    if matches!(*rcmd_byte, rcmd::SET | rcmd::FORCE_SET) {
+                        *rcmd_byte = rcmd::READ;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -582,6 +594,67 @@ fn a_blast_of_malformed_frames_leaves_the_daemon_serving_and_the_data_intact() {
     let exit = daemon.terminate(Duration::from_secs(15));
     assert!(exit.status.success(), "{exit:?}");
     eprintln!("{}", exit.stdout);
+
+    // Liveness: every burst was answered, nearly always by its first resync query.
+    let bursts = frames.len().div_ceil(BURST) as u32;
+    assert!(
+        sync_queries <= bursts + bursts / 20,
+        "{sync_queries} resync queries for {bursts} bursts"
+    );
+    // The daemon's accounting of the blast.
+    let out = &exit.stdout;
+    let count = |label: &str| {
+        summary_count(out, label).unwrap_or_else(|| panic!("no {label:?} in the summary:\n{out}"))
+    };
+    let requests = count("requests");
+    let (reads, writes) = (count("reads"), count("writes"));
+    let (ata_errors, aoe_errors) = (count("ata"), count("aoe"));
+    let dropped = count("dropped frames");
+    let xdp_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("xdp"))
+        .unwrap_or_else(|| panic!("no xdp line in the summary:\n{out}"));
+    let xdp = |label: &str| {
+        summary_count(xdp_line, label)
+            .unwrap_or_else(|| panic!("no {label:?} on the xdp line: {xdp_line}"))
+    };
+    let redirected = xdp("redirected");
+    let xdp_seen = redirected
+        + xdp("dropped by ACL")
+        + xdp("malformed")
+        + xdp("not AoE")
+        + xdp("responses")
+        + xdp("other targets")
+        + xdp("no socket");
+    // Wrong versions (kind 3) and sector counts above the maximum (kind 4) are refused
+    // with an AoE error each.
+    assert!(
+        aoe_errors >= (per_kind[3] + per_kind[4]) as u64,
+        "{aoe_errors} AoE errors for {} wrong versions and {} over-long requests:\n{out}",
+        per_kind[3],
+        per_kind[4]
+    );
+    // ATA frames reach validation and the disk: refused ones are ATA errors (bad LBAs,
+    // unknown opcodes), the rest are served. A reservation for somebody else would turn
+    // all of them into AoE errors (target reserved). The known data and the final write
+    // are 1040 writes of the total.
+    assert!(
+        ata_errors >= 1000 && reads >= 1500 && writes >= 2500,
+        "the blast's ATA frames were not validated and served: {ata_errors} ATA errors, \
+         {reads} reads, {writes} writes:\n{out}"
+    );
+    // Every frame XDP handed to the daemon was served or dropped for a counted reason.
+    assert_eq!(
+        requests + dropped,
+        redirected,
+        "requests + dropped frames != frames redirected to the daemon:\n{out}"
+    );
+    // Every frame sent reached XDP (the client's own requests add a few thousand).
+    let sent = (frames.len() as u64 + u64::from(sync_queries)) - client.stats().send_drops;
+    assert!(
+        xdp_seen >= sent && xdp_seen <= sent + 10_000,
+        "{sent} frames sent, {xdp_seen} seen by XDP:\n{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -650,8 +723,22 @@ fn raw_ata(client: &mut Initiator, target: Mac, tag: u32, a: &AtaHeader, data: &
 #[test]
 fn a_full_file_system_fails_writes_with_ata_abort_and_the_daemon_keeps_serving() {
     require_root!();
-    let lab = Lab::new("enospc", LabOptions::default()).expect("lab");
-    let dir = TempDir::new("enospc");
+    // tmpfs has no O_DIRECT; `auto` picks the synchronous engine there.
+    full_file_system("enospc", "auto", ", sync");
+}
+
+#[test]
+fn a_full_file_system_fails_io_uring_writes_with_ata_abort_too() {
+    require_root!();
+    full_file_system("enospcu", "uring", ", io_uring");
+}
+
+/// Writes 12 MiB into an image on an 8 MiB tmpfs with `--io-engine ENGINE` (the daemon must
+/// log `logged`, the engine it uses): the writes beyond the space fail with ATA ABRT, the
+/// rest reads back, and the daemon keeps serving.
+fn full_file_system(name: &str, engine: &str, logged: &str) {
+    let lab = Lab::new(name, LabOptions::default()).expect("lab");
+    let dir = TempDir::new(name);
     let mnt = Mount::new(
         &["-t", "tmpfs", "-o", "size=8M"],
         Path::new("tmpfs"),
@@ -661,7 +748,12 @@ fn a_full_file_system_fails_writes_with_ata_abort_and_the_daemon_keeps_serving()
     fs::File::create(&image)
         .and_then(|f| f.set_len(IMAGE_BYTES))
         .expect("sparse image on the tmpfs");
-    let daemon = Daemon::start(&lab, &dir, &image, &["--no-state"]);
+    let daemon = Daemon::start(&lab, &dir, &image, &["--no-state", "--io-engine", engine]);
+    assert!(
+        daemon.log().contains(logged),
+        "--io-engine {engine}: expected {logged:?} in the log:\n{}",
+        daemon.log()
+    );
     let target = Mac(lab.target_mac());
     let mut client = initiator(&lab, 1000, 2);
     client.set_queue_depth(32).expect("depth");
@@ -880,6 +972,23 @@ fn sigkill_mid_load(lab: &Lab, dir: &TempDir, name: &str, args: &[&str]) -> (usi
     const GENERATION: u64 = 21;
     let image = dir.image(name, IMAGE_BYTES);
     let daemon = Daemon::start(lab, dir, &image, args);
+    // SIGKILL keeps the page cache, so the kill cannot tell `-s` from no `-s`: check how the
+    // running daemon opened the image instead.
+    let flags = open_flags_of(daemon.pid(), &image);
+    assert!(!flags.is_empty(), "{args:?}: the daemon has {image:?} open");
+    let sync = args.contains(&"-s");
+    // Direct I/O unless the daemon said it fell back to buffered I/O (a file system that
+    // refuses O_DIRECT).
+    let direct = !daemon.log().contains("buffered");
+    for f in &flags {
+        assert_eq!(
+            (f & libc::O_DSYNC == libc::O_DSYNC, f & libc::O_DIRECT != 0),
+            (sync, direct),
+            "{args:?}: image opened with flags {f:#o} (O_DSYNC {:#o}, O_DIRECT {:#o})",
+            libc::O_DSYNC,
+            libc::O_DIRECT
+        );
+    }
     let mut client = initiator(lab, 200, 2);
     client.set_queue_depth(32).expect("queue depth");
 
@@ -971,8 +1080,39 @@ fn flush_cache_succeeds_and_is_counted() {
     let lab = Lab::new("flush", LabOptions::default()).expect("lab");
     let dir = TempDir::new("flush");
     let image = dir.image("disk.img", IMAGE_BYTES);
-    let daemon = Daemon::start(&lab, &dir, &image, &["--no-state"]);
+    // The data reaches the file through the page cache without any sync, so count the
+    // fdatasync(2) calls: the synchronous engine makes them itself, under strace.
+    if !have_program("strace") {
+        eprintln!("skipped: needs strace (apt-get install strace) to count fdatasync calls");
+        return;
+    }
+    let trace = dir.0.join("strace.out");
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let daemon = Daemon::start_wrapped(
+        &lab,
+        &dir,
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fdatasync",
+            "-o",
+            &trace_arg,
+        ],
+        &image,
+        &["--no-state", "--io-engine", "sync"],
+    );
+    let strace_pid = daemon.pid();
+    let xblade_pid = *child_pids(strace_pid).first().expect("xblade under strace");
+    let fdatasyncs = || {
+        common::read(&trace)
+            .lines()
+            .filter(|l| l.contains("fdatasync(") && l.trim_end().ends_with("= 0"))
+            .count()
+    };
     let mut client = initiator(&lab, 1000, 2);
+    assert_eq!(fdatasyncs(), 0, "no fdatasync before a FLUSH CACHE");
     for round in 0..3u64 {
         client
             .write(round * 64, &pattern(round * 64, 31, 32))
@@ -981,8 +1121,17 @@ fn flush_cache_succeeds_and_is_counted() {
     }
     client.flush_cache().expect("FLUSH CACHE");
     client.flush_cache().expect("FLUSH CACHE");
-    let exit = daemon.terminate(Duration::from_secs(10));
+    // SIGTERM goes to xblade itself; strace exits with its status.
+    // SAFETY: kill(2) on a process that is alive (the strace child is not reaped yet).
+    unsafe { libc::kill(xblade_pid, libc::SIGTERM) };
+    let exit = daemon.wait_exit(Duration::from_secs(10));
     assert!(exit.status.success(), "{exit:?}");
+    assert_eq!(
+        fdatasyncs(),
+        5,
+        "one successful fdatasync per FLUSH CACHE (EXT):\n{}",
+        common::read(&trace)
+    );
     assert_eq!(
         summary_count(&exit.stdout, "flushes"),
         Some(5),
@@ -1034,6 +1183,9 @@ fn a_burst_of_requests_is_answered_without_another_request() {
     for round in 0..30u32 {
         // 40 Query Config reads back to back, then nothing: all 40 replies must come.
         let base = 0x8700_0000 + round * 0x100;
+        // Past the spin window (50 us idle, 1 ms with I/O in flight), so the worker is
+        // asleep when the burst comes and must be woken by it.
+        std::thread::sleep(Duration::from_millis(20));
         for i in 0..PER_BURST {
             let mut h = request_header(target, own, CMD_CONFIG, base + i);
             h.dst = Mac::BROADCAST;
@@ -1070,6 +1222,16 @@ fn a_burst_of_requests_is_answered_without_another_request() {
             );
         }
     }
+    // Idle after the bursts, the daemon sleeps.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cpu_ticks(daemon.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(daemon.pid()) - before;
+    eprintln!("idle after the bursts: {spent} clock ticks of CPU in 1 s");
+    assert!(
+        spent <= 10,
+        "the idle daemon used {spent} clock ticks of CPU in 1 s"
+    );
     let stopping = Instant::now();
     let exit = daemon.terminate(Duration::from_secs(30));
     assert!(exit.status.success(), "{exit:?}");

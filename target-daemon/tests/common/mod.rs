@@ -26,9 +26,18 @@ macro_rules! require_root {
     };
 }
 
-/// The xblade binary cargo built for these tests.
+/// The xblade binary under test: `XBLADE_BIN` when set (scripts/test.sh sets it to the
+/// release build, the one users run, with `panic = "abort"`), else the one cargo built for
+/// these tests.
 pub fn xblade_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_xblade"))
+    match std::env::var_os("XBLADE_BIN") {
+        Some(bin) if !bin.is_empty() => {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "XBLADE_BIN={}: no such file", bin.display());
+            bin
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_xblade")),
+    }
 }
 
 pub use xblade_lab::TempDir;
@@ -458,9 +467,24 @@ pub fn logged_ready(log: &str) -> bool {
         .any(|line| line.split_whitespace().any(|word| word == "ready"))
 }
 
-/// The xbladectl binary cargo built next to xblade.
+/// The xbladectl binary under test: `XBLADECTL_BIN` when set, else the `xbladectl` next
+/// to `XBLADE_BIN` when that is set (the same build), else the one cargo built next to
+/// xblade.
 pub fn xbladectl_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_xbladectl"))
+    let bin = match (
+        std::env::var_os("XBLADECTL_BIN").filter(|b| !b.is_empty()),
+        std::env::var_os("XBLADE_BIN").filter(|b| !b.is_empty()),
+    ) {
+        (Some(bin), _) => PathBuf::from(bin),
+        (None, Some(xblade)) => PathBuf::from(xblade).with_file_name("xbladectl"),
+        (None, None) => return PathBuf::from(env!("CARGO_BIN_EXE_xbladectl")),
+    };
+    assert!(
+        bin.is_file(),
+        "{}: no such file (set XBLADECTL_BIN, or build xbladectl next to XBLADE_BIN)",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `xbladectl --socket SOCKET ARGS` in the lab's target namespace; returns its exit
@@ -870,4 +894,74 @@ fn read_mac_of(lab: &Lab, ifname: &str) -> aoe_proto::Mac {
         .find(|l| l.client_if == ifname)
         .map(|l| aoe_proto::Mac(l.client_mac))
         .unwrap_or_else(|| panic!("{ifname} is not a client end of the lab"))
+}
+
+// ---- Running the daemon under a wrapper, and what /proc says about it (faults.rs) ----
+
+impl Daemon {
+    /// As [`Daemon::start`], but runs `WRAPPER... xblade ARGS SHELF SLOT IFACE IMAGE` (for
+    /// example `strace -f -o FILE`); `pid()` is then the wrapper's.
+    pub fn start_wrapped(
+        lab: &Lab,
+        dir: &TempDir,
+        wrapper: &[&str],
+        image: &Path,
+        args: &[&str],
+    ) -> Daemon {
+        let (program, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut command = lab.command_in_target(program);
+        command
+            .args(rest)
+            .arg(xblade_bin())
+            .args(args)
+            .arg(SHELF.to_string())
+            .arg(SLOT.to_string())
+            .arg(lab.target_if())
+            .arg(image);
+        Self::spawn_until(command, dir, Duration::from_secs(20), |log| {
+            log.contains("exporting")
+        })
+        .unwrap_or_else(|exit| panic!("wrapped xblade did not start: {exit:?}"))
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (after a signal sent some
+    /// other way).
+    pub fn wait_exit(mut self, timeout: Duration) -> Exit {
+        self.wait(timeout)
+    }
+}
+
+/// The children of process `pid` (of its main thread).
+pub fn child_pids(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The open flags (the octal `flags:` of `/proc/PID/fdinfo/FD`) of every descriptor of
+/// process `pid` open on `path`.
+pub fn open_flags_of(pid: i32, path: &Path) -> Vec<i32> {
+    let want = fs::canonicalize(path).expect("canonical image path");
+    let mut flags = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd") {
+        let entry = entry.expect("fd entry");
+        if fs::read_link(entry.path()).ok().as_deref() != Some(want.as_path()) {
+            continue;
+        }
+        let info = fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if let Some(octal) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(str::trim)
+        {
+            flags.push(i32::from_str_radix(octal, 8).expect("octal flags"));
+        }
+    }
+    flags
 }
