@@ -4,11 +4,13 @@
 //!
 //! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
-//! it all; [`backend`], [`stats`], [`config`] and [`netdev`] do what they say.
+//! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`backend`],
+//! [`stats`], [`config`] and [`netdev`] do what they say.
 
 pub mod backend;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod daemon;
 pub mod eventfd;
 pub mod netdev;

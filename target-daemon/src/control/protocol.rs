@@ -142,6 +142,128 @@ pub struct ReloadReply {
     pub interfaces_detached: Vec<String>,
 }
 
+/// The payload of a successful `stats`: every counter since the daemon started, read
+/// without stopping or locking any worker. Counters only grow (a reload that replaces an
+/// export starts its counters again at zero; its `generation` changes). Rates and interval
+/// percentiles are differences of two replies (`xbladectl monitor` does that).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsReply {
+    pub version: String,
+    pub pid: u32,
+    /// When the counters were read, in ns since the daemon started (`CLOCK_MONOTONIC`), to
+    /// divide differences by.
+    pub uptime_ns: u64,
+    pub exports: Vec<ExportStats>,
+    pub queues: Vec<QueueStats>,
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// One export's requests, summed over every interface and queue that serves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportStats {
+    /// `e<shelf>.<slot>`.
+    pub name: String,
+    pub shelf: u16,
+    pub slot: u8,
+    /// Changes each time a reload replaces the export (its counters restart at zero).
+    pub generation: u64,
+    /// ATA reads and writes served (each one request, whatever its sector count).
+    pub reads: u64,
+    pub writes: u64,
+    /// Every other request answered: flush, identify, Query Config, Mac Mask List,
+    /// Reserve/Release, check power mode.
+    pub other: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    /// Requests answered with an ATA error (status ERR), disk errors included.
+    pub ata_errors: u64,
+    /// Requests answered with an AoE error (bad command, bad argument, reserved, ...).
+    pub aoe_errors: u64,
+    /// Disk I/O that failed (each also counted in `ata_errors`).
+    pub disk_errors: u64,
+    /// Requests dropped because the sender is not on the mask list.
+    pub refused_masked: u64,
+    /// Requests refused because another host holds the reservation.
+    pub refused_reserved: u64,
+    /// Requests in flight (received, not yet answered) at the moment of reading.
+    pub in_flight: u64,
+    /// Service latency, receive to reply, of every answered request.
+    pub latency: LatencyStats,
+}
+
+/// A latency distribution: a few quantiles for people, and the buckets themselves so that a
+/// client can subtract two readings and get the distribution over the interval between them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub sum_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+    /// `[upper_bound_ns, count]` for each non-empty bucket, in increasing bound order: a
+    /// sample `v` is in the first bucket whose bound is `>= v`.
+    pub buckets: Vec<[u64; 2]>,
+}
+
+/// One RX queue's worker (one AF_XDP socket).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueStats {
+    pub interface: String,
+    pub queue: u32,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    /// Requests whose sector data went through a bounce buffer (alignment).
+    pub bounced: u64,
+    /// Requests merged into a neighbour's disk operation.
+    pub merged: u64,
+    /// Frames dropped by the worker, by reason.
+    pub dropped_malformed: u64,
+    pub dropped_not_for_us: u64,
+    pub dropped_response: u64,
+    pub dropped_config_mismatch: u64,
+    pub dropped_no_buffer: u64,
+    /// Time the worker spent working and waiting for events, in ns.
+    pub busy_ns: u64,
+    pub idle_ns: u64,
+    /// The socket's `XDP_STATISTICS` (`struct xdp_statistics`, `getsockopt(SOL_XDP)`).
+    pub xsk: XskStats,
+}
+
+/// `struct xdp_statistics` of one AF_XDP socket, named as in `<linux/if_xdp.h>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct XskStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+/// One interface's XDP program verdicts (summed over CPUs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InterfaceStats {
+    pub name: String,
+    /// Frames the program redirected to an AF_XDP socket.
+    pub xdp_redirect: u64,
+    /// Frames it passed to the kernel: not AoE, AoE responses, shelf.slot not served here,
+    /// no socket on the receiving queue.
+    pub xdp_pass_not_aoe: u64,
+    pub xdp_pass_response: u64,
+    pub xdp_pass_other_target: u64,
+    pub xdp_pass_no_socket: u64,
+    /// Frames it dropped: sender not on the mask list, too short for an AoE header.
+    pub xdp_drop_acl: u64,
+    pub xdp_drop_malformed: u64,
+}
+
 /// One reply, as sent by the daemon. On the wire: see the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
