@@ -9,11 +9,13 @@ use xblade_target::{Action, IoOutcome, Target, TargetConfig, TargetState};
 const OWN: Mac = Mac([0x02, 0, 0, 0, 0, 0x01]);
 
 fuzz_target!(|input: &[u8]| {
-    // The first two bytes choose the frame capacity; the rest is the received frame.
-    let (capacity, request) = match input {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])) % 4096, rest),
+    // The first two bytes choose the frame capacity (low 12 bits) and whether the export is
+    // locked (top bit); the rest is the received frame.
+    let (selector, request) = match input {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
         _ => return,
     };
+    let capacity = usize::from(selector) % 4096;
     let target = Target::new(
         TargetConfig {
             major: 1,
@@ -30,6 +32,7 @@ fuzz_target!(|input: &[u8]| {
         OWN,
         TargetState::default(),
     );
+    target.set_locked(selector & 0x8000 != 0);
     let mut frame = vec![0u8; capacity.max(request.len())];
     frame[..request.len()].copy_from_slice(request);
     match target.decide(&mut frame, request.len()) {

@@ -70,6 +70,7 @@ pub(super) fn query_config(
     let mut state = target.lock();
     let mut change = None;
     let mut reply = reply;
+    let mut refused_locked = false;
     match ccmd {
         ConfigCommand::Read => {}
         ConfigCommand::Test if state.config_string() != requested => {
@@ -85,7 +86,14 @@ pub(super) fn query_config(
                 return target.aoe_error(frame, len, reply, AoeError::TargetReserved);
             }
             let current = state.config_string();
-            if ccmd == ConfigCommand::SetIfEmpty && !current.is_empty() && current != requested {
+            if current != requested && target.is_locked() {
+                // The operator's string: answered as a set of a string already present.
+                reply = reply.with_error(AoeError::ConfigStringPresent);
+                refused_locked = true;
+            } else if ccmd == ConfigCommand::SetIfEmpty
+                && !current.is_empty()
+                && current != requested
+            {
                 reply = reply.with_error(AoeError::ConfigStringPresent);
             } else if current != requested {
                 // Cannot fail: string_len <= MAX_STRING_LEN was checked above.
@@ -94,9 +102,10 @@ pub(super) fn query_config(
             }
         }
     }
-    let kind = match reply.error {
-        0 => ReplyKind::Config,
-        _ => ReplyKind::AoeError(AoeError::ConfigStringPresent),
+    let kind = match (reply.error, refused_locked) {
+        (_, true) => ReplyKind::RefusedLocked,
+        (0, false) => ReplyKind::Config,
+        (_, false) => ReplyKind::AoeError(AoeError::ConfigStringPresent),
     };
     match encode_config_reply(target, frame, reply, req.ccmd, &state) {
         Ok(len) => Action::Reply { len, kind, change },
@@ -119,6 +128,7 @@ pub(super) fn mask_list(
     let mut state = target.lock();
     let mut change = None;
     let mut failure = None;
+    let mut refused_locked = false;
     match req.mcmd {
         mcmd::READ => {}
         mcmd::EDIT => {
@@ -131,13 +141,25 @@ pub(super) fn mask_list(
                 return target.aoe_error(frame, len, reply, AoeError::TargetReserved);
             }
             // Directives apply in order; the first that fails stops the edit, and the
-            // ones before it stay applied (the reply names the failing index).
+            // ones before it stay applied (the reply names the failing index). On a locked
+            // export the first directive that would change the list fails.
+            let locked = target.is_locked();
             let before = state.mask.clone();
             for index in 0..count {
                 let Ok(d) = Directive::parse(&frame[..len], body, index) else {
                     failure = Some((merror::UNSPECIFIED, index));
                     break;
                 };
+                let changes = match d.dcmd {
+                    dcmd::ADD => !state.mask.contains(d.mac),
+                    dcmd::DELETE => state.mask.contains(d.mac),
+                    _ => false,
+                };
+                if locked && changes {
+                    failure = Some((merror::UNSPECIFIED, index));
+                    refused_locked = true;
+                    break;
+                }
                 match d.dcmd {
                     dcmd::NONE => {}
                     dcmd::ADD => {
@@ -192,8 +214,12 @@ pub(super) fn mask_list(
         }
     });
     drop(state);
+    let kind = match refused_locked {
+        true => ReplyKind::RefusedLocked,
+        false => ReplyKind::MaskList,
+    };
     match encoded {
-        Ok(end) => target.reply(frame, end, ReplyKind::MaskList, change),
+        Ok(end) => target.reply(frame, end, kind, change),
         Err(_) => Action::Drop(DropReason::Malformed),
     }
 }
@@ -223,15 +249,24 @@ pub(super) fn reserve(
                 drop(state);
                 return target.aoe_error(frame, len, reply, AoeError::TargetReserved);
             }
-            let before = state.reservation.clone();
-            state.reservation.clear();
+            let mut next = state.reservation.clone();
+            next.clear();
             for index in 0..nmacs {
                 if let Ok(mac) = reserve::mac(&frame[..len], body, index) {
                     // Cannot fail: nmacs <= capacity was checked above.
-                    let _ = state.reservation.add(mac);
+                    let _ = next.add(mac);
                 }
             }
-            if state.reservation != before {
+            let operators = state.operator_reserved && target.is_locked();
+            if operators && next != state.reservation {
+                drop(state);
+                let refused = target.aoe_error(frame, len, reply, AoeError::TargetReserved);
+                return refused_locked(refused);
+            }
+            if !operators && (next != state.reservation || state.operator_reserved) {
+                // An initiator's set makes the reservation the initiators' again.
+                state.reservation = next;
+                state.operator_reserved = false;
                 target.update_restricted(&state);
                 change = Some(StateChange::Reservation);
             }
@@ -257,5 +292,17 @@ pub(super) fn reserve(
     match encoded {
         Ok(end) => target.reply(frame, end, ReplyKind::Reserve, change),
         Err(_) => Action::Drop(DropReason::Malformed),
+    }
+}
+
+/// `action` (an AoE error reply) reported as a refusal for the export's lock.
+fn refused_locked(action: Action) -> Action {
+    match action {
+        Action::Reply { len, change, .. } => Action::Reply {
+            len,
+            kind: ReplyKind::RefusedLocked,
+            change,
+        },
+        other => other,
     }
 }

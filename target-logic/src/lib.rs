@@ -6,6 +6,7 @@
 //! decision is unit-tested without root.
 
 mod control;
+mod operator;
 #[cfg(test)]
 mod proptests;
 mod state;
@@ -21,7 +22,9 @@ use aoe_proto::{
     pad_reply, AoeError, Command, Header, Mac, AOE_VERSION, MIN_FRAME_LEN, SECTOR_SIZE,
 };
 
-pub use state::{MacList, TargetState, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES};
+pub use state::{
+    MacList, MaskEdit, TargetState, TooManyMacs, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES,
+};
 pub use table::{ExportKey, ExportTable, Route};
 
 /// The fixed properties of an exported device as served on one link (the sector count per
@@ -122,6 +125,11 @@ pub enum ReplyKind {
     Config,
     MaskList,
     Reserve,
+    /// A change refused because the export is locked (see [`Target::set_locked`]): a Mac
+    /// Mask List edit answered with MError 1, a Query Config set with AoE error 4, or a
+    /// Reserve/Release set of an operator's reservation with AoE error 6. Counted as this
+    /// alone, not as an AoE error.
+    RefusedLocked,
 }
 
 /// How a disk I/O ended.
@@ -148,6 +156,8 @@ struct Shared {
     /// True while the mask list or the reservation is non-empty: only then does the ATA
     /// path take the lock.
     restricted: AtomicBool,
+    /// The mask list and config string are the operator's alone (see [`Target::set_locked`]).
+    locked: AtomicBool,
 }
 
 /// One exported device, as a worker sees it. Cheap to clone: workers share the state.

@@ -156,3 +156,176 @@ proptest! {
         check(&target(), &frame, capacity)?;
     }
 }
+
+const SENDER: Mac = Mac([2, 0, 0, 0, 0, 9]);
+
+/// A small pool, so that adds and deletes hit listed MACs often.
+fn pool_mac() -> impl Strategy<Value = Mac> {
+    (0u8..4).prop_map(|n| Mac([2, 0, 0, 0, 0, 8 + n]))
+}
+
+/// A Query Config, Mac Mask List or Reserve/Release request from [`SENDER`], with any
+/// sub-command and arguments.
+fn control_request() -> impl Strategy<Value = Vec<u8>> {
+    (
+        1u8..=3,
+        0u8..6,
+        proptest::collection::vec((0u8..4, pool_mac()), 0..6),
+        proptest::collection::vec(any::<u8>(), 0..8),
+    )
+        .prop_map(|(command, sub, entries, string)| {
+            use aoe_proto::config::ConfigHeader;
+            use aoe_proto::mask::{Directive, MaskHeader};
+            use aoe_proto::reserve::{self, ReserveHeader};
+            let mut frame = vec![0u8; 1024];
+            let hdr = Header {
+                dst: OWN,
+                src: SENDER,
+                vlan_tci: None,
+                version: 1,
+                flags: 0,
+                error: 0,
+                major: 1,
+                minor: 0,
+                command,
+                tag: 7,
+            };
+            let body = hdr.encode(&mut frame).unwrap_or(24);
+            let end = match command {
+                1 => {
+                    let _ = ConfigHeader {
+                        ccmd: sub,
+                        aoe_version: 1,
+                        string_len: string.len() as u16,
+                        ..Default::default()
+                    }
+                    .encode(&mut frame, body);
+                    let start = aoe_proto::config::string_offset(body);
+                    frame[start..start + string.len()].copy_from_slice(&string);
+                    start + string.len()
+                }
+                2 => {
+                    let _ = MaskHeader {
+                        mcmd: sub % 2,
+                        merror: 0,
+                        directive_count: entries.len() as u8,
+                    }
+                    .encode(&mut frame, body);
+                    for (i, (dcmd, mac)) in entries.iter().enumerate() {
+                        let _ = Directive {
+                            dcmd: *dcmd,
+                            mac: *mac,
+                        }
+                        .encode(&mut frame, body, i);
+                    }
+                    aoe_proto::mask::frame_len(body, entries.len())
+                }
+                _ => {
+                    let _ = ReserveHeader {
+                        rcmd: sub % 3,
+                        nmacs: entries.len() as u8,
+                    }
+                    .encode(&mut frame, body);
+                    for (i, (_, mac)) in entries.iter().enumerate() {
+                        let _ = reserve::write_mac(&mut frame, body, i, *mac);
+                    }
+                    reserve::frame_len(body, entries.len())
+                }
+            };
+            frame.truncate(end);
+            frame
+        })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum OperatorOp {
+    Mask(MaskEdit),
+    Reserve,
+}
+
+fn operator_op() -> impl Strategy<Value = (OperatorOp, Vec<Mac>)> {
+    (
+        prop_oneof![
+            Just(OperatorOp::Mask(MaskEdit::Set)),
+            Just(OperatorOp::Mask(MaskEdit::Add)),
+            Just(OperatorOp::Mask(MaskEdit::Remove)),
+            Just(OperatorOp::Reserve),
+        ],
+        proptest::collection::vec(pool_mac(), 0..5),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// Whatever control requests a host sends, a locked export's mask list and config
+    /// string, and an operator's reservation, stay as the operator set them; every refusal
+    /// is reported as such and changes nothing.
+    #[test]
+    fn locked_state_is_the_operators(
+        operator_mask in proptest::collection::vec(pool_mac(), 0..4),
+        operator_reservation in proptest::collection::vec(pool_mac(), 0..3),
+        requests in proptest::collection::vec(control_request(), 1..8),
+    ) {
+        let t = target();
+        t.set_locked(true);
+        let mut mask = operator_mask.clone();
+        mask.push(SENDER); // admitted, so that its requests reach the decisions
+        prop_assert!(t.edit_mask(MaskEdit::Set, &mask).is_ok());
+        prop_assert!(t.reserve_by_operator(&operator_reservation).is_ok());
+        let before = t.state();
+        for request in requests {
+            let mut frame = vec![0u8; 1500];
+            frame[..request.len()].copy_from_slice(&request);
+            let action = t.decide(&mut frame, request.len());
+            check(&t, &request, 1500)?;
+            let after = t.state();
+            prop_assert_eq!(after.mask.as_slice(), before.mask.as_slice());
+            prop_assert_eq!(after.config_string(), before.config_string());
+            if before.operator_reserved {
+                prop_assert_eq!(&after.reservation, &before.reservation);
+            }
+            if let Action::Reply { kind: ReplyKind::RefusedLocked, change, .. } = action {
+                prop_assert_eq!(change, None);
+            }
+            if let Action::Reply { change: Some(change), .. } = action {
+                prop_assert_eq!(change, StateChange::Reservation);
+                prop_assert!(!before.operator_reserved);
+            }
+        }
+    }
+
+    /// Operator edits behave as set operations on an ordered list, all or nothing.
+    #[test]
+    fn operator_edits_follow_a_list_model(ops in proptest::collection::vec(operator_op(), 0..12)) {
+        let t = target();
+        let mut mask: Vec<Mac> = Vec::new();
+        let mut reservation: Vec<Mac> = Vec::new();
+        for (op, macs) in ops {
+            let mut distinct: Vec<Mac> = Vec::new();
+            for mac in &macs {
+                if !distinct.contains(mac) {
+                    distinct.push(*mac);
+                }
+            }
+            let before = t.state();
+            match op {
+                OperatorOp::Mask(MaskEdit::Set) => mask = distinct,
+                OperatorOp::Mask(MaskEdit::Add) => {
+                    mask.extend(distinct.into_iter().filter(|m| !before.mask.contains(*m)))
+                }
+                OperatorOp::Mask(MaskEdit::Remove) => mask.retain(|m| !macs.contains(m)),
+                OperatorOp::Reserve => reservation = distinct,
+            }
+            let changed = match op {
+                OperatorOp::Mask(edit) => t.edit_mask(edit, &macs),
+                OperatorOp::Reserve => t.reserve_by_operator(&macs),
+            };
+            let after = t.state();
+            prop_assert_eq!(after.mask.as_slice(), &mask[..]);
+            prop_assert_eq!(after.reservation.as_slice(), &reservation[..]);
+            prop_assert_eq!(after.operator_reserved, !reservation.is_empty());
+            prop_assert_eq!(changed, Ok(after != before));
+        }
+    }
+}

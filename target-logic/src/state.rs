@@ -1,6 +1,7 @@
-//! Control-plane state that initiators can change: the config string, the MAC mask list
-//! (an ACL) and the reservation. Rarely written, read on every ATA request, shared by all
-//! workers of a target. The lists are fixed-capacity arrays: no allocation after start-up.
+//! Control-plane state that initiators (and the operator) can change: the config string, the
+//! MAC mask list (an ACL) and the reservation. Rarely written, read on every ATA request,
+//! shared by all workers of a target. The lists are fixed-capacity arrays: no allocation
+//! after start-up.
 
 use aoe_proto::config::MAX_STRING_LEN;
 use aoe_proto::Mac;
@@ -82,6 +83,55 @@ impl<const N: usize> MacList<N> {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+
+    /// A list of `macs` (each once, in order), or how many distinct MACs it would hold.
+    fn from_macs(macs: &[Mac]) -> Result<Self, TooManyMacs> {
+        let mut list = Self::default();
+        list.add_all(macs)?;
+        Ok(list)
+    }
+
+    /// Adds every MAC of `macs` or, when they do not all fit, none (and says how many
+    /// distinct MACs the list would have held).
+    fn add_all(&mut self, macs: &[Mac]) -> Result<(), TooManyMacs> {
+        let mut next = self.clone();
+        for mac in macs {
+            if next.add(*mac).is_err() {
+                let mut would_hold = self.len;
+                for (i, m) in macs.iter().enumerate() {
+                    if !self.contains(*m) && !macs[..i].contains(m) {
+                        would_hold += 1;
+                    }
+                }
+                return Err(TooManyMacs {
+                    capacity: N,
+                    would_hold,
+                });
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+/// An operator's list that does not fit: nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyMacs {
+    /// Most MACs the list holds.
+    pub capacity: usize,
+    /// Distinct MACs the list would have held.
+    pub would_hold: usize,
+}
+
+/// How an operator edits a mask list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskEdit {
+    /// The list becomes exactly these MACs (none: the list is cleared, no ACL).
+    Set,
+    /// These MACs join the list (those already on it stay where they are).
+    Add,
+    /// These MACs leave the list (absent ones are ignored).
+    Remove,
 }
 
 /// The whole control-plane state of one target.
@@ -91,6 +141,9 @@ pub struct TargetState {
     config_len: usize,
     pub mask: MacList<MAX_MASK_ENTRIES>,
     pub reservation: MacList<MAX_RESERVE_ENTRIES>,
+    /// The operator set the reservation (`xbladectl reserve`), not an initiator. On a locked
+    /// export such a reservation cannot be changed from the wire. False when unreserved.
+    pub operator_reserved: bool,
 }
 
 impl Default for TargetState {
@@ -100,6 +153,7 @@ impl Default for TargetState {
             config_len: 0,
             mask: MacList::default(),
             reservation: MacList::default(),
+            operator_reserved: false,
         }
     }
 }
@@ -118,6 +172,40 @@ impl TargetState {
         dst.copy_from_slice(value);
         self.config_len = value.len();
         Ok(())
+    }
+
+    /// The operator's edit of the mask list: all of it or, when the list would overflow,
+    /// none of it. Returns whether the list changed.
+    pub fn edit_mask(&mut self, edit: MaskEdit, macs: &[Mac]) -> Result<bool, TooManyMacs> {
+        let next = match edit {
+            MaskEdit::Set => MacList::from_macs(macs)?,
+            MaskEdit::Add => {
+                let mut next = self.mask.clone();
+                next.add_all(macs)?;
+                next
+            }
+            MaskEdit::Remove => {
+                let mut next = self.mask.clone();
+                for mac in macs {
+                    next.remove(*mac);
+                }
+                next
+            }
+        };
+        let changed = next != self.mask;
+        self.mask = next;
+        Ok(changed)
+    }
+
+    /// The operator reserves the target for `holders` (none: releases it). Returns whether
+    /// the state changed (the holders, or who set them).
+    pub fn reserve_by_operator(&mut self, holders: &[Mac]) -> Result<bool, TooManyMacs> {
+        let next = MacList::from_macs(holders)?;
+        let by_operator = !next.is_empty();
+        let changed = next != self.reservation || by_operator != self.operator_reserved;
+        self.reservation = next;
+        self.operator_reserved = by_operator;
+        Ok(changed)
     }
 
     /// True when `src` may use the target at all (the mask list is empty or lists it).
@@ -162,6 +250,53 @@ mod tests {
         assert_eq!(list, other, "equality ignores stale slots");
         list.clear();
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn operator_mask_edits_are_all_or_nothing() {
+        let mut s = TargetState::default();
+        assert_eq!(
+            s.edit_mask(MaskEdit::Set, &[mac(1), mac(2), mac(1)]),
+            Ok(true)
+        );
+        assert_eq!(s.mask.as_slice(), &[mac(1), mac(2)]);
+        assert_eq!(s.edit_mask(MaskEdit::Add, &[mac(2), mac(3)]), Ok(true));
+        assert_eq!(s.mask.as_slice(), &[mac(1), mac(2), mac(3)]);
+        assert_eq!(s.edit_mask(MaskEdit::Add, &[mac(3)]), Ok(false));
+        assert_eq!(s.edit_mask(MaskEdit::Remove, &[mac(2), mac(9)]), Ok(true));
+        assert_eq!(s.mask.as_slice(), &[mac(1), mac(3)]);
+        assert_eq!(s.edit_mask(MaskEdit::Remove, &[mac(9)]), Ok(false));
+        let many: Vec<Mac> = (0..MAX_MASK_ENTRIES as u8).map(|i| mac(100 + i)).collect();
+        assert_eq!(
+            s.edit_mask(MaskEdit::Add, &many),
+            Err(TooManyMacs {
+                capacity: MAX_MASK_ENTRIES,
+                would_hold: MAX_MASK_ENTRIES + 2
+            })
+        );
+        assert_eq!(s.mask.as_slice(), &[mac(1), mac(3)], "unchanged on error");
+        assert_eq!(s.edit_mask(MaskEdit::Set, &many), Ok(true));
+        assert_eq!(s.mask.len(), MAX_MASK_ENTRIES);
+        assert_eq!(s.edit_mask(MaskEdit::Set, &[]), Ok(true));
+        assert!(s.mask.is_empty());
+    }
+
+    #[test]
+    fn operator_reservation_is_marked_and_released() {
+        let mut s = TargetState::default();
+        s.reservation.add(mac(1)).unwrap();
+        assert_eq!(
+            s.reserve_by_operator(&[mac(1)]),
+            Ok(true),
+            "now the operator's"
+        );
+        assert!(s.operator_reserved);
+        assert_eq!(s.reserve_by_operator(&[mac(1)]), Ok(false));
+        assert_eq!(s.reserve_by_operator(&[]), Ok(true));
+        assert!(s.reservation.is_empty() && !s.operator_reserved);
+        let many: Vec<Mac> = (0..=MAX_RESERVE_ENTRIES as u8).map(mac).collect();
+        assert!(s.reserve_by_operator(&many).is_err());
+        assert!(s.reservation.is_empty() && !s.operator_reserved);
     }
 
     #[test]

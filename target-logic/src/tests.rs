@@ -900,3 +900,198 @@ fn buffers_too_small_for_any_reply_are_dropped() {
     );
     assert!(matches!(t.decide(&mut f.buf[..60], 36), Action::Io(_)));
 }
+
+fn locked_target() -> Target {
+    let t = target();
+    t.set_locked(true);
+    t
+}
+
+fn config_string_of(f: &Frame) -> Vec<u8> {
+    let c = ConfigHeader::parse(&f.buf, 24).unwrap();
+    f.buf[32..32 + usize::from(c.string_len)].to_vec()
+}
+
+#[test]
+fn locked_refuses_mask_edits_that_change_the_list() {
+    let t = locked_target();
+    assert_eq!(t.edit_mask(MaskEdit::Set, &[CLIENT]), Ok(true));
+    let before = t.state();
+
+    // An add of an absent MAC: MError 1 at its index, the directives before it applied
+    // nothing, the list is as it was.
+    let mut f = Frame::mask(
+        CLIENT,
+        mcmd::EDIT,
+        &[(dcmd::ADD, CLIENT), (dcmd::NONE, OTHER), (dcmd::ADD, OTHER)],
+    );
+    let (len, kind, change) = expect_reply(f.decide(&t));
+    assert_eq!((kind, change), (ReplyKind::RefusedLocked, None));
+    assert_eq!(len, MIN_FRAME_LEN);
+    let h = f.reply_header();
+    assert_eq!(h.flags & FLAG_ERROR, 0, "MError, not the AoE E flag");
+    let m = MaskHeader::parse(&f.buf, 24).unwrap();
+    assert_eq!((m.merror, m.directive_count), (merror::UNSPECIFIED, 2));
+    assert_eq!(t.state(), before);
+
+    // A delete of a listed MAC (the one that would open the export to everyone).
+    let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::DELETE, CLIENT)]);
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::RefusedLocked);
+    let m = MaskHeader::parse(&f.buf, 24).unwrap();
+    assert_eq!((m.merror, m.directive_count), (merror::UNSPECIFIED, 0));
+    assert_eq!(t.state(), before);
+
+    // Edits that change nothing, and reads, are answered as usual with the list.
+    for directives in [&[(dcmd::ADD, CLIENT), (dcmd::DELETE, OTHER)][..], &[][..]] {
+        let mut f = Frame::mask(CLIENT, mcmd::EDIT, directives);
+        let (_, kind, change) = expect_reply(f.decide(&t));
+        assert_eq!(
+            (kind, change),
+            (ReplyKind::MaskList, None),
+            "{directives:?}"
+        );
+        let m = MaskHeader::parse(&f.buf, 24).unwrap();
+        assert_eq!((m.merror, m.directive_count), (0, 1));
+    }
+    let mut f = Frame::mask(CLIENT, mcmd::READ, &[]);
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::MaskList);
+    assert_eq!(Directive::parse(&f.buf, 24, 0).unwrap().mac, CLIENT);
+
+    // A bad directive before any change is still reported as one.
+    let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(7, OTHER), (dcmd::ADD, OTHER)]);
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::MaskList);
+    let m = MaskHeader::parse(&f.buf, 24).unwrap();
+    assert_eq!((m.merror, m.directive_count), (merror::BAD_DIRECTIVE, 0));
+    assert_eq!(t.state(), before);
+
+    // Unlocked again: the same edit goes through.
+    t.set_locked(false);
+    let mut f = Frame::mask(CLIENT, mcmd::EDIT, &[(dcmd::DELETE, CLIENT)]);
+    let (_, kind, change) = expect_reply(f.decide(&t));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::MaskList, Some(StateChange::MaskList))
+    );
+    assert!(t.state().mask.is_empty());
+}
+
+#[test]
+fn locked_refuses_config_string_changes_with_error_4() {
+    let t = locked_target();
+    for ccmd in [ConfigCommand::SetIfEmpty, ConfigCommand::ForceSet] {
+        let mut f = Frame::config(CLIENT, ccmd as u8, b"mine");
+        let (len, kind, change) = expect_reply(f.decide(&t));
+        assert_eq!((kind, change), (ReplyKind::RefusedLocked, None), "{ccmd:?}");
+        let h = f.reply_header();
+        assert_eq!(h.flags & FLAG_ERROR, FLAG_ERROR);
+        assert_eq!(h.error, AoeError::ConfigStringPresent as u8);
+        assert_eq!(config_string_of(&f), b"", "the current string");
+        assert_eq!(len, MIN_FRAME_LEN);
+        assert_eq!(t.state().config_string(), b"");
+    }
+    // The operator's string (here from an unlocked moment) is kept and served.
+    t.set_locked(false);
+    expect_reply(Frame::config(CLIENT, ConfigCommand::ForceSet as u8, b"op").decide(&t));
+    t.set_locked(true);
+    let mut f = Frame::config(OTHER, ConfigCommand::ForceSet as u8, b"theirs");
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::RefusedLocked);
+    assert_eq!(config_string_of(&f), b"op");
+    // A set of the string already there changes nothing and succeeds; reads and tests work.
+    let mut f = Frame::config(OTHER, ConfigCommand::SetIfEmpty as u8, b"op");
+    assert_eq!(
+        expect_reply(f.decide(&t)),
+        (MIN_FRAME_LEN, ReplyKind::Config, None)
+    );
+    let mut f = Frame::config(OTHER, ConfigCommand::Read as u8, b"");
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::Config);
+    assert_eq!(config_string_of(&f), b"op");
+    let mut f = Frame::config(OTHER, ConfigCommand::Test as u8, b"op");
+    assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::Config);
+    assert_eq!(t.state().config_string(), b"op");
+}
+
+#[test]
+fn locked_keeps_an_operator_reservation_and_leaves_initiators_theirs() {
+    let t = locked_target();
+    // Initiators' reservations work on a locked export as on any other.
+    let (_, kind, change) = expect_reply(Frame::reserve(CLIENT, rcmd::SET, &[CLIENT]).decide(&t));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::Reserve, Some(StateChange::Reservation))
+    );
+    expect_reply(Frame::reserve(OTHER, rcmd::FORCE_SET, &[OTHER]).decide(&t));
+    assert_eq!(t.state().reservation.as_slice(), &[OTHER]);
+
+    // The operator's reservation cannot be changed from the wire, not even by its holder
+    // or by a force set; re-setting it as it is changes nothing and is answered.
+    assert_eq!(t.reserve_by_operator(&[CLIENT]), Ok(true));
+    let before = t.state();
+    for (src, rcmd, macs) in [
+        (OTHER, rcmd::FORCE_SET, &[OTHER][..]),
+        (CLIENT, rcmd::SET, &[][..]),
+        (CLIENT, rcmd::FORCE_SET, &[CLIENT, OTHER][..]),
+    ] {
+        let mut f = Frame::reserve(src, rcmd, macs);
+        let (_, kind, change) = expect_reply(f.decide(&t));
+        assert_eq!((kind, change), (ReplyKind::RefusedLocked, None));
+        let h = f.reply_header();
+        assert_eq!(h.error, AoeError::TargetReserved as u8);
+        assert_eq!(t.state(), before);
+    }
+    let mut f = Frame::reserve(CLIENT, rcmd::SET, &[CLIENT]);
+    let (_, kind, change) = expect_reply(f.decide(&t));
+    assert_eq!((kind, change), (ReplyKind::Reserve, None));
+    assert_eq!(t.state(), before, "still the operator's");
+
+    // Cleared by the operator, the reservation is the initiators' again.
+    assert_eq!(t.reserve_by_operator(&[]), Ok(true));
+    expect_reply(Frame::reserve(OTHER, rcmd::SET, &[OTHER]).decide(&t));
+    assert_eq!(t.state().reservation.as_slice(), &[OTHER]);
+    assert!(!t.state().operator_reserved);
+}
+
+#[test]
+fn unlocked_operator_reservation_is_an_ordinary_one() {
+    let t = target();
+    assert_eq!(t.reserve_by_operator(&[CLIENT]), Ok(true));
+    let (_, kind, change) =
+        expect_reply(Frame::reserve(OTHER, rcmd::FORCE_SET, &[OTHER]).decide(&t));
+    assert_eq!(
+        (kind, change),
+        (ReplyKind::Reserve, Some(StateChange::Reservation))
+    );
+    let s = t.state();
+    assert_eq!(s.reservation.as_slice(), &[OTHER]);
+    assert!(!s.operator_reserved);
+}
+
+#[test]
+fn operator_edits_take_effect_on_the_data_path_at_once() {
+    let t = locked_target();
+    assert_eq!(t.edit_mask(MaskEdit::Set, &[CLIENT]), Ok(true));
+    let mut f = Frame::read(0, 1);
+    f.buf[6..12].copy_from_slice(&OTHER.0);
+    assert_eq!(f.decide(&t), Action::Drop(DropReason::Masked));
+    assert_eq!(t.edit_mask(MaskEdit::Add, &[OTHER]), Ok(true));
+    let mut f = Frame::read(0, 1);
+    f.buf[6..12].copy_from_slice(&OTHER.0);
+    expect_io(f.decide(&t));
+    assert_eq!(t.edit_mask(MaskEdit::Remove, &[CLIENT, OTHER]), Ok(true));
+
+    assert_eq!(t.reserve_by_operator(&[CLIENT]), Ok(true));
+    let mut f = Frame::read(0, 1);
+    f.buf[6..12].copy_from_slice(&OTHER.0);
+    assert_eq!(
+        expect_reply(f.decide(&t)).1,
+        ReplyKind::AoeError(AoeError::TargetReserved)
+    );
+    assert_eq!(t.reserve_by_operator(&[]), Ok(true));
+    let mut f = Frame::read(0, 1);
+    f.buf[6..12].copy_from_slice(&OTHER.0);
+    expect_io(f.decide(&t));
+
+    // Shared by every link's view of the export.
+    let other_link = t.on_link(OWN, 2);
+    t.set_locked(false);
+    assert!(!other_link.is_locked());
+}
