@@ -1,4 +1,4 @@
-//! The state initiators set (config string, MAC mask list, reservation), kept across
+//! The state initiators and the operator set (config string, MAC mask list, reservation), kept across
 //! restarts in a small text file that is replaced atomically: written to a temporary file,
 //! fsync'd, renamed over the old one, and the directory fsync'd. A crash leaves either the
 //! old or the new file, never a torn one.
@@ -9,6 +9,7 @@
 //! config 686f73742d61        (hex of the config string's bytes; absent when empty)
 //! mask 02:00:00:00:00:01     (one line per mask list entry, in order)
 //! reserve 02:00:00:00:00:02  (one line per reservation holder)
+//! reserved-by operator       (the operator set the reservation; absent: an initiator did)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -143,6 +144,9 @@ fn render(state: &TargetState) -> String {
     for mac in state.reservation.as_slice() {
         out.push_str(&format!("reserve {mac}\n"));
     }
+    if state.operator_reserved {
+        out.push_str("reserved-by operator\n");
+    }
     out
 }
 
@@ -193,8 +197,23 @@ fn parse(text: &str) -> Result<TargetState, (usize, String)> {
                     "more reservation entries than the list holds".to_owned(),
                 )
             })?,
+            "reserved-by" => match value.trim() {
+                "operator" => state.operator_reserved = true,
+                other => {
+                    return Err((
+                        line,
+                        format!("reserved-by '{other}': only 'operator' is written"),
+                    ))
+                }
+            },
             other => return Err((line, format!("unknown key '{other}'"))),
         }
+    }
+    if state.operator_reserved && state.reservation.is_empty() {
+        return Err((
+            text.lines().count(),
+            "'reserved-by operator' without a 'reserve' line".to_owned(),
+        ));
     }
     Ok(state)
 }
@@ -209,13 +228,19 @@ mod tests {
         s.mask.add(Mac([2, 0, 0, 0, 0, 1])).unwrap();
         s.mask.add(Mac([2, 0, 0, 0, 0, 2])).unwrap();
         s.reservation.add(Mac([2, 0, 0, 0, 0, 3])).unwrap();
+        s.operator_reserved = true;
         s
     }
 
     #[test]
     fn render_parse_round_trip() {
         let s = sample();
-        assert_eq!(parse(&render(&s)), Ok(s));
+        assert_eq!(parse(&render(&s)), Ok(s.clone()));
+        assert!(render(&s).contains("\nreserved-by operator\n"));
+        let mut initiators = s;
+        initiators.operator_reserved = false;
+        assert!(!render(&initiators).contains("reserved-by"));
+        assert_eq!(parse(&render(&initiators)), Ok(initiators));
         assert_eq!(
             parse(&render(&TargetState::default())),
             Ok(TargetState::default())
@@ -229,6 +254,13 @@ mod tests {
         assert_eq!(parse("xblade-state 1\nconfig abc\n").unwrap_err().0, 2);
         assert_eq!(parse("xblade-state 1\n\nmask zz\n").unwrap_err().0, 3);
         assert_eq!(parse("xblade-state 1\nfoo bar\n").unwrap_err().0, 2);
+        assert_eq!(
+            parse("xblade-state 1\nreserve 02:00:00:00:00:01\nreserved-by host\n")
+                .unwrap_err()
+                .0,
+            3
+        );
+        assert!(parse("xblade-state 1\nreserved-by operator\n").is_err());
         let many: String = (0..=crate::target::MAX_MASK_ENTRIES)
             .map(|i| format!("mask 02:00:00:00:01:{:02x}\n", i))
             .collect();

@@ -84,6 +84,14 @@ pub struct Cli {
     #[arg(short = 'm', long = "mask", value_delimiter = ',')]
     pub mask: Vec<Mac>,
 
+    /// Lock the mask list and config string: hosts on the segment may read them, but their
+    /// edits (AoE Mac Mask List edits, Query Config sets) are refused; only the operator
+    /// changes them (-m, `xbladectl mask`). A reservation the operator sets with `xbladectl
+    /// reserve` cannot be changed from the wire either; initiators' own reservations work
+    /// as usual.
+    #[arg(long)]
+    pub locked: bool,
+
     /// Export window: first sector of FILE to export.
     #[arg(
         short = 'o',
@@ -197,7 +205,7 @@ A minimal configuration file:
   interfaces = [\"eth1\", \"eth2\"]";
 
 /// The arguments `--config` excludes: the export and interface ones, which the file carries.
-const CONFIG_CONFLICTS: [&str; 25] = [
+const CONFIG_CONFLICTS: [&str; 26] = [
     "shelf",
     "slot",
     "iface",
@@ -206,6 +214,7 @@ const CONFIG_CONFLICTS: [&str; 25] = [
     "sync_writes",
     "read_only",
     "mask",
+    "locked",
     "offset_sectors",
     "length_sectors",
     "serial",
@@ -275,6 +284,7 @@ impl Cli {
             offset_sectors: self.offset_sectors,
             length_sectors: self.length_sectors,
             mask: self.mask.clone(),
+            locked: self.locked,
             buffers: self.buffer_count,
             serial: self.serial.clone(),
             io_engine: match self.io_engine.as_str() {
@@ -488,6 +498,7 @@ mod tests {
             "-r",
             "-m",
             "02:00:00:00:00:01",
+            "--locked",
             "-o",
             "8",
             "-l",
@@ -559,6 +570,7 @@ mod tests {
                     offset_sectors: 8,
                     length_sectors: Some(100),
                     mask: vec![Mac([2, 0, 0, 0, 0, 1])],
+                    locked: true,
                     buffers: 64,
                     serial: Some("SER".into()),
                     io_engine: IoEngine::Uring,
@@ -584,9 +596,16 @@ mod tests {
                 export.state.clone(),
                 export.io_engine,
                 export.buffers,
-                export.read_only
+                export.read_only,
+                export.locked
             ),
-            (StateLocation::BesideImage, IoEngine::Auto, 128, false)
+            (
+                StateLocation::BesideImage,
+                IoEngine::Auto,
+                128,
+                false,
+                false
+            )
         );
         let iface = &config.interfaces["eth0"];
         assert_eq!(

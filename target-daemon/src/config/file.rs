@@ -6,9 +6,10 @@
 //! control = "/run/xblade/control.sock"
 //! state_dir = "/var/lib/xblade"   # each export's state in STATE_DIR/eSHELF.SLOT.state
 //! stats_interval = 0
-//! buffers = 128               # export defaults: buffers, read_only, sync, io_engine
+//! buffers = 128               # export defaults: buffers, read_only, sync, io_engine, locked
 //! read_only = false
 //! sync = false
+//! locked = false              # true: mask list and config string are the operator's alone
 //! io_engine = "auto"          # auto | uring | sync
 //! xdp_mode = "auto"           # interface defaults: xdp_mode, queues, frames, batch,
 //! frames = 4096               #   spin_us, busy_poll, pin
@@ -32,6 +33,7 @@
 //! offset_sectors = 0
 //! length_sectors = 2048       # default: to the end of the file
 //! mask = ["52:54:00:12:34:56"]
+//! locked = false              # hosts may not edit the mask list or config string
 //! buffers = 128
 //! serial = "VOL0"
 //! io_engine = "auto"
@@ -213,6 +215,7 @@ struct RawDefaults {
     buffers: Option<Spanned<i64>>,
     read_only: Option<bool>,
     sync: Option<bool>,
+    locked: Option<bool>,
     io_engine: Option<RawIoEngine>,
     xdp_mode: Option<RawXdpMode>,
     queues: Option<Spanned<i64>>,
@@ -247,6 +250,7 @@ struct RawExport {
     offset_sectors: Option<u64>,
     length_sectors: Option<Spanned<u64>>,
     mask: Option<Vec<Spanned<String>>>,
+    locked: Option<bool>,
     buffers: Option<Spanned<i64>>,
     serial: Option<Spanned<String>>,
     io_engine: Option<RawIoEngine>,
@@ -726,6 +730,7 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
                 offset_sectors: e.offset_sectors.unwrap_or(0),
                 length_sectors: e.length_sectors.as_ref().map(|l| *l.get_ref()),
                 mask,
+                locked: e.locked.or(d.locked).unwrap_or(false),
                 buffers,
                 serial: e.serial.as_ref().map(|s| s.get_ref().clone()),
                 io_engine: e
@@ -869,6 +874,7 @@ stats_interval = 5
 buffers = 64
 read_only = true
 sync = true
+locked = true
 io_engine = "uring"
 xdp_mode = "generic"
 frames = 2048
@@ -899,6 +905,7 @@ sync = false
 offset_sectors = 8
 length_sectors = 2048
 mask = ["52:54:00:12:34:56", "020000000001"]
+locked = false
 buffers = 128
 serial = "VOL0"
 io_engine = "sync"
@@ -982,6 +989,7 @@ state = false
                         Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
                         Mac([2, 0, 0, 0, 0, 1]),
                     ],
+                    locked: false,
                     buffers: 128,
                     serial: Some("VOL0".into()),
                     io_engine: IoEngine::Sync,
@@ -996,6 +1004,7 @@ state = false
                     offset_sectors: 0,
                     length_sectors: None,
                     mask: vec![],
+                    locked: true,
                     buffers: 64,
                     serial: None,
                     io_engine: IoEngine::Uring,
@@ -1028,6 +1037,7 @@ state = false
                 offset_sectors: 0,
                 length_sectors: None,
                 mask: vec![],
+                locked: false,
                 buffers: DEFAULT_BUFFERS,
                 serial: None,
                 io_engine: IoEngine::Auto,
@@ -1198,6 +1208,50 @@ state = false
             Some("defaults"),
             "batch",
             "twice",
+        );
+    }
+
+    #[test]
+    fn locked_in_defaults_and_per_export() {
+        let two = "[[export]]\nshelf = 1\nslot = 0\nfile = \"f\"\ninterfaces = [\"eth0\"]\n\n\
+                   [[export]]\nshelf = 1\nslot = 1\nfile = \"g\"\ninterfaces = [\"eth0\"]\n";
+        let locked = |config: &ServeConfig| -> Vec<bool> {
+            config.exports.values().map(|e| e.locked).collect()
+        };
+        assert_eq!(locked(&parse_ok(two)), [false, false], "off by default");
+        assert_eq!(
+            locked(&parse_ok(&format!("[defaults]\nlocked = true\n\n{two}"))),
+            [true, true],
+            "[defaults] applies to every export"
+        );
+        let own = two.replace("slot = 1\n", "slot = 1\nlocked = false\n");
+        assert_eq!(
+            locked(&parse_ok(&format!("[defaults]\nlocked = true\n\n{own}"))),
+            [true, false],
+            "an export's own setting wins"
+        );
+        let own = two.replace("slot = 0\n", "slot = 0\nlocked = true\n");
+        assert_eq!(locked(&parse_ok(&own)), [true, false]);
+        assert_invalid(
+            "[defaults]\nlocked = \"yes\"\n",
+            2,
+            Some("defaults"),
+            "locked",
+            "expected a boolean",
+        );
+        assert_invalid(
+            &format!("{EXPORT}locked = 1\n"),
+            6,
+            Some("export"),
+            "locked",
+            "expected a boolean",
+        );
+        assert_invalid(
+            "[interfaces.eth0]\nlocked = true\n",
+            2,
+            Some("interface eth0"),
+            "locked",
+            "unknown key",
         );
     }
 

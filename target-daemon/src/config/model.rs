@@ -87,6 +87,9 @@ pub struct ExportConfig {
     pub length_sectors: Option<u64>,
     /// The mask list entries this configuration manages (initiators may add more).
     pub mask: Vec<Mac>,
+    /// The mask list and config string are the operator's alone: changes from the wire are
+    /// refused (see `xblade_target`'s `operator` module for what this means exactly).
+    pub locked: bool,
     /// Buffer count advertised in Query Config (1-65535).
     pub buffers: u16,
     /// IDENTIFY serial number; `None`: derived from shelf and slot.
@@ -104,15 +107,18 @@ impl ExportConfig {
     }
 
     /// True when the two differ only in the interfaces they are served on (and the mask
-    /// seed, which a reload applies to the running export without reopening anything).
+    /// seed and the lock, which a reload applies to the running export without reopening
+    /// anything).
     pub fn same_backing(&self, other: &ExportConfig) -> bool {
         ExportConfig {
             interfaces: Vec::new(),
             mask: Vec::new(),
+            locked: false,
             ..self.clone()
         } == ExportConfig {
             interfaces: Vec::new(),
             mask: Vec::new(),
+            locked: false,
             ..other.clone()
         }
     }

@@ -2,6 +2,7 @@
 //! the kernel's link events.
 //!
 //! * [`protocol`]: the wire format (one JSON object per line each way) and its types;
+//! * [`acl`]: the access-control commands' payloads and argument checks;
 //! * [`socket`]: [`ControlServer`], the daemon's non-blocking end of the socket;
 //! * [`client`]: [`Client`] and [`request`], the client end (used by `xbladectl`);
 //! * [`netlink`]: [`LinkWatcher`], link up/down, MTU and hotplug events from rtnetlink.
@@ -9,6 +10,7 @@
 //! The daemon's control loop polls two descriptors for `POLLIN`, [`ControlServer::fd`] and
 //! [`LinkWatcher::fd`], then calls [`ControlServer::serve`] and [`LinkWatcher::drain`].
 
+pub mod acl;
 pub mod client;
 pub mod netlink;
 pub mod protocol;
@@ -17,8 +19,8 @@ pub mod socket;
 pub use client::{request, Client, ClientError};
 pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, NetlinkError};
 pub use protocol::{
-    decode_reply, decode_request, encode_line, encode_request, ExportStatus, InterfaceStatus,
-    ReloadReply, Reply, Request, StatusReply,
+    decode_reply, decode_request, encode_line, encode_request, AclChangeReply, AclReply, ExportAcl,
+    ExportStatus, InterfaceStatus, MaskOp, ReloadReply, Reply, Request, ReserveOp, StatusReply,
 };
 pub use socket::{ControlError, ControlServer};
 

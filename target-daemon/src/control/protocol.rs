@@ -11,12 +11,18 @@
 //! # Requests
 //!
 //! An object with a `"cmd"` member naming the command; other members are the command's
-//! arguments (none so far; unknown members are ignored):
+//! arguments (unknown members are ignored):
 //!
 //! ```text
 //! {"cmd":"status"}
 //! {"cmd":"reload"}
+//! {"cmd":"acl","exports":["e1.0"]}
+//! {"cmd":"mask","export":"e1.0","op":"add","macs":["02:00:00:00:00:01"]}
+//! {"cmd":"reserve","export":"e1.0","op":"clear"}
 //! ```
+//!
+//! The access-control commands (`acl`, `mask`, `reserve`) and their replies are described
+//! in [`super::acl`].
 //!
 //! # Replies
 //!
@@ -51,17 +57,39 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::acl::{AclChangeReply, AclReply, ExportAcl, MaskOp, ReserveOp};
+
 /// Every command the daemon knows, as spelled in `"cmd"`.
-pub const COMMANDS: &[&str] = &["status", "reload"];
+pub const COMMANDS: &[&str] = &["status", "reload", "acl", "mask", "reserve"];
 
 /// One request, as sent by a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// What is served, where, and in what state.
     Status,
     /// Re-read the config file and apply the difference.
     Reload,
+    /// The mask list, reservation, config string and lock of these exports (`e1.0`; none:
+    /// every export).
+    Acl {
+        #[serde(default)]
+        exports: Vec<String>,
+    },
+    /// Change an export's MAC mask list (`macs` unused by `clear`).
+    Mask {
+        export: String,
+        op: MaskOp,
+        #[serde(default)]
+        macs: Vec<String>,
+    },
+    /// Set (to `macs`) or clear an export's reservation.
+    Reserve {
+        export: String,
+        op: ReserveOp,
+        #[serde(default)]
+        macs: Vec<String>,
+    },
 }
 
 impl Request {
@@ -70,6 +98,9 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::Reload => "reload",
+            Request::Acl { .. } => "acl",
+            Request::Mask { .. } => "mask",
+            Request::Reserve { .. } => "reserve",
         }
     }
 }
@@ -187,6 +218,10 @@ pub struct ExportStats {
     pub refused_masked: u64,
     /// Requests refused because another host holds the reservation.
     pub refused_reserved: u64,
+    /// Changes from the wire refused because the export is locked: Mac Mask List edits,
+    /// Query Config sets, changes of an operator's reservation (answered with the protocol's
+    /// error; counted here alone, not in `aoe_errors`).
+    pub refused_locked: u64,
     /// Requests in flight (received, not yet answered) at the moment of reading.
     pub in_flight: u64,
     /// Service latency, receive to reply, of every answered request.
@@ -269,6 +304,9 @@ pub struct InterfaceStats {
 pub enum Reply {
     Status(StatusReply),
     Reload(ReloadReply),
+    Acl(AclReply),
+    Mask(AclChangeReply),
+    Reserve(AclChangeReply),
     /// `{"ok":false,"error":...}`: the request failed, with a sentence for a human.
     Error(String),
 }
@@ -320,6 +358,9 @@ pub fn encode_line(reply: &Reply) -> String {
     let encoded = match reply {
         Reply::Status(status) => success("status", status),
         Reply::Reload(reload) => success("reload", reload),
+        Reply::Acl(acl) => success("acl", acl),
+        Reply::Mask(change) => success("mask", change),
+        Reply::Reserve(change) => success("reserve", change),
         Reply::Error(error) => Ok(failure(error)),
     };
     let mut line = encoded
@@ -331,7 +372,7 @@ pub fn encode_line(reply: &Reply) -> String {
 /// The request as one line of JSON, with its terminating `\n`.
 pub fn encode_request(request: &Request) -> String {
     let mut line = serde_json::to_string(request)
-        // A unit variant with a tag cannot fail to serialize.
+        // Strings, lists of strings and unit enums with a tag cannot fail to serialize.
         .unwrap_or_else(|_| format!(r#"{{"cmd":"{}"}}"#, request.name()));
     line.push('\n');
     line
@@ -407,6 +448,15 @@ pub fn decode_reply(line: &str) -> Result<Reply, String> {
         "reload" => serde_json::from_value(value)
             .map(Reply::Reload)
             .map_err(|e| format!("bad reload payload: {e}")),
+        "acl" => serde_json::from_value(value)
+            .map(Reply::Acl)
+            .map_err(|e| format!("bad acl payload: {e}")),
+        "mask" => serde_json::from_value(value)
+            .map(Reply::Mask)
+            .map_err(|e| format!("bad mask payload: {e}")),
+        "reserve" => serde_json::from_value(value)
+            .map(Reply::Reserve)
+            .map_err(|e| format!("bad reserve payload: {e}")),
         other => Err(format!(
             "a reply to an unknown command '{other}' (this xbladectl knows: {}; is it older than the daemon?)",
             known()
@@ -471,7 +521,7 @@ pub(crate) mod tests {
             let line = encode_request(&request);
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
             assert_eq!(line, format!("{{\"cmd\":\"{}\"}}\n", request.name()));
-            assert_eq!(decode_request(&line), Ok(request));
+            assert_eq!(decode_request(&line), Ok(request.clone()));
             assert!(COMMANDS.contains(&request.name()));
         }
         assert_eq!(decode_request(r#" {"cmd":"status"} "#), Ok(Request::Status));
@@ -489,8 +539,87 @@ pub(crate) mod tests {
     #[test]
     fn every_known_command_parses() {
         for cmd in COMMANDS {
-            let request = decode_request(&format!("{{\"cmd\":\"{cmd}\"}}")).unwrap();
-            assert_eq!(request.name(), *cmd);
+            match decode_request(&format!("{{\"cmd\":\"{cmd}\"}}")) {
+                Ok(request) => assert_eq!(request.name(), *cmd),
+                // Commands with required arguments say which is missing.
+                Err(e) => assert!(
+                    e.starts_with(&format!("bad '{cmd}' request: missing field `export`")),
+                    "{e}"
+                ),
+            }
+        }
+    }
+
+    pub(crate) fn sample_acl() -> ExportAcl {
+        ExportAcl {
+            name: "e1.0".into(),
+            shelf: 1,
+            slot: 0,
+            locked: true,
+            mask: vec!["02:00:00:00:00:01".into(), "02:00:00:00:00:02".into()],
+            mask_configured: vec!["02:00:00:00:00:01".into()],
+            mask_capacity: 64,
+            reservation: vec!["02:00:00:00:00:02".into()],
+            reserved_by_operator: true,
+            config_string: "host-a\\x00".into(),
+        }
+    }
+
+    #[test]
+    fn acl_requests_round_trip() {
+        for (request, line) in [
+            (
+                Request::Acl { exports: vec![] },
+                r#"{"cmd":"acl","exports":[]}"#,
+            ),
+            (
+                Request::Acl {
+                    exports: vec!["e1.0".into(), "e2.3".into()],
+                },
+                r#"{"cmd":"acl","exports":["e1.0","e2.3"]}"#,
+            ),
+            (
+                Request::Mask {
+                    export: "e1.0".into(),
+                    op: MaskOp::Add,
+                    macs: vec!["02:00:00:00:00:01".into()],
+                },
+                r#"{"cmd":"mask","export":"e1.0","op":"add","macs":["02:00:00:00:00:01"]}"#,
+            ),
+            (
+                Request::Reserve {
+                    export: "e1.0".into(),
+                    op: ReserveOp::Clear,
+                    macs: vec![],
+                },
+                r#"{"cmd":"reserve","export":"e1.0","op":"clear","macs":[]}"#,
+            ),
+        ] {
+            assert_eq!(encode_request(&request), format!("{line}\n"));
+            assert_eq!(decode_request(line), Ok(request.clone()));
+            assert!(COMMANDS.contains(&request.name()));
+        }
+        // Optional members may be left out.
+        assert_eq!(
+            decode_request(r#"{"cmd":"acl"}"#),
+            Ok(Request::Acl { exports: vec![] })
+        );
+        assert_eq!(
+            decode_request(r#"{"cmd":"mask","export":"e1.0","op":"clear"}"#),
+            Ok(Request::Mask {
+                export: "e1.0".into(),
+                op: MaskOp::Clear,
+                macs: vec![]
+            })
+        );
+        for bad in [
+            r#"{"cmd":"mask","export":"e1.0","op":"toggle"}"#,
+            r#"{"cmd":"mask","op":"clear"}"#,
+            r#"{"cmd":"reserve","export":"e1.0","op":"add","macs":[]}"#,
+            r#"{"cmd":"reserve","export":"e1.0","op":"set","macs":"02:00:00:00:00:01"}"#,
+        ] {
+            let error = decode_request(bad).unwrap_err();
+            assert!(error.starts_with("bad '"), "{bad}: {error}");
         }
     }
 
@@ -501,6 +630,14 @@ pub(crate) mod tests {
             Reply::Status(StatusReply::default()),
             Reply::Reload(sample_reload()),
             Reply::Reload(ReloadReply::default()),
+            Reply::Acl(AclReply {
+                exports: vec![sample_acl(), ExportAcl::default()],
+            }),
+            Reply::Mask(AclChangeReply {
+                changed: true,
+                export: sample_acl(),
+            }),
+            Reply::Reserve(AclChangeReply::default()),
             Reply::error("no such file: /etc/xblade.toml"),
             Reply::error("quotes \" and newlines \n and tabs \t"),
         ] {
@@ -537,7 +674,7 @@ pub(crate) mod tests {
     fn unknown_command_names_the_known_ones() {
         assert_eq!(
             decode_request(r#"{"cmd":"x"}"#),
-            Err("unknown command 'x' (known: status, reload)".to_owned())
+            Err("unknown command 'x' (known: status, reload, acl, mask, reserve)".to_owned())
         );
     }
 

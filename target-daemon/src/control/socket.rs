@@ -558,6 +558,7 @@ pub(crate) mod tests {
                 unchanged: 1,
                 ..Default::default()
             }),
+            other => Reply::error(format!("{} is not served by this test", other.name())),
         }
     }
 
@@ -683,7 +684,10 @@ pub(crate) mod tests {
         let reply = raw_exchange(&mut reader, b"{\"cmd\":\"x\"}\n");
         assert_eq!(
             reply,
-            "{\"ok\":false,\"error\":\"unknown command 'x' (known: status, reload)\"}\n"
+            format!(
+                "{{\"ok\":false,\"error\":\"unknown command 'x' (known: {})\"}}\n",
+                crate::control::protocol::COMMANDS.join(", ")
+            )
         );
 
         let reply = raw_exchange(&mut reader, b"{\"cmd\":\"status\"}\r\n");

@@ -1,16 +1,20 @@
-//! `xbladectl`: asks a running xblade what it serves, or makes it reload its config file,
-//! over its control socket. The command line ([`Args`]) lives here, in the library, so that
-//! man pages and shell completions can be generated from it; [`format`] renders replies for
-//! a human.
+//! `xbladectl`: asks a running xblade what it serves, makes it reload its config file, and
+//! shows or sets exports' access control, over its control socket. The command line
+//! ([`Args`]) lives here, in the library, so that man pages and shell completions can be
+//! generated from it; [`format`] and [`acl`] render replies for a human.
 
+pub mod acl;
 pub mod format;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::control::{decode_reply, Client, Reply, Request, DEFAULT_SOCKET, SOCKET_ENV};
-use clap::{Parser, Subcommand};
+use crate::control::{
+    decode_reply, Client, MaskOp, Reply, Request, ReserveOp, DEFAULT_SOCKET, SOCKET_ENV,
+};
+use acl::{acl_request, format_acl, format_acl_change, mask_request, reserve_request};
+use clap::{Parser, Subcommand, ValueEnum};
 use format::{format_reload, format_status};
 
 #[derive(Parser, Debug)]
@@ -30,6 +34,9 @@ use format::{format_reload, format_status};
         xbladectl status                 exports and interfaces, as tables\n  \
         xbladectl --json status          the same as one line of JSON\n  \
         xbladectl reload                 re-read the config file and apply the difference\n  \
+        xbladectl acl e1.0               mask list, reservation, config string, lock\n  \
+        xbladectl mask e1.0 set 02:00:00:00:00:01 02:00:00:00:00:02\n  \
+        xbladectl reserve e1.0 clear\n  \
         xbladectl --socket /tmp/x.sock status"
 )]
 pub struct Args {
@@ -49,7 +56,7 @@ pub struct Args {
     command: Command,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Show every export (name, file, size, interfaces, rw/ro, state) and every interface
     /// (state, MAC, MTU, sectors per frame, queues, XDP mode, exports)
@@ -58,6 +65,114 @@ pub enum Command {
     /// Exports the reload does not touch keep serving without a pause. If the new config is
     /// invalid, nothing changes and the error is printed (exit status 1).
     Reload,
+    /// Show exports' access control: the MAC mask list (entries from the config file marked
+    /// `configured`), the reservation (and whether the operator set it), the AoE config
+    /// string, and whether the export is locked
+    #[command(
+        long_about = "Show exports' access control: the MAC mask list (entries from the \
+            config file marked `configured`), the reservation (and whether the operator set \
+            it), the AoE config string, and whether the export is locked.\n\n\
+            On a locked export (`locked = true` in the config file, or `--locked`) hosts on \
+            the segment may read the mask list and config string but not change them; \
+            initiators' reservations work as usual, but one the operator set with `xbladectl \
+            reserve` can only be changed by the operator."
+    )]
+    Acl {
+        /// Exports to show, as e<shelf>.<slot> (e.g. e1.0) [default: every export]
+        #[arg(value_name = "EXPORT")]
+        exports: Vec<String>,
+    },
+    /// Set, add to, remove from or clear an export's MAC mask list (its ACL: only listed
+    /// hosts may use the export; enforced in the XDP program)
+    #[command(
+        long_about = "Set, add to, remove from or clear an export's MAC mask list.\n\n\
+            A non-empty mask list is an ACL: only listed hosts may use the export, and the XDP \
+            program drops everything else. The change takes effect at once on every interface \
+            and is saved in the export's state file, so it survives a restart. The list holds \
+            at most 64 MACs; an edit that would overflow it changes nothing.\n\n\
+            Entries of the config file's `mask` key (or `-m`) are put back at start-up and \
+            when a reload changes that key: to remove one of those for good, remove it from \
+            the file. Entries added here stay across reloads and restarts.",
+        after_help = "Examples:\n  \
+            xbladectl mask e1.0 set 02:00:00:00:00:01 02:00:00:00:00:02\n  \
+            xbladectl mask e1.0 add 52:54:00:12:34:56\n  \
+            xbladectl mask e1.0 remove 02:00:00:00:00:02\n  \
+            xbladectl mask e1.0 clear      every host may use e1.0 again"
+    )]
+    Mask {
+        /// The export, as e<shelf>.<slot> (e.g. e1.0)
+        export: String,
+        /// set: the list becomes exactly MAC…; add, remove: MAC… join or leave it; clear:
+        /// empty it
+        #[arg(value_enum)]
+        op: MaskOpArg,
+        /// MAC addresses, e.g. 02:00:00:00:00:01 (also 02-00-… or 020000000001)
+        #[arg(value_name = "MAC")]
+        macs: Vec<String>,
+    },
+    /// Reserve an export for some hosts, or release it (AoE Reserve/Release, as the operator)
+    #[command(
+        long_about = "Reserve an export for some hosts, or release it.\n\n\
+            While an export is reserved, only the holders may read and write it (others get \
+            AoE error 6, \"target is reserved\"; IDENTIFY and Query Config stay answered). \
+            The change takes effect at once and is saved in the export's state file. On a \
+            locked export, hosts cannot change a reservation the operator set; on an \
+            unlocked one a host's force set replaces it, as AoE allows.",
+        after_help = "Examples:\n  \
+            xbladectl reserve e1.0 set 02:00:00:00:00:01\n  \
+            xbladectl reserve e1.0 clear"
+    )]
+    Reserve {
+        /// The export, as e<shelf>.<slot> (e.g. e1.0)
+        export: String,
+        /// set: only MAC… may read and write; clear: release the export
+        #[arg(value_enum)]
+        op: ReserveOpArg,
+        /// MAC addresses of the holders, e.g. 02:00:00:00:00:01
+        #[arg(value_name = "MAC")]
+        macs: Vec<String>,
+    },
+}
+
+/// `xbladectl mask EXPORT OP`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskOpArg {
+    Set,
+    Add,
+    Remove,
+    Clear,
+}
+
+/// `xbladectl reserve EXPORT OP`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveOpArg {
+    Set,
+    Clear,
+}
+
+/// The request `command` makes, checked before it is sent. The error names the fix.
+fn request_for(command: &Command) -> Result<Request, String> {
+    match command {
+        Command::Status => Ok(Request::Status),
+        Command::Reload => Ok(Request::Reload),
+        Command::Acl { exports } => acl_request(exports),
+        Command::Mask { export, op, macs } => {
+            let op = match op {
+                MaskOpArg::Set => MaskOp::Set,
+                MaskOpArg::Add => MaskOp::Add,
+                MaskOpArg::Remove => MaskOp::Remove,
+                MaskOpArg::Clear => MaskOp::Clear,
+            };
+            mask_request(export, op, macs)
+        }
+        Command::Reserve { export, op, macs } => {
+            let op = match op {
+                ReserveOpArg::Set => ReserveOp::Set,
+                ReserveOpArg::Clear => ReserveOp::Clear,
+            };
+            reserve_request(export, op, macs)
+        }
+    }
 }
 
 fn socket_path(args: &Args) -> PathBuf {
@@ -78,9 +193,12 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let path = socket_path(&args);
-    let request = match args.command {
-        Command::Status => Request::Status,
-        Command::Reload => Request::Reload,
+    let request = match request_for(&args.command) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("xbladectl: {e}");
+            return ExitCode::from(2);
+        }
     };
     let line = match Client::connect(&path, Duration::from_secs_f64(args.timeout))
         .and_then(|mut client| client.request_line(&request))
@@ -109,7 +227,7 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    match (request, reply) {
+    match (&request, reply) {
         (_, Reply::Error(error)) => {
             eprintln!("xbladectl: {} failed: {error}", request.name());
             ExitCode::FAILURE
@@ -120,6 +238,18 @@ pub fn main() -> ExitCode {
         }
         (Request::Reload, Reply::Reload(reload)) => {
             print!("{}", format_reload(&reload));
+            ExitCode::SUCCESS
+        }
+        (Request::Acl { .. }, Reply::Acl(acl)) => {
+            print!("{}", format_acl(&acl));
+            ExitCode::SUCCESS
+        }
+        (Request::Mask { .. }, Reply::Mask(change)) => {
+            print!("{}", format_acl_change("mask list", &change));
+            ExitCode::SUCCESS
+        }
+        (Request::Reserve { .. }, Reply::Reserve(change)) => {
+            print!("{}", format_acl_change("reservation", &change));
             ExitCode::SUCCESS
         }
         (request, _) => {
@@ -150,5 +280,47 @@ mod tests {
         let args = Args::parse_from(["xbladectl", "reload", "--socket", "/y.sock"]);
         assert!(matches!(args.command, Command::Reload));
         assert_eq!(socket_path(&args), PathBuf::from("/y.sock"));
+    }
+
+    #[test]
+    fn acl_commands_parse_to_requests() {
+        let request = |argv: &[&str]| {
+            let args = Args::try_parse_from(argv).map_err(|e| e.kind())?;
+            Ok::<_, clap::error::ErrorKind>(request_for(&args.command))
+        };
+        assert_eq!(
+            request(&["xbladectl", "acl"]),
+            Ok(Ok(Request::Acl { exports: vec![] }))
+        );
+        assert_eq!(
+            request(&["xbladectl", "--json", "acl", "e1.0", "e1.1"]),
+            Ok(Ok(Request::Acl {
+                exports: vec!["e1.0".into(), "e1.1".into()]
+            }))
+        );
+        assert_eq!(
+            request(&["xbladectl", "mask", "e1.0", "remove", "02:00:00:00:00:01"]),
+            Ok(Ok(Request::Mask {
+                export: "e1.0".into(),
+                op: MaskOp::Remove,
+                macs: vec!["02:00:00:00:00:01".into()]
+            }))
+        );
+        assert_eq!(
+            request(&["xbladectl", "reserve", "e1.0", "clear"]),
+            Ok(Ok(Request::Reserve {
+                export: "e1.0".into(),
+                op: ReserveOp::Clear,
+                macs: vec![]
+            }))
+        );
+        assert_eq!(
+            request(&["xbladectl", "mask", "e1.0", "toggle"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+        assert!(matches!(
+            request(&["xbladectl", "mask", "e1.0", "add"]),
+            Ok(Err(_))
+        ));
     }
 }

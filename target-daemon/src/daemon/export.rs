@@ -9,6 +9,7 @@ use xblade_target::{ExportKey, Target, TargetConfig};
 
 use crate::backend::{Backend, BackendOptions, IoMode};
 use crate::config::{ExportConfig, IoEngine, StateLocation};
+use crate::control::ExportAcl;
 use crate::persist::StateFile;
 use crate::worker::ServedExport;
 use crate::xdp::XdpExport;
@@ -61,6 +62,7 @@ impl RunningExport {
                     info!(export = %key, path = %file.path().display(), "restored config string, mask list and reservation");
                 }
                 let target = Target::new(target_config, Mac::ZERO, persisted.unwrap_or_default());
+                target.set_locked(config.locked);
                 reseed(&target, key, &[], &config.mask);
                 target
             }
@@ -79,8 +81,10 @@ impl RunningExport {
         })
     }
 
-    /// A reload changed the configured mask entries from `old` to this export's.
+    /// A reload committed this export's configuration, whose mask entries were `old`: the
+    /// configured entries and the lock take effect.
     pub fn reseed_from(&self, old: &[Mac]) {
+        self.target.set_locked(self.config.locked);
         reseed(&self.target, self.key(), old, &self.config.mask);
     }
 
@@ -115,6 +119,25 @@ impl RunningExport {
             .iter()
             .map(|m| m.0)
             .collect()
+    }
+
+    /// The export's access control as the control protocol reports it.
+    pub fn acl(&self) -> ExportAcl {
+        let key = self.key();
+        let state = self.target.state();
+        let macs = |macs: &[Mac]| macs.iter().map(Mac::to_string).collect();
+        ExportAcl {
+            name: key.to_string(),
+            shelf: key.major(),
+            slot: key.minor(),
+            locked: self.target.is_locked(),
+            mask: macs(state.mask.as_slice()),
+            mask_configured: macs(&self.config.mask),
+            mask_capacity: state.mask.capacity() as u32,
+            reservation: macs(state.reservation.as_slice()),
+            reserved_by_operator: state.operator_reserved,
+            config_string: state.config_string().escape_ascii().to_string(),
+        }
     }
 
     /// Persists the state initiators set, if this export keeps it.

@@ -5,6 +5,7 @@
 //! ([`interface`]), talks to the workers only by messages, and waits in one `poll(2)` for
 //! signals, state changes initiators made, control-socket clients and link events.
 
+mod acl;
 mod export;
 mod interface;
 mod reload;
@@ -319,6 +320,9 @@ impl Daemon {
                     Reply::error(format!("reload failed, nothing changed: {e}"))
                 }
             },
+            Request::Acl { exports } => self.acl(&exports),
+            Request::Mask { export, op, macs } => self.edit_mask(&export, op, &macs),
+            Request::Reserve { export, op, macs } => self.reserve(&export, op, &macs),
         }
     }
 
@@ -331,20 +335,31 @@ impl Daemon {
             *changed.entry(key).or_default() |= change == StateChange::MaskList;
         }
         for (key, mask_changed) in changed {
-            let Some(export) = self.exports.get(&key) else {
-                continue;
+            let change = match mask_changed {
+                true => StateChange::MaskList,
+                false => StateChange::Reservation,
             };
-            if mask_changed {
-                for slot in self.interfaces.values_mut() {
-                    if let Some(running) = slot.running.as_mut() {
-                        if running.exports.contains(&key) {
-                            running.update_mask(export);
-                        }
+            self.publish_change(key, change);
+        }
+    }
+
+    /// Makes a change of export `key`'s state (by an initiator or the operator) take effect
+    /// everywhere: a mask list in the XDP ACL map of every interface serving the export;
+    /// any change in its state file.
+    fn publish_change(&mut self, key: ExportKey, change: StateChange) {
+        let Some(export) = self.exports.get(&key) else {
+            return;
+        };
+        if change == StateChange::MaskList {
+            for slot in self.interfaces.values_mut() {
+                if let Some(running) = slot.running.as_mut() {
+                    if running.exports.contains(&key) {
+                        running.update_mask(export);
                     }
                 }
             }
-            export.save_state();
         }
+        export.save_state();
     }
 
     /// Follows the interfaces as they are now: one that disappeared is detached, one that

@@ -235,6 +235,7 @@ mod tests {
             offset_sectors: 0,
             length_sectors: None,
             mask: Vec::new(),
+            locked: false,
             buffers: 128,
             serial: None,
             io_engine: IoEngine::Auto,

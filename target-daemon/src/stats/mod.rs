@@ -38,6 +38,9 @@ pub struct WorkerCounters {
     pub dropped_config_mismatch: AtomicU64,
     /// Requests dropped for want of spare frames for a chained reply (retransmitted).
     pub dropped_no_buffer: AtomicU64,
+    /// Changes from the wire refused because the export is locked (a mask list edit, a
+    /// config string set, a change of the operator's reservation). Answered, not dropped.
+    pub refused_locked: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -70,6 +73,7 @@ impl WorkerCounters {
             match kind {
                 ReplyKind::AtaError => &self.ata_errors,
                 ReplyKind::AoeError(_) => &self.aoe_errors,
+                ReplyKind::RefusedLocked => &self.refused_locked,
                 _ => &self.immediate_replies,
             },
             1,
@@ -102,6 +106,7 @@ impl WorkerCounters {
             dropped_masked: get(&self.dropped_masked),
             dropped_malformed: get(&self.dropped_malformed),
             dropped_no_buffer: get(&self.dropped_no_buffer),
+            refused_locked: get(&self.refused_locked),
         }
     }
 }
@@ -127,6 +132,7 @@ pub struct CounterSnapshot {
     pub dropped_masked: u64,
     pub dropped_malformed: u64,
     pub dropped_no_buffer: u64,
+    pub refused_locked: u64,
 }
 
 impl CounterSnapshot {
@@ -137,6 +143,7 @@ impl CounterSnapshot {
             + self.immediate_replies
             + self.ata_errors
             + self.aoe_errors
+            + self.refused_locked
     }
 
     pub fn merge(&mut self, other: &CounterSnapshot) {
@@ -158,6 +165,7 @@ impl CounterSnapshot {
         self.dropped_masked += other.dropped_masked;
         self.dropped_malformed += other.dropped_malformed;
         self.dropped_no_buffer += other.dropped_no_buffer;
+        self.refused_locked += other.refused_locked;
     }
 
     /// The change since `earlier`, for rates.
@@ -181,6 +189,7 @@ impl CounterSnapshot {
             dropped_masked: self.dropped_masked - earlier.dropped_masked,
             dropped_malformed: self.dropped_malformed - earlier.dropped_malformed,
             dropped_no_buffer: self.dropped_no_buffer - earlier.dropped_no_buffer,
+            refused_locked: self.refused_locked - earlier.refused_locked,
         }
     }
 }
@@ -321,15 +330,25 @@ mod tests {
         c.count_drop(DropReason::Malformed);
         c.count_reply(ReplyKind::AtaError);
         c.count_reply(ReplyKind::Config);
+        c.count_reply(ReplyKind::RefusedLocked);
         let s = c.snapshot();
         assert_eq!(
             (s.reads, s.read_bytes, s.dropped, s.dropped_masked),
             (3, 3072, 2, 1)
         );
-        assert_eq!((s.ata_errors, s.immediate_replies, s.requests()), (1, 1, 5));
+        assert_eq!(
+            (
+                s.ata_errors,
+                s.immediate_replies,
+                s.refused_locked,
+                s.aoe_errors
+            ),
+            (1, 1, 1, 0)
+        );
+        assert_eq!(s.requests(), 6);
         let mut total = s;
         total.merge(&s);
-        assert_eq!(total.requests(), 10);
+        assert_eq!((total.requests(), total.refused_locked), (12, 2));
         assert_eq!(total.since(&s), s);
     }
 
