@@ -278,10 +278,11 @@ impl fmt::Display for Summary<'_> {
         )?;
         writeln!(
             f,
-            "  errors   ata {}, aoe {}, disk i/o {}; dropped frames {} (masked {}, malformed {}, no buffer {}); bounced {}; merged {}",
+            "  errors   ata {}, aoe {}, disk i/o {}; refused locked {}; dropped frames {} (masked {}, malformed {}, no buffer {}); bounced {}; merged {}",
             c.ata_errors,
             c.aoe_errors,
             c.io_errors,
+            c.refused_locked,
             c.dropped,
             c.dropped_masked,
             c.dropped_malformed,
