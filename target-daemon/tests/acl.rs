@@ -595,3 +595,65 @@ fn defaults_locked_applies_to_every_export_and_errors_name_the_fix() {
     let exit = daemon.terminate(STOP);
     assert!(exit.status.success(), "{exit:?}");
 }
+
+#[test]
+fn a_reload_applies_locked_and_keeps_the_operators_entries() {
+    require_root!();
+    let lab = Lab::new("aclreload", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("aclreload");
+    let target = Mac(lab.target_mac());
+    add_macvlan(&lab, "xbm0", MAC_B);
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let a_mac = Mac(lab.client_mac()).to_string();
+    let mut config = ConfigFile::new(&dir);
+    config
+        .exports
+        .push(ExportSpec::new(SHELF, SLOT, &image, &[lab.target_if()]).mask(&[a_mac.as_str()]));
+    write_config(&config, None, &[None]);
+    let socket = &config.control;
+    let daemon = Daemon::start_config(&lab, &dir, &config.path, &[]);
+    let mut a = Wire::new(initiator(&lab, 300, 2), target, SLOT);
+
+    // The file's entry and the operator's.
+    ctl(&lab, socket, &["mask", "e1.0", "add", &MAC_B.to_string()]);
+    let acl = acl_of(&lab, socket, "e1.0");
+    assert_eq!(strings(&acl["mask"]), [a_mac.clone(), MAC_B.to_string()]);
+    assert_eq!(strings(&acl["mask_configured"]), [a_mac.clone()]);
+    assert_eq!(acl["locked"], false);
+
+    // Locked by a reload: at once, without reopening, and the list is kept.
+    write_config(&config, None, &[Some(true)]);
+    let out = ctl(&lab, socket, &["reload"]);
+    assert!(out.contains("changed: e1.0"), "{out}");
+    let acl = acl_of(&lab, socket, "e1.0");
+    assert_eq!(acl["locked"], true);
+    assert_eq!(strings(&acl["mask"]), [a_mac.clone(), MAC_B.to_string()]);
+    let (_, m, _) = a.mask(mcmd::EDIT, &[(dcmd::DELETE, MAC_B)]);
+    assert_eq!(m.merror, merror::UNSPECIFIED, "locked by the reload");
+
+    // The file's entry leaves with the file (and A with it); the operator's stays.
+    config.exports[0].mask = None;
+    write_config(&config, None, &[Some(false)]);
+    ctl(&lab, socket, &["reload"]);
+    let acl = acl_of(&lab, socket, "e1.0");
+    assert_eq!(acl["locked"], false);
+    assert_eq!(strings(&acl["mask"]), [MAC_B.to_string()]);
+    let h = a.header(CMD_MASK);
+    let reply = a.try_exchange(&mask_frame(&h, mcmd::READ, &[]), SILENCE_MS);
+    assert!(
+        reply.is_none(),
+        "A left the list with the file: {reply:02x?}"
+    );
+    let mut b_client = open_client(&lab, "xbm0", 300, 3);
+    b_client.discover().expect("B finds e1.0");
+    let mut b = Wire::new(b_client, target, SLOT);
+    let (_, m, list) = b.mask(mcmd::EDIT, &[(dcmd::DELETE, MAC_B)]);
+    assert_eq!(
+        (m.merror, list),
+        (0, vec![]),
+        "unlocked again: hosts edit the list"
+    );
+
+    let exit = daemon.terminate(STOP);
+    assert!(exit.status.success(), "{exit:?}");
+}
