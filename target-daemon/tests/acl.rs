@@ -618,7 +618,7 @@ fn a_reload_applies_locked_and_keeps_the_operators_entries() {
     ctl(&lab, socket, &["mask", "e1.0", "add", &MAC_B.to_string()]);
     let acl = acl_of(&lab, socket, "e1.0");
     assert_eq!(strings(&acl["mask"]), [a_mac.clone(), MAC_B.to_string()]);
-    assert_eq!(strings(&acl["mask_configured"]), [a_mac.clone()]);
+    assert_eq!(strings(&acl["mask_configured"]), vec![a_mac.clone()]);
     assert_eq!(acl["locked"], false);
 
     // Locked by a reload: at once, without reopening, and the list is kept.
