@@ -396,7 +396,7 @@ fn an_operator_mask_list_is_enforced_and_hosts_cannot_undo_it() {
 }
 
 #[test]
-fn an_operator_reservation_takes_effect_and_survives_a_restart() {
+fn operator_reservation_and_config_string_take_effect_and_survive_a_restart() {
     require_root!();
     let lab = Lab::new("aclresv", LabOptions::default()).expect("lab");
     let dir = TempDir::new("aclresv");
@@ -451,13 +451,25 @@ fn an_operator_reservation_takes_effect_and_survives_a_restart() {
         ],
     );
 
+    // The operator's config string: served at once; hosts cannot change it.
+    let out = ctl(&lab, socket, &["config-string", "e1.0", "set", "cluster-a"]);
+    assert!(out.contains("  config       \"cluster-a\"\n"), "{out}");
+    let (h, string) = a.config(ConfigCommand::Read, b"");
+    assert_eq!((aoe_error_of(&h), string), (None, b"cluster-a".to_vec()));
+    let (h, string) = b.config(ConfigCommand::ForceSet, b"theirs");
+    assert_eq!(aoe_error_of(&h), Some(AoeError::ConfigStringPresent as u8));
+    assert_eq!(
+        string, b"cluster-a",
+        "the reply carries the operator's string"
+    );
+
     // Saved, and restored by the next start.
     let exit = daemon.terminate(STOP);
     assert!(exit.status.success(), "{exit:?}");
     assert_eq!(
         summary_count(&exit.stdout, "locked"),
-        Some(2),
-        "{}",
+        Some(3),
+        "two reservation changes and a config string set refused:\n{}",
         exit.stdout
     );
     let saved = common::read(&state);
@@ -473,6 +485,7 @@ fn an_operator_reservation_takes_effect_and_survives_a_restart() {
         strings(&acl["mask"]),
         [a.own.to_string(), MAC_B.to_string()]
     );
+    assert_eq!(acl["config_string"], "cluster-a");
     let mut a = Wire::new(initiator(&lab, 300, 2), target, SLOT);
     match a.client.write(0, &data) {
         Err(e) if matches!(e.request_error(), Some(RequestError::Aoe { code: 6 })) => {}
@@ -489,6 +502,10 @@ fn an_operator_reservation_takes_effect_and_survives_a_restart() {
     assert_eq!((aoe_error_of(&h), holders), (None, vec![a.own]));
     let acl = acl_of(&lab, socket, "e1.0");
     assert_eq!(acl["reserved_by_operator"], false);
+    let out = ctl(&lab, socket, &["config-string", "e1.0", "clear"]);
+    assert!(out.contains("  config       none\n"), "{out}");
+    let (h, string) = a.config(ConfigCommand::Read, b"");
+    assert_eq!((aoe_error_of(&h), string), (None, vec![]));
     let exit = daemon.terminate(STOP);
     assert!(exit.status.success(), "{exit:?}");
     assert!(!common::read(&state).contains("reserved-by"));

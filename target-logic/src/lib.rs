@@ -23,7 +23,8 @@ use aoe_proto::{
 };
 
 pub use state::{
-    MacList, MaskEdit, TargetState, TooManyMacs, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES,
+    MacList, MaskEdit, StringTooLong, TargetState, TooManyMacs, MAX_MASK_ENTRIES,
+    MAX_RESERVE_ENTRIES,
 };
 pub use table::{ExportKey, ExportTable, Route};
 

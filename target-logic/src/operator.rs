@@ -23,13 +23,14 @@
 //!
 //! Every refusal leaves the state as it was and is reported as
 //! [`ReplyKind::RefusedLocked`](crate::ReplyKind::RefusedLocked). The operator's own edits
-//! ([`Target::edit_mask`], [`Target::reserve_by_operator`]) are never refused for the lock.
+//! ([`Target::edit_mask`], [`Target::reserve_by_operator`],
+//! [`Target::set_config_string_by_operator`]) are never refused for the lock.
 
 use std::sync::atomic::Ordering;
 
 use aoe_proto::Mac;
 
-use super::{MaskEdit, Target, TooManyMacs};
+use super::{MaskEdit, StringTooLong, Target, TooManyMacs};
 
 impl Target {
     /// Locks (or unlocks) the mask list and config string against changes from the wire,
@@ -49,6 +50,17 @@ impl Target {
         let changed = state.edit_mask(edit, macs)?;
         self.update_restricted(&state);
         Ok(changed)
+    }
+
+    /// The operator sets the config string (empty: clears it). Returns whether it changed;
+    /// the caller persists it.
+    pub fn set_config_string_by_operator(&self, value: &[u8]) -> Result<bool, StringTooLong> {
+        let mut state = self.lock();
+        if state.config_string() == value {
+            return Ok(false);
+        }
+        state.set_config_string(value)?;
+        Ok(true)
     }
 
     /// The operator reserves the export for `holders` (none: releases it). Returns whether

@@ -989,10 +989,13 @@ fn locked_refuses_config_string_changes_with_error_4() {
         assert_eq!(len, MIN_FRAME_LEN);
         assert_eq!(t.state().config_string(), b"");
     }
-    // The operator's string (here from an unlocked moment) is kept and served.
-    t.set_locked(false);
-    expect_reply(Frame::config(CLIENT, ConfigCommand::ForceSet as u8, b"op").decide(&t));
-    t.set_locked(true);
+    // The operator's string is kept and served.
+    assert_eq!(t.set_config_string_by_operator(b"op"), Ok(true));
+    assert_eq!(t.set_config_string_by_operator(b"op"), Ok(false));
+    assert_eq!(
+        t.set_config_string_by_operator(&[b'x'; aoe_proto::config::MAX_STRING_LEN + 1]),
+        Err(StringTooLong)
+    );
     let mut f = Frame::config(OTHER, ConfigCommand::ForceSet as u8, b"theirs");
     assert_eq!(expect_reply(f.decide(&t)).1, ReplyKind::RefusedLocked);
     assert_eq!(config_string_of(&f), b"op");

@@ -86,7 +86,7 @@ pub struct Cli {
 
     /// Lock the mask list and config string: hosts on the segment may read them, but their
     /// edits (AoE Mac Mask List edits, Query Config sets) are refused; only the operator
-    /// changes them (-m, `xbladectl mask`). A reservation the operator sets with `xbladectl
+    /// changes them (-m, `xbladectl mask`, `xbladectl config-string`). A reservation the operator sets with `xbladectl
     /// reserve` cannot be changed from the wire either; initiators' own reservations work
     /// as usual.
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! The control protocol's access-control commands: `acl` (show), `mask` (edit the MAC mask
-//! list) and `reserve` (set or clear the reservation), their payloads, and the checks of
-//! their arguments that both ends make (an export name, a list of MACs).
+//! list), `reserve` (set or clear the reservation) and `config_string` (set or clear the AoE
+//! config string), their payloads, and the checks of their arguments that both ends make
+//! (an export name, a list of MACs, a string's length).
 //!
 //! ```text
 //! {"cmd":"acl","exports":["e1.0"]}                  (no "exports", or []: every export)
@@ -10,6 +11,8 @@
 //! {"cmd":"mask","export":"e1.0","op":"clear"}
 //! {"cmd":"reserve","export":"e1.0","op":"set","macs":["02:00:00:00:00:01"]}
 //! {"cmd":"reserve","export":"e1.0","op":"clear"}
+//! {"cmd":"config_string","export":"e1.0","op":"set","value":"cluster-a"}
+//! {"cmd":"config_string","export":"e1.0","op":"clear"}
 //! ```
 //!
 //! Replies (shown wrapped; one line on the wire):
@@ -20,6 +23,7 @@
 //!  "mask_capacity":64,"reservation":[],"reserved_by_operator":false,"config_string":""}]}
 //! {"ok":true,"cmd":"mask","changed":true,"export":{"name":"e1.0",...}}
 //! {"ok":true,"cmd":"reserve","changed":false,"export":{"name":"e1.0",...}}
+//! {"ok":true,"cmd":"config_string","changed":true,"export":{"name":"e1.0",...}}
 //! ```
 //!
 //! An operator's change takes effect at once on every interface serving the export (the XDP
@@ -30,6 +34,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use aoe_proto::config::MAX_STRING_LEN;
 use aoe_proto::Mac;
 use xblade_target::{ExportKey, MAX_MASK_ENTRIES, MAX_RESERVE_ENTRIES};
 
@@ -65,6 +70,16 @@ pub enum ReserveOp {
     /// Only `macs` may read and write the export.
     Set,
     /// Released: every host the mask list admits may read and write.
+    Clear,
+}
+
+/// How `config_string` changes the string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigStringOp {
+    /// The string becomes `value` (its UTF-8 bytes).
+    Set,
+    /// The string is emptied.
     Clear,
 }
 
@@ -168,6 +183,17 @@ pub fn parse_macs(macs: &[String], capacity: usize) -> Result<Vec<Mac>, String> 
     Ok(parsed)
 }
 
+/// Checks a config string the operator sets: at most [`MAX_STRING_LEN`] bytes.
+pub fn check_config_string(value: &str) -> Result<(), String> {
+    match value.len() {
+        0 => Err("an empty config string: to clear it, use 'clear'".to_owned()),
+        n if n > MAX_STRING_LEN => Err(format!(
+            "the config string is {n} bytes, more than the {MAX_STRING_LEN} AoE carries"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The most MACs a `mask` request can name.
 pub const MASK_CAPACITY: usize = MAX_MASK_ENTRIES;
 /// The most MACs a `reserve` request can name.
@@ -225,6 +251,17 @@ mod tests {
             parse_macs(&many, 2),
             Err("3 MACs given, more than the 2 the list holds".into())
         );
+    }
+
+    #[test]
+    fn config_strings() {
+        assert_eq!(check_config_string("cluster-a"), Ok(()));
+        assert_eq!(check_config_string(&"x".repeat(1024)), Ok(()));
+        assert_eq!(
+            check_config_string(&"x".repeat(1025)),
+            Err("the config string is 1025 bytes, more than the 1024 AoE carries".into())
+        );
+        assert!(check_config_string("").unwrap_err().contains("use 'clear'"));
     }
 
     #[test]

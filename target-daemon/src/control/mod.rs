@@ -19,8 +19,9 @@ pub mod socket;
 pub use client::{request, Client, ClientError};
 pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, NetlinkError};
 pub use protocol::{
-    decode_reply, decode_request, encode_line, encode_request, AclChangeReply, AclReply, ExportAcl,
-    ExportStatus, InterfaceStatus, MaskOp, ReloadReply, Reply, Request, ReserveOp, StatusReply,
+    decode_reply, decode_request, encode_line, encode_request, AclChangeReply, AclReply,
+    ConfigStringOp, ExportAcl, ExportStatus, InterfaceStatus, MaskOp, ReloadReply, Reply, Request,
+    ReserveOp, StatusReply,
 };
 pub use socket::{ControlError, ControlServer};
 

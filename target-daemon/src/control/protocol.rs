@@ -57,10 +57,17 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::acl::{AclChangeReply, AclReply, ExportAcl, MaskOp, ReserveOp};
+pub use super::acl::{AclChangeReply, AclReply, ConfigStringOp, ExportAcl, MaskOp, ReserveOp};
 
 /// Every command the daemon knows, as spelled in `"cmd"`.
-pub const COMMANDS: &[&str] = &["status", "reload", "acl", "mask", "reserve"];
+pub const COMMANDS: &[&str] = &[
+    "status",
+    "reload",
+    "acl",
+    "mask",
+    "reserve",
+    "config_string",
+];
 
 /// One request, as sent by a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +97,13 @@ pub enum Request {
         #[serde(default)]
         macs: Vec<String>,
     },
+    /// Set (to `value`) or clear an export's AoE config string.
+    ConfigString {
+        export: String,
+        op: ConfigStringOp,
+        #[serde(default)]
+        value: String,
+    },
 }
 
 impl Request {
@@ -101,6 +115,7 @@ impl Request {
             Request::Acl { .. } => "acl",
             Request::Mask { .. } => "mask",
             Request::Reserve { .. } => "reserve",
+            Request::ConfigString { .. } => "config_string",
         }
     }
 }
@@ -307,6 +322,7 @@ pub enum Reply {
     Acl(AclReply),
     Mask(AclChangeReply),
     Reserve(AclChangeReply),
+    ConfigString(AclChangeReply),
     /// `{"ok":false,"error":...}`: the request failed, with a sentence for a human.
     Error(String),
 }
@@ -361,6 +377,7 @@ pub fn encode_line(reply: &Reply) -> String {
         Reply::Acl(acl) => success("acl", acl),
         Reply::Mask(change) => success("mask", change),
         Reply::Reserve(change) => success("reserve", change),
+        Reply::ConfigString(change) => success("config_string", change),
         Reply::Error(error) => Ok(failure(error)),
     };
     let mut line = encoded
@@ -457,6 +474,9 @@ pub fn decode_reply(line: &str) -> Result<Reply, String> {
         "reserve" => serde_json::from_value(value)
             .map(Reply::Reserve)
             .map_err(|e| format!("bad reserve payload: {e}")),
+        "config_string" => serde_json::from_value(value)
+            .map(Reply::ConfigString)
+            .map_err(|e| format!("bad config_string payload: {e}")),
         other => Err(format!(
             "a reply to an unknown command '{other}' (this xbladectl knows: {}; is it older than the daemon?)",
             known()
@@ -594,6 +614,14 @@ pub(crate) mod tests {
                 },
                 r#"{"cmd":"reserve","export":"e1.0","op":"clear","macs":[]}"#,
             ),
+            (
+                Request::ConfigString {
+                    export: "e1.0".into(),
+                    op: ConfigStringOp::Set,
+                    value: "cluster \"a\"".into(),
+                },
+                r#"{"cmd":"config_string","export":"e1.0","op":"set","value":"cluster \"a\""}"#,
+            ),
         ] {
             assert_eq!(encode_request(&request), format!("{line}\n"));
             assert_eq!(decode_request(line), Ok(request.clone()));
@@ -638,6 +666,10 @@ pub(crate) mod tests {
                 export: sample_acl(),
             }),
             Reply::Reserve(AclChangeReply::default()),
+            Reply::ConfigString(AclChangeReply {
+                changed: false,
+                export: sample_acl(),
+            }),
             Reply::error("no such file: /etc/xblade.toml"),
             Reply::error("quotes \" and newlines \n and tabs \t"),
         ] {
@@ -674,7 +706,10 @@ pub(crate) mod tests {
     fn unknown_command_names_the_known_ones() {
         assert_eq!(
             decode_request(r#"{"cmd":"x"}"#),
-            Err("unknown command 'x' (known: status, reload, acl, mask, reserve)".to_owned())
+            Err(
+                "unknown command 'x' (known: status, reload, acl, mask, reserve, config_string)"
+                    .to_owned()
+            )
         );
     }
 

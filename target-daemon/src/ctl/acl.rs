@@ -1,8 +1,12 @@
-//! `xbladectl acl`, `mask` and `reserve`: their requests, checked before anything is sent,
-//! and the rendering of their replies for a human.
+//! `xbladectl acl`, `mask`, `reserve` and `config-string`: their requests, checked before
+//! anything is sent, and the rendering of their replies for a human.
 
-use crate::control::acl::{parse_export_name, parse_macs, MASK_CAPACITY, RESERVE_CAPACITY};
-use crate::control::{AclChangeReply, AclReply, ExportAcl, MaskOp, Request, ReserveOp};
+use crate::control::acl::{
+    check_config_string, parse_export_name, parse_macs, MASK_CAPACITY, RESERVE_CAPACITY,
+};
+use crate::control::{
+    AclChangeReply, AclReply, ConfigStringOp, ExportAcl, MaskOp, Request, ReserveOp,
+};
 
 /// The `acl` request for `exports` (none: every export). The error names the fix.
 pub fn acl_request(exports: &[String]) -> Result<Request, String> {
@@ -54,6 +58,35 @@ pub fn reserve_request(export: &str, op: ReserveOp, macs: &[String]) -> Result<R
         export: export.to_owned(),
         op,
         macs: macs.to_vec(),
+    })
+}
+
+/// The `config_string` request. The error names the fix.
+pub fn config_string_request(
+    export: &str,
+    op: ConfigStringOp,
+    value: Option<&str>,
+) -> Result<Request, String> {
+    parse_export_name(export)?;
+    let value = match (op, value) {
+        (ConfigStringOp::Set, Some(value)) => {
+            check_config_string(value)?;
+            value.to_owned()
+        }
+        (ConfigStringOp::Set, None) => {
+            return Err(
+                "'config-string EXPORT set' needs the STRING (to clear it, use 'clear')".into(),
+            )
+        }
+        (ConfigStringOp::Clear, Some(_)) => {
+            return Err("'config-string EXPORT clear' takes no STRING".into())
+        }
+        (ConfigStringOp::Clear, None) => String::new(),
+    };
+    Ok(Request::ConfigString {
+        export: export.to_owned(),
+        op,
+        value,
     })
 }
 
@@ -248,6 +281,21 @@ mod tests {
         assert!(reserve_request("e1.0", ReserveOp::Clear, &[mac(1)]).is_err());
         assert!(reserve_request("e1.0", ReserveOp::Clear, &[]).is_ok());
         assert!(acl_request(&["e1.0".into(), "x".into()]).is_err());
+        assert_eq!(
+            config_string_request("e1.0", ConfigStringOp::Set, Some("a b")),
+            Ok(Request::ConfigString {
+                export: "e1.0".into(),
+                op: ConfigStringOp::Set,
+                value: "a b".into()
+            })
+        );
+        assert!(config_string_request("e1.0", ConfigStringOp::Set, None).is_err());
+        assert!(config_string_request("e1.0", ConfigStringOp::Clear, Some("x")).is_err());
+        assert!(
+            config_string_request("e1.0", ConfigStringOp::Set, Some(&"x".repeat(1025)))
+                .unwrap_err()
+                .contains("1025 bytes")
+        );
         assert_eq!(acl_request(&[]), Ok(Request::Acl { exports: vec![] }));
     }
 }

@@ -11,9 +11,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::control::{
-    decode_reply, Client, MaskOp, Reply, Request, ReserveOp, DEFAULT_SOCKET, SOCKET_ENV,
+    decode_reply, Client, ConfigStringOp, MaskOp, Reply, Request, ReserveOp, DEFAULT_SOCKET,
+    SOCKET_ENV,
 };
-use acl::{acl_request, format_acl, format_acl_change, mask_request, reserve_request};
+use acl::{
+    acl_request, config_string_request, format_acl, format_acl_change, mask_request,
+    reserve_request,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use format::{format_reload, format_status};
 
@@ -37,6 +41,7 @@ use format::{format_reload, format_status};
         xbladectl acl e1.0               mask list, reservation, config string, lock\n  \
         xbladectl mask e1.0 set 02:00:00:00:00:01 02:00:00:00:00:02\n  \
         xbladectl reserve e1.0 clear\n  \
+        xbladectl config-string e1.0 set cluster-a\n  \
         xbladectl --socket /tmp/x.sock status"
 )]
 pub struct Args {
@@ -73,7 +78,8 @@ pub enum Command {
             config file marked `configured`), the reservation (and whether the operator set \
             it), the AoE config string, and whether the export is locked.\n\n\
             On a locked export (`locked = true` in the config file, or `--locked`) hosts on \
-            the segment may read the mask list and config string but not change them; \
+            the segment may read the mask list and config string but not change them (the \
+            operator does, with `xbladectl mask` and `xbladectl config-string`); \
             initiators' reservations work as usual, but one the operator set with `xbladectl \
             reserve` can only be changed by the operator."
     )]
@@ -127,10 +133,32 @@ pub enum Command {
         export: String,
         /// set: only MAC… may read and write; clear: release the export
         #[arg(value_enum)]
-        op: ReserveOpArg,
+        op: SetOrClear,
         /// MAC addresses of the holders, e.g. 02:00:00:00:00:01
         #[arg(value_name = "MAC")]
         macs: Vec<String>,
+    },
+    /// Set or clear an export's AoE config string (what Query Config reports; on a locked
+    /// export, only the operator changes it)
+    #[command(
+        long_about = "Set or clear an export's AoE config string.\n\n\
+            Initiators read the config string with Query Config, and some use it to claim an \
+            export (aoecfg, cluster managers). Hosts may set it over the wire unless the \
+            export is locked; the operator can always set it here. The change takes effect at \
+            once and is saved in the export's state file. At most 1024 bytes.",
+        after_help = "Examples:\n  \
+            xbladectl config-string e1.0 set cluster-a\n  \
+            xbladectl config-string e1.0 clear"
+    )]
+    ConfigString {
+        /// The export, as e<shelf>.<slot> (e.g. e1.0)
+        export: String,
+        /// set: the string becomes STRING; clear: empty it
+        #[arg(value_enum)]
+        op: SetOrClear,
+        /// The new string (its UTF-8 bytes), for set
+        #[arg(value_name = "STRING")]
+        value: Option<String>,
     },
 }
 
@@ -143,9 +171,9 @@ pub enum MaskOpArg {
     Clear,
 }
 
-/// `xbladectl reserve EXPORT OP`.
+/// `xbladectl reserve EXPORT OP` and `xbladectl config-string EXPORT OP`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReserveOpArg {
+pub enum SetOrClear {
     Set,
     Clear,
 }
@@ -167,10 +195,17 @@ fn request_for(command: &Command) -> Result<Request, String> {
         }
         Command::Reserve { export, op, macs } => {
             let op = match op {
-                ReserveOpArg::Set => ReserveOp::Set,
-                ReserveOpArg::Clear => ReserveOp::Clear,
+                SetOrClear::Set => ReserveOp::Set,
+                SetOrClear::Clear => ReserveOp::Clear,
             };
             reserve_request(export, op, macs)
+        }
+        Command::ConfigString { export, op, value } => {
+            let op = match op {
+                SetOrClear::Set => ConfigStringOp::Set,
+                SetOrClear::Clear => ConfigStringOp::Clear,
+            };
+            config_string_request(export, op, value.as_deref())
         }
     }
 }
@@ -250,6 +285,10 @@ pub fn main() -> ExitCode {
         }
         (Request::Reserve { .. }, Reply::Reserve(change)) => {
             print!("{}", format_acl_change("reservation", &change));
+            ExitCode::SUCCESS
+        }
+        (Request::ConfigString { .. }, Reply::ConfigString(change)) => {
+            print!("{}", format_acl_change("config string", &change));
             ExitCode::SUCCESS
         }
         (request, _) => {

@@ -1,4 +1,5 @@
-//! The operator's access-control requests (`acl`, `mask`, `reserve` on the control socket).
+//! The operator's access-control requests (`acl`, `mask`, `reserve`, `config_string` on the
+//! control socket).
 //!
 //! An operator's change goes the way an initiator's does: into the export's shared target
 //! state (every worker and every link sees it at once), then [`Daemon::publish_change`]
@@ -15,8 +16,10 @@
 use tracing::info;
 use xblade_target::{ExportKey, MaskEdit, StateChange, TooManyMacs};
 
-use crate::control::acl::{parse_export_name, parse_macs, MASK_CAPACITY, RESERVE_CAPACITY};
-use crate::control::{AclChangeReply, AclReply, MaskOp, Reply, ReserveOp};
+use crate::control::acl::{
+    check_config_string, parse_export_name, parse_macs, MASK_CAPACITY, RESERVE_CAPACITY,
+};
+use crate::control::{AclChangeReply, AclReply, ConfigStringOp, MaskOp, Reply, ReserveOp};
 
 use super::Daemon;
 
@@ -43,21 +46,21 @@ impl Daemon {
             Ok(key) => key,
             Err(e) => return Reply::error(e),
         };
-        let macs = match parse_macs(macs, MASK_CAPACITY) {
-            Ok(macs) => macs,
-            Err(e) => return Reply::error(format!("mask {name}: {e}")),
+        let macs = match (op, parse_macs(macs, MASK_CAPACITY)) {
+            (MaskOp::Clear, _) => Vec::new(),
+            (_, Ok(macs)) if macs.is_empty() => {
+                return Reply::error(format!(
+                    "mask {name} {}: name at least one MAC (to empty the list, use 'clear')",
+                    op.name()
+                ))
+            }
+            (_, Ok(macs)) => macs,
+            (_, Err(e)) => return Reply::error(format!("mask {name}: {e}")),
         };
-        if macs.is_empty() && op != MaskOp::Clear {
-            return Reply::error(format!(
-                "mask {name} {}: name at least one MAC (to empty the list, use 'clear')",
-                op.name()
-            ));
-        }
         let edit = match op {
-            MaskOp::Set => MaskEdit::Set,
+            MaskOp::Set | MaskOp::Clear => MaskEdit::Set,
             MaskOp::Add => MaskEdit::Add,
             MaskOp::Remove => MaskEdit::Remove,
-            MaskOp::Clear => MaskEdit::Set,
         };
         let Some(export) = self.exports.get(&key) else {
             return Reply::error(unknown_export(name, self.export_names()));
@@ -101,6 +104,41 @@ impl Daemon {
             self.publish_change(key, StateChange::Reservation);
         }
         self.change_reply(key, changed, Reply::Reserve)
+    }
+
+    /// `config_string`: the operator sets or clears an export's AoE config string.
+    pub(super) fn set_config_string(
+        &mut self,
+        name: &str,
+        op: ConfigStringOp,
+        value: &str,
+    ) -> Reply {
+        let key = match self.export_named(name) {
+            Ok(key) => key,
+            Err(e) => return Reply::error(e),
+        };
+        let value = match op {
+            ConfigStringOp::Clear => "",
+            ConfigStringOp::Set => match check_config_string(value) {
+                Ok(()) => value,
+                Err(e) => return Reply::error(format!("config_string {name}: {e}")),
+            },
+        };
+        let Some(export) = self.exports.get(&key) else {
+            return Reply::error(unknown_export(name, self.export_names()));
+        };
+        let changed = match export
+            .target
+            .set_config_string_by_operator(value.as_bytes())
+        {
+            Ok(changed) => changed,
+            Err(_) => return Reply::error(format!("config_string {name}: too long")),
+        };
+        if changed {
+            info!(export = %key, value, "operator changed the config string");
+            self.publish_change(key, StateChange::ConfigString);
+        }
+        self.change_reply(key, changed, Reply::ConfigString)
     }
 
     fn change_reply(

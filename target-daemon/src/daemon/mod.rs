@@ -323,6 +323,9 @@ impl Daemon {
             Request::Acl { exports } => self.acl(&exports),
             Request::Mask { export, op, macs } => self.edit_mask(&export, op, &macs),
             Request::Reserve { export, op, macs } => self.reserve(&export, op, &macs),
+            Request::ConfigString { export, op, value } => {
+                self.set_config_string(&export, op, &value)
+            }
         }
     }
 
