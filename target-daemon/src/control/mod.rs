@@ -17,8 +17,9 @@ pub mod socket;
 pub use client::{request, Client, ClientError};
 pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, NetlinkError};
 pub use protocol::{
-    decode_reply, decode_request, encode_line, encode_request, ExportStatus, InterfaceStatus,
-    ReloadReply, Reply, Request, StatusReply,
+    decode_reply, decode_request, encode_line, encode_request, ExportStats, ExportStatus,
+    InterfaceStats, InterfaceStatus, LatencyStats, QueueStats, ReloadReply, Reply, Request,
+    StatsReply, StatusReply, XskStats,
 };
 pub use socket::{ControlError, ControlServer};
 

@@ -11,12 +11,17 @@
 //! # Requests
 //!
 //! An object with a `"cmd"` member naming the command; other members are the command's
-//! arguments (none so far; unknown members are ignored):
+//! arguments (unknown members are ignored):
 //!
 //! ```text
 //! {"cmd":"status"}
 //! {"cmd":"reload"}
+//! {"cmd":"stats"}
+//! {"cmd":"stats","exports":["e1.0","e1.1"]}
 //! ```
+//!
+//! `stats` answers every export, or only those named in `"exports"` (in that order; an
+//! unknown name is an `ok:false` reply naming it).
 //!
 //! # Replies
 //!
@@ -32,6 +37,16 @@
 //!  "xdp_mode":"native","exports":1}]}
 //! {"ok":true,"cmd":"reload","added":["e1.2"],"removed":[],"changed":["e1.0"],
 //!  "unchanged":3,"interfaces_attached":[],"interfaces_detached":[]}
+//! {"ok":true,"cmd":"stats","version":"0.1.0","pid":4242,"uptime_ns":3600000000000,
+//!  "exports":[{"name":"e1.0","shelf":1,"slot":0,"generation":3,"reads":1200,
+//!  "writes":800,"other":12,"read_bytes":1228800,"written_bytes":819200,"ata_errors":0,
+//!  "aoe_errors":1,"disk_errors":0,"refused_masked":0,"refused_reserved":0,"in_flight":2,
+//!  "latency":{"count":2012,"sum_ns":60360000,"p50_ns":24575,"p99_ns":57343,
+//!  "p999_ns":90111,"max_ns":88012,"buckets":[[20479,700],[24575,500],...]}}],
+//!  "queues":[{"interface":"eth1","queue":0,"rx_frames":2013,"tx_frames":2012,
+//!  "bounced":0,"merged":0,"dropped_malformed":1,...,"busy_ns":1200000,
+//!  "idle_ns":3598800000000,"xsk":{"rx_dropped":0,...}}],
+//!  "interfaces":[{"name":"eth1","xdp_redirect":2013,"xdp_pass_not_aoe":40,...}]}
 //! ```
 //!
 //! (shown wrapped; on the wire each is one line). A failure is
@@ -52,16 +67,22 @@
 use serde::{Deserialize, Serialize};
 
 /// Every command the daemon knows, as spelled in `"cmd"`.
-pub const COMMANDS: &[&str] = &["status", "reload"];
+pub const COMMANDS: &[&str] = &["status", "reload", "stats"];
 
 /// One request, as sent by a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// What is served, where, and in what state.
     Status,
     /// Re-read the config file and apply the difference.
     Reload,
+    /// Every counter now: of the exports named in `exports` (`e1.0`), or of all when it
+    /// is empty.
+    Stats {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exports: Vec<String>,
+    },
 }
 
 impl Request {
@@ -70,6 +91,7 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::Reload => "reload",
+            Request::Stats { .. } => "stats",
         }
     }
 }
@@ -227,6 +249,9 @@ pub struct QueueStats {
     pub dropped_response: u64,
     pub dropped_config_mismatch: u64,
     pub dropped_no_buffer: u64,
+    /// Requests from a sender the export's mask list does not list, dropped by the worker
+    /// (wildcard requests; the XDP program drops the others, see `xdp_drop_acl`).
+    pub dropped_masked: u64,
     /// Time the worker spent working and waiting for events, in ns.
     pub busy_ns: u64,
     pub idle_ns: u64,
@@ -269,6 +294,7 @@ pub struct InterfaceStats {
 pub enum Reply {
     Status(StatusReply),
     Reload(ReloadReply),
+    Stats(StatsReply),
     /// `{"ok":false,"error":...}`: the request failed, with a sentence for a human.
     Error(String),
 }
@@ -320,6 +346,7 @@ pub fn encode_line(reply: &Reply) -> String {
     let encoded = match reply {
         Reply::Status(status) => success("status", status),
         Reply::Reload(reload) => success("reload", reload),
+        Reply::Stats(stats) => success("stats", stats),
         Reply::Error(error) => Ok(failure(error)),
     };
     let mut line = encoded
@@ -331,7 +358,7 @@ pub fn encode_line(reply: &Reply) -> String {
 /// The request as one line of JSON, with its terminating `\n`.
 pub fn encode_request(request: &Request) -> String {
     let mut line = serde_json::to_string(request)
-        // A unit variant with a tag cannot fail to serialize.
+        // A tag and strings cannot fail to serialize.
         .unwrap_or_else(|_| format!(r#"{{"cmd":"{}"}}"#, request.name()));
     line.push('\n');
     line
@@ -407,6 +434,9 @@ pub fn decode_reply(line: &str) -> Result<Reply, String> {
         "reload" => serde_json::from_value(value)
             .map(Reply::Reload)
             .map_err(|e| format!("bad reload payload: {e}")),
+        "stats" => serde_json::from_value(value)
+            .map(Reply::Stats)
+            .map_err(|e| format!("bad stats payload: {e}")),
         other => Err(format!(
             "a reply to an unknown command '{other}' (this xbladectl knows: {}; is it older than the daemon?)",
             known()
@@ -465,14 +495,92 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) fn sample_stats() -> StatsReply {
+        StatsReply {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_ns: 3_600_000_000_000,
+            exports: vec![ExportStats {
+                name: "e1.0".into(),
+                shelf: 1,
+                slot: 0,
+                generation: 3,
+                reads: 1200,
+                writes: 800,
+                other: 12,
+                read_bytes: 1_228_800,
+                written_bytes: 819_200,
+                aoe_errors: 1,
+                in_flight: 2,
+                latency: LatencyStats {
+                    count: 2012,
+                    sum_ns: 60_360_000,
+                    p50_ns: 24_575,
+                    p99_ns: 57_343,
+                    p999_ns: 90_111,
+                    max_ns: 88_012,
+                    buckets: vec![[20_479, 700], [24_575, 1300], [90_111, 12]],
+                },
+                ..ExportStats::default()
+            }],
+            queues: vec![QueueStats {
+                interface: "eth1".into(),
+                queue: 0,
+                rx_frames: 2013,
+                tx_frames: 2012,
+                dropped_malformed: 1,
+                busy_ns: 1_200_000,
+                idle_ns: 3_598_800_000_000,
+                xsk: XskStats {
+                    rx_ring_full: 5,
+                    ..XskStats::default()
+                },
+                ..QueueStats::default()
+            }],
+            interfaces: vec![InterfaceStats {
+                name: "eth1".into(),
+                xdp_redirect: 2013,
+                xdp_pass_not_aoe: 40,
+                ..InterfaceStats::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn stats_requests_carry_their_export_names() {
+        let all = Request::Stats { exports: vec![] };
+        assert_eq!(encode_request(&all), "{\"cmd\":\"stats\"}\n");
+        assert_eq!(decode_request(r#"{"cmd":"stats"}"#), Ok(all));
+        let some = Request::Stats {
+            exports: vec!["e1.0".into(), "e2.3".into()],
+        };
+        let line = encode_request(&some);
+        assert_eq!(
+            line,
+            "{\"cmd\":\"stats\",\"exports\":[\"e1.0\",\"e2.3\"]}\n"
+        );
+        assert_eq!(decode_request(&line), Ok(some));
+        for bad in [
+            r#"{"cmd":"stats","exports":"e1.0"}"#,
+            r#"{"cmd":"stats","exports":[1]}"#,
+        ] {
+            let error = decode_request(bad).expect_err(bad);
+            assert!(error.starts_with("bad 'stats' request"), "{error}");
+        }
+    }
+
     #[test]
     fn requests_round_trip() {
-        for request in [Request::Status, Request::Reload] {
+        for request in [
+            Request::Status,
+            Request::Reload,
+            Request::Stats { exports: vec![] },
+        ] {
             let line = encode_request(&request);
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
             assert_eq!(line, format!("{{\"cmd\":\"{}\"}}\n", request.name()));
-            assert_eq!(decode_request(&line), Ok(request));
             assert!(COMMANDS.contains(&request.name()));
+            assert_eq!(decode_request(&line), Ok(request));
         }
         assert_eq!(decode_request(r#" {"cmd":"status"} "#), Ok(Request::Status));
         assert_eq!(
@@ -501,6 +609,8 @@ pub(crate) mod tests {
             Reply::Status(StatusReply::default()),
             Reply::Reload(sample_reload()),
             Reply::Reload(ReloadReply::default()),
+            Reply::Stats(sample_stats()),
+            Reply::Stats(StatsReply::default()),
             Reply::error("no such file: /etc/xblade.toml"),
             Reply::error("quotes \" and newlines \n and tabs \t"),
         ] {
@@ -537,7 +647,7 @@ pub(crate) mod tests {
     fn unknown_command_names_the_known_ones() {
         assert_eq!(
             decode_request(r#"{"cmd":"x"}"#),
-            Err("unknown command 'x' (known: status, reload)".to_owned())
+            Err("unknown command 'x' (known: status, reload, stats)".to_owned())
         );
     }
 
@@ -582,7 +692,8 @@ pub(crate) mod tests {
             "{}",
             r#"{"ok":"yes"}"#,
             r#"{"ok":true}"#,
-            r#"{"ok":true,"cmd":"stats"}"#,
+            r#"{"ok":true,"cmd":"nope"}"#,
+            r#"{"ok":true,"cmd":"stats","exports":{}}"#,
             r#"{"ok":true,"cmd":"status","pid":"x"}"#,
         ] {
             assert!(decode_reply(bad).is_err(), "{bad}");

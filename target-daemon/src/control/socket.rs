@@ -558,6 +558,7 @@ pub(crate) mod tests {
                 unchanged: 1,
                 ..Default::default()
             }),
+            Request::Stats { .. } => Reply::error("no stats in this test"),
         }
     }
 

@@ -1,9 +1,11 @@
-//! `xbladectl`: asks a running xblade what it serves, or makes it reload its config file,
-//! over its control socket. The command line ([`Args`]) lives here, in the library, so that
-//! man pages and shell completions can be generated from it; [`format`] renders replies for
-//! a human.
+//! `xbladectl`: asks a running xblade what it serves and what it counted, or makes it
+//! reload its config file, over its control socket. The command line ([`Args`]) lives here,
+//! in the library, so that man pages and shell completions can be generated from it;
+//! [`format`], [`stats`] and [`monitor`] render replies for a human.
 
 pub mod format;
+pub mod monitor;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,10 @@ use format::{format_reload, format_status};
         xbladectl status                 exports and interfaces, as tables\n  \
         xbladectl --json status          the same as one line of JSON\n  \
         xbladectl reload                 re-read the config file and apply the difference\n  \
+        xbladectl stats                  every counter: per export, queue and interface\n  \
+        xbladectl stats e1.0 --json      one export's counters as JSON\n  \
+        xbladectl monitor 2              rates every 2 s, like iostat -x (Ctrl-C stops)\n  \
+        xbladectl monitor 1 --count 10   ten refreshes, then exit (for scripts)\n  \
         xbladectl --socket /tmp/x.sock status"
 )]
 pub struct Args {
@@ -49,7 +55,7 @@ pub struct Args {
     command: Command,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Show every export (name, file, size, interfaces, rw/ro, state) and every interface
     /// (state, MAC, MTU, sectors per frame, queues, XDP mode, exports)
@@ -58,6 +64,31 @@ pub enum Command {
     /// Exports the reload does not touch keep serving without a pause. If the new config is
     /// invalid, nothing changes and the error is printed (exit status 1).
     Reload,
+    /// Show every counter since xblade started. Per export: reads, writes, other commands,
+    /// bytes, ATA/AoE/disk errors, requests refused by the mask list or a reservation,
+    /// requests in flight, and latency (receive to reply) p50/p99/p99.9/max. Per queue:
+    /// frames in and out, frames dropped by reason, the socket's XDP_STATISTICS, bounced and
+    /// merged requests, busy time. Per interface: the XDP program's verdicts. An export a
+    /// reload replaced counts from the reload on. Quantiles are bucket upper bounds: at most
+    /// 12.5% above the exact value.
+    Stats {
+        /// Only these exports (e<shelf>.<slot>, e.g. e1.0), in this order [default: all]
+        #[arg(value_name = "EXPORT")]
+        exports: Vec<String>,
+    },
+    /// Print rates every INTERVAL seconds until interrupted, like `iostat -x`: per export
+    /// reads and writes per second, MB/s each way, requests in flight, p50 and p99 latency of
+    /// the requests answered in that interval, and errors in it; per queue frames per second,
+    /// frames dropped per second by the worker and by the kernel (XDP_STATISTICS), and the
+    /// worker's busy share. Fits 80 columns.
+    Monitor {
+        /// Seconds between refreshes
+        #[arg(value_name = "INTERVAL", default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes [default: never]
+        #[arg(long, short = 'c', value_name = "N")]
+        count: Option<u64>,
+    },
 }
 
 fn socket_path(args: &Args) -> PathBuf {
@@ -78,9 +109,15 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let path = socket_path(&args);
-    let request = match args.command {
+    let request = match &args.command {
         Command::Status => Request::Status,
         Command::Reload => Request::Reload,
+        Command::Stats { exports } => Request::Stats {
+            exports: exports.clone(),
+        },
+        Command::Monitor { interval, count } => {
+            return run_monitor(&path, &args, *interval, *count);
+        }
     };
     let line = match Client::connect(&path, Duration::from_secs_f64(args.timeout))
         .and_then(|mut client| client.request_line(&request))
@@ -109,10 +146,14 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    match (request, reply) {
+    match (&request, reply) {
         (_, Reply::Error(error)) => {
             eprintln!("xbladectl: {} failed: {error}", request.name());
             ExitCode::FAILURE
+        }
+        (Request::Stats { .. }, Reply::Stats(stats)) => {
+            print!("{}", stats::format_stats(&stats));
+            ExitCode::SUCCESS
         }
         (Request::Status, Reply::Status(status)) => {
             print!("{}", format_status(&status));
@@ -130,6 +171,57 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `xbladectl monitor`: a reading, then one table per interval of the difference with the
+/// reading before.
+fn run_monitor(path: &std::path::Path, args: &Args, interval: f64, count: Option<u64>) -> ExitCode {
+    if !(interval.is_finite() && (0.1..=86_400.0).contains(&interval)) {
+        eprintln!("xbladectl: monitor INTERVAL must be between 0.1 and 86400 seconds");
+        return ExitCode::from(2);
+    }
+    if args.json {
+        eprintln!("xbladectl: monitor prints tables; for JSON, run `xbladectl --json stats` at your own interval");
+        return ExitCode::from(2);
+    }
+    let request = Request::Stats { exports: vec![] };
+    let mut read = match Client::connect(path, Duration::from_secs_f64(args.timeout)) {
+        Ok(mut client) => move || match client.request(&request) {
+            Ok(Reply::Stats(stats)) => Ok(stats),
+            Ok(Reply::Error(error)) => Err(format!("stats failed: {error}")),
+            Ok(_) => Err("xblade answered 'stats' with a reply to another command".to_owned()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => {
+            eprintln!("xbladectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut before = match read() {
+        Ok(stats) => stats,
+        Err(e) => {
+            eprintln!("xbladectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut printed = 0u64;
+    while count.is_none_or(|n| printed < n) {
+        std::thread::sleep(Duration::from_secs_f64(interval));
+        let after = match read() {
+            Ok(stats) => stats,
+            Err(e) => {
+                eprintln!("xbladectl: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if printed > 0 {
+            println!();
+        }
+        print!("{}", monitor::format_interval(&before, &after));
+        before = after;
+        printed += 1;
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
@@ -150,5 +242,26 @@ mod tests {
         let args = Args::parse_from(["xbladectl", "reload", "--socket", "/y.sock"]);
         assert!(matches!(args.command, Command::Reload));
         assert_eq!(socket_path(&args), PathBuf::from("/y.sock"));
+        let args = Args::parse_from(["xbladectl", "stats", "e1.0", "e1.1", "--json"]);
+        assert!(args.json);
+        assert!(
+            matches!(&args.command, Command::Stats { exports } if exports == &["e1.0", "e1.1"])
+        );
+        let args = Args::parse_from(["xbladectl", "monitor"]);
+        assert!(matches!(
+            args.command,
+            Command::Monitor {
+                interval: 1.0,
+                count: None
+            }
+        ));
+        let args = Args::parse_from(["xbladectl", "monitor", "0.5", "--count", "3"]);
+        assert!(matches!(
+            args.command,
+            Command::Monitor {
+                interval: 0.5,
+                count: Some(3)
+            }
+        ));
     }
 }

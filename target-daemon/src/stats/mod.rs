@@ -1,5 +1,17 @@
 //! Counters and service-latency histograms: written by one worker each, read by the main
-//! thread for periodic reports and the exit summary.
+//! thread for periodic reports, the exit summary and the `stats` control command.
+//!
+//! [`WorkerCounters`] count per worker (per RX queue); [`ExportCounters`] count per export
+//! on one worker, with a lock-free [`AtomicHistogram`] of latencies; the control plane keeps
+//! the latter in a [`StatsRegistry`].
+
+mod export;
+mod histogram;
+mod registry;
+
+pub use export::{ExportCounters, ExportSnapshot};
+pub use histogram::{quantile_of, AtomicHistogram, HistogramSnapshot};
+pub use registry::StatsRegistry;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +50,10 @@ pub struct WorkerCounters {
     pub dropped_config_mismatch: AtomicU64,
     /// Requests dropped for want of spare frames for a chained reply (retransmitted).
     pub dropped_no_buffer: AtomicU64,
+    /// Time the worker spent awake (working or spinning for work) and asleep waiting for
+    /// an event, in ns.
+    pub busy_ns: AtomicU64,
+    pub idle_ns: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -102,6 +118,11 @@ impl WorkerCounters {
             dropped_masked: get(&self.dropped_masked),
             dropped_malformed: get(&self.dropped_malformed),
             dropped_no_buffer: get(&self.dropped_no_buffer),
+            dropped_not_for_us: get(&self.dropped_not_for_us),
+            dropped_response: get(&self.dropped_response),
+            dropped_config_mismatch: get(&self.dropped_config_mismatch),
+            busy_ns: get(&self.busy_ns),
+            idle_ns: get(&self.idle_ns),
         }
     }
 }
@@ -127,6 +148,11 @@ pub struct CounterSnapshot {
     pub dropped_masked: u64,
     pub dropped_malformed: u64,
     pub dropped_no_buffer: u64,
+    pub dropped_not_for_us: u64,
+    pub dropped_response: u64,
+    pub dropped_config_mismatch: u64,
+    pub busy_ns: u64,
+    pub idle_ns: u64,
 }
 
 impl CounterSnapshot {
@@ -158,6 +184,11 @@ impl CounterSnapshot {
         self.dropped_masked += other.dropped_masked;
         self.dropped_malformed += other.dropped_malformed;
         self.dropped_no_buffer += other.dropped_no_buffer;
+        self.dropped_not_for_us += other.dropped_not_for_us;
+        self.dropped_response += other.dropped_response;
+        self.dropped_config_mismatch += other.dropped_config_mismatch;
+        self.busy_ns += other.busy_ns;
+        self.idle_ns += other.idle_ns;
     }
 
     /// The change since `earlier`, for rates.
@@ -181,6 +212,11 @@ impl CounterSnapshot {
             dropped_masked: self.dropped_masked - earlier.dropped_masked,
             dropped_malformed: self.dropped_malformed - earlier.dropped_malformed,
             dropped_no_buffer: self.dropped_no_buffer - earlier.dropped_no_buffer,
+            dropped_not_for_us: self.dropped_not_for_us - earlier.dropped_not_for_us,
+            dropped_response: self.dropped_response - earlier.dropped_response,
+            dropped_config_mismatch: self.dropped_config_mismatch - earlier.dropped_config_mismatch,
+            busy_ns: self.busy_ns - earlier.busy_ns,
+            idle_ns: self.idle_ns - earlier.idle_ns,
         }
     }
 }
