@@ -396,6 +396,26 @@ fn every_request_is_counted_where_it_belongs() {
         );
     }
 
+    // ---- A reload that replaces e1.1 (read-only now): its counters restart under a new
+    // generation; e1.0, untouched, keeps counting ----
+    let before = stats(&lab, &config, &[]);
+    config.exports[1] = config.exports[1].clone().read_only(true);
+    config.write();
+    let (status, _, stderr) = xbladectl(&lab, &config.control, &["reload"]);
+    assert!(status.success(), "reload: {stderr}");
+    let after = stats(&lab, &config, &[]);
+    assert_ne!(
+        export(&after, "e1.1")["generation"],
+        export(&before, "e1.1")["generation"],
+        "a replaced export gets a new generation"
+    );
+    assert_eq!(export_counts(&after, "e1.1"), expect([0; 12]), "{after}");
+    assert_eq!(export(&after, "e1.0")["generation"], generation);
+    assert!(
+        export(&after, "e1.0")["reads"].as_u64() >= export(&before, "e1.0")["reads"].as_u64(),
+        "e1.0's counters went back: {after}"
+    );
+
     let exit = daemon.terminate(Duration::from_secs(10));
     assert!(exit.status.success(), "{exit:?}");
     assert!(exit.stdout.contains("xblade summary"), "{}", exit.stdout);
