@@ -205,7 +205,10 @@ pub struct ExportStats {
     pub aoe_errors: u64,
     /// Disk I/O that failed (each also counted in `ata_errors`).
     pub disk_errors: u64,
-    /// Requests dropped because the sender is not on the mask list.
+    /// Requests dropped because the sender is not on the mask list, as the workers see
+    /// them: wildcard requests (a broadcast Query Config). The XDP program drops the
+    /// requests addressed to this export itself before any worker sees them; those are in
+    /// the interface's `xdp_drop_acl`.
     pub refused_masked: u64,
     /// Requests refused because another host holds the reservation.
     pub refused_reserved: u64,
@@ -217,6 +220,11 @@ pub struct ExportStats {
 
 /// A latency distribution: a few quantiles for people, and the buckets themselves so that a
 /// client can subtract two readings and get the distribution over the interval between them.
+///
+/// Buckets are log-linear (see `xblade::stats::histogram`): one below 1024 ns, eight per
+/// power of two up to 2^36 ns (about 69 s), one above (bound `u64::MAX`). Quantiles are the
+/// upper bound of the bucket holding that rank (capped at `max_ns`): never below the exact
+/// value and at most 12.5 % above it. `count`, `sum_ns` and `max_ns` are exact.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LatencyStats {

@@ -684,7 +684,7 @@ pub(crate) mod tests {
         let reply = raw_exchange(&mut reader, b"{\"cmd\":\"x\"}\n");
         assert_eq!(
             reply,
-            "{\"ok\":false,\"error\":\"unknown command 'x' (known: status, reload)\"}\n"
+            "{\"ok\":false,\"error\":\"unknown command 'x' (known: status, reload, stats)\"}\n"
         );
 
         let reply = raw_exchange(&mut reader, b"{\"cmd\":\"status\"}\r\n");

@@ -14,7 +14,7 @@ use crate::target::ReplyKind;
 
 use super::histogram::{AtomicHistogram, HistogramSnapshot};
 
-/// The counters of one export on one worker. Memory per (worker, export): 12 counters and
+/// The counters of one export on one worker. Memory per (worker, export): 11 counters and
 /// a 1696-byte histogram, 1792 bytes with the cache-line alignment (1024 exports on two
 /// queues: 3.5 MiB; 4096 exports on four queues: 28 MiB).
 #[derive(Debug, Default)]

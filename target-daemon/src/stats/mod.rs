@@ -6,7 +6,7 @@
 //! the latter in a [`StatsRegistry`].
 
 mod export;
-mod histogram;
+pub mod histogram;
 mod registry;
 
 pub use export::{ExportCounters, ExportSnapshot};

@@ -16,6 +16,13 @@
 //!
 //! One wait covers everything: a one-shot poll on the XSK socket (RX readiness), a multishot
 //! poll on the command eventfd and the disk completions all arrive on the same io_uring.
+//!
+//! Counting: the worker alone writes its [`WorkerCounters`] (frames, drops by reason,
+//! busy and idle time, measured with one clock read per wake-up) and, for each export it
+//! serves, the [`ExportCounters`](crate::stats::ExportCounters) block the control plane
+//! handed it with the `Serve` command (requests by kind, bytes, errors, refusals, requests
+//! in flight, latency from RX ring to TX ring). Plain loads and stores on atomics: the
+//! control plane reads them at any moment, nothing is locked or allocated per frame.
 
 mod exports;
 mod fanout;
@@ -707,8 +714,8 @@ impl Worker {
             Err(reason) => Action::Drop(*reason),
         };
         let slot = slot.map(|(slot, _)| slot);
-        match action {
-            Action::Drop(reason) => {
+        match (action, slot) {
+            (Action::Drop(reason), slot) => {
                 self.counters.count_drop(reason);
                 if let (DropReason::Masked, Ok(slot)) = (reason, slot) {
                     self.exports.get(slot).stats.add(|c| &c.refused_masked, 1);
@@ -716,14 +723,8 @@ impl Worker {
                 self.frames.recycle(head.addr);
                 self.recycle_extras(extras);
             }
-            Action::Reply { len, kind, change } => {
+            (Action::Reply { len, kind, change }, Ok(slot)) => {
                 self.counters.count_reply(kind);
-                // A reply is decided only for a routed request.
-                let Ok(slot) = slot else {
-                    self.frames.recycle(head.addr);
-                    self.recycle_extras(extras);
-                    return;
-                };
                 let export = self.exports.get(slot);
                 export.stats.count_reply(kind);
                 if let Some(change) = change {
@@ -736,11 +737,13 @@ impl Worker {
                 self.recycle_extras(extras);
                 self.queue_tx(head.addr, len, 0, Some(answered));
             }
-            Action::Io(request) => {
-                // Only a routed request reaches the disk.
-                if let Ok(slot) = slot {
-                    self.queue_or_start_io(slot, index, head, extras, request, now_ns);
-                }
+            (Action::Io(request), Ok(slot)) => {
+                self.queue_or_start_io(slot, index, head, extras, request, now_ns);
+            }
+            // Only a routed request is decided: an unrouted one is always dropped above.
+            (Action::Reply { .. } | Action::Io(_), Err(_)) => {
+                self.frames.recycle(head.addr);
+                self.recycle_extras(extras);
             }
         }
     }
