@@ -214,7 +214,8 @@ pub struct ExportStats {
     pub refused_reserved: u64,
     /// Requests in flight (received, not yet answered) at the moment of reading.
     pub in_flight: u64,
-    /// Service latency, receive to reply, of every answered request.
+    /// Service latency, receive to reply, of every answered request (replies to a
+    /// wildcard Query Config excepted: they wait for spare frames).
     pub latency: LatencyStats,
 }
 

@@ -68,9 +68,11 @@ pub enum Command {
     /// bytes, ATA/AoE/disk errors, requests refused by the mask list or a reservation,
     /// requests in flight, and latency (receive to reply) p50/p99/p99.9/max. Per queue:
     /// frames in and out, frames dropped by reason, the socket's XDP_STATISTICS, bounced and
-    /// merged requests, busy time. Per interface: the XDP program's verdicts. An export a
-    /// reload replaced counts from the reload on. Quantiles are bucket upper bounds: at most
-    /// 12.5% above the exact value.
+    /// merged requests, busy time. Per interface: the XDP program's verdicts; requests it
+    /// drops (a sender not on an export's mask list, frames too short for AoE) never reach a
+    /// worker and are counted there, not per export. An export a reload replaced counts from
+    /// the reload on. Quantiles are bucket upper bounds: at most 12.5% above the exact
+    /// value.
     Stats {
         /// Only these exports (e<shelf>.<slot>, e.g. e1.0), in this order [default: all]
         #[arg(value_name = "EXPORT")]

@@ -38,7 +38,9 @@ pub struct ExportCounters {
     pub refused_reserved: AtomicU64,
     /// Requests waiting for the disk now (a gauge, stored by the writer).
     pub in_flight: AtomicU64,
-    /// Receive to reply, of every answered request.
+    /// RX ring to TX ring, of every answered request except the replies to a wildcard
+    /// Query Config (built one spare frame at a time, when frames allow: not a service
+    /// time).
     pub latency: AtomicHistogram,
 }
 
