@@ -147,7 +147,7 @@ fn every_request_is_counted_where_it_belongs() {
         ExportSpec::new(1, 1, dir.image("b.img", IMAGE_BYTES), &[&iface]),
     ];
     config.write();
-    let daemon = Daemon::start_config(&lab, &dir, &config.path, &[]);
+    let daemon = Daemon::start_config(&lab, &dir, &config.path, &["--stats-interval", "1"]);
 
     // Before any request: every export counter is zero.
     let zero = stats(&lab, &config, &[]);
@@ -395,6 +395,16 @@ fn every_request_is_counted_where_it_belongs() {
             "no latency without requests: {line}"
         );
     }
+
+    // The periodic log line (--stats-interval) still comes, with the load's reads.
+    assert!(
+        wait_for(WAIT, || daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("req/s") && !l.contains("(0 reads/s"))),
+        "no --stats-interval line with reads in the log:\n{}",
+        daemon.log()
+    );
 
     // ---- A reload that replaces e1.1 (read-only now): its counters restart under a new
     // generation; e1.0, untouched, keeps counting ----
