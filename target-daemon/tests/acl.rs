@@ -16,8 +16,8 @@ use aoe_proto::reserve::{rcmd, ReserveHeader};
 use aoe_proto::{AoeError, Header, Mac, FLAG_ERROR};
 use common::{
     config_frame, initiator, initiator_for, mask_frame, open_client, request_header, reserve_frame,
-    summary_count, write_atomically, xbladectl, ConfigFile, Daemon, ExportSpec, TempDir, SHELF,
-    SLOT,
+    summary_count, write_atomically, xbladectl, xbladectl_json, ConfigFile, Daemon, ExportSpec,
+    TempDir, SHELF, SLOT,
 };
 use xblade_lab::{Lab, LabOptions};
 
@@ -213,7 +213,14 @@ fn a_locked_export_refuses_wire_edits_and_counts_them() {
     let image = dir.image("disk.img", IMAGE_BYTES);
     let target = Mac(lab.target_mac());
 
-    let daemon = Daemon::start(&lab, &dir, &image, &["--locked", "--no-state"]);
+    let socket = dir.0.join("control.sock");
+    let socket_arg = socket.to_str().expect("UTF-8 path");
+    let daemon = Daemon::start(
+        &lab,
+        &dir,
+        &image,
+        &["--locked", "--no-state", "--control", socket_arg],
+    );
     let mut a = Wire::new(initiator(&lab, 300, 2), target, SLOT);
 
     // A mask edit that would change the list: MError 1 (unspecified) at directive 0, no
@@ -249,6 +256,16 @@ fn a_locked_export_refuses_wire_edits_and_counts_them() {
     assert_eq!((aoe_error_of(&h), holders), (None, vec![a.own]));
     let (h, holders) = a.reserve(rcmd::SET, &[]);
     assert_eq!((aoe_error_of(&h), holders), (None, vec![]));
+
+    // The live counters say the same, on the export, and not as AoE errors.
+    let (status, stats) = xbladectl_json(&lab, &socket, "stats");
+    assert!(status.success(), "{stats}");
+    let e = &stats["exports"][0];
+    assert_eq!(
+        (e["refused_locked"].as_u64(), e["aoe_errors"].as_u64()),
+        (Some(3), Some(0)),
+        "{e}"
+    );
 
     let exit = daemon.terminate(STOP);
     assert!(exit.status.success(), "{exit:?}");

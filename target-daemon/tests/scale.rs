@@ -123,6 +123,30 @@ fn a_thousand_and_twenty_four_exports_in_one_process() {
         replies.iter().all(|h| h.src == Mac(lab.target_mac())),
         "every reply comes from the target's MAC"
     );
+    // Live statistics of every export: each counted its one wildcard reply.
+    let asked = Instant::now();
+    let (exit, stats) = xbladectl_json(&lab, &config.control, "stats");
+    let stats_in = asked.elapsed();
+    assert!(exit.success(), "xbladectl stats: {exit}");
+    let exports = stats["exports"]
+        .as_array()
+        .expect("exports in the stats reply");
+    assert_eq!(exports.len(), EXPORTS);
+    let not_one: Vec<&serde_json::Value> = exports
+        .iter()
+        .filter(|e| e["other"] != 1)
+        .map(|e| &e["name"])
+        .take(10)
+        .collect();
+    assert!(
+        not_one.is_empty(),
+        "exports that did not count exactly their one Query Config (first: {not_one:?})"
+    );
+    eprintln!(
+        "scale: xbladectl stats of {EXPORTS} exports in {} ms",
+        stats_in.as_millis()
+    );
+
     // Partial wildcards: every slot of one shelf.
     for (shelf, tag, expect) in [(2u16, 0x8000_5ca2u32, SLOTS_PER_SHELF), (5, 0x8000_5ca3, 4)] {
         let (replies, _) = sock.wildcard_query(

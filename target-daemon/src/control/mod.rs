@@ -20,8 +20,9 @@ pub use client::{request, Client, ClientError};
 pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, NetlinkError};
 pub use protocol::{
     decode_reply, decode_request, encode_line, encode_request, AclChangeReply, AclReply,
-    ConfigStringOp, ExportAcl, ExportStatus, InterfaceStatus, MaskOp, ReloadReply, Reply, Request,
-    ReserveOp, StatusReply,
+    ConfigStringOp, ExportAcl, ExportStats, ExportStatus, InterfaceStats, InterfaceStatus,
+    LatencyStats, MaskOp, QueueStats, ReloadReply, Reply, Request, ReserveOp, StatsReply,
+    StatusReply, XskStats,
 };
 pub use socket::{ControlError, ControlServer};
 

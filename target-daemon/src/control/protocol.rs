@@ -16,13 +16,18 @@
 //! ```text
 //! {"cmd":"status"}
 //! {"cmd":"reload"}
+//! {"cmd":"stats"}
+//! {"cmd":"stats","exports":["e1.0","e1.1"]}
 //! {"cmd":"acl","exports":["e1.0"]}
 //! {"cmd":"mask","export":"e1.0","op":"add","macs":["02:00:00:00:00:01"]}
 //! {"cmd":"reserve","export":"e1.0","op":"clear"}
 //! ```
 //!
-//! The access-control commands (`acl`, `mask`, `reserve`) and their replies are described
-//! in [`super::acl`].
+//! `stats` answers every export, or only those named in `"exports"` (in that order; an
+//! unknown name is an `ok:false` reply naming it).
+//!
+//! The access-control commands (`acl`, `mask`, `reserve`, `config_string`) and their
+//! replies are described in [`super::acl`].
 //!
 //! # Replies
 //!
@@ -38,6 +43,16 @@
 //!  "xdp_mode":"native","exports":1}]}
 //! {"ok":true,"cmd":"reload","added":["e1.2"],"removed":[],"changed":["e1.0"],
 //!  "unchanged":3,"interfaces_attached":[],"interfaces_detached":[]}
+//! {"ok":true,"cmd":"stats","version":"0.1.0","pid":4242,"uptime_ns":3600000000000,
+//!  "exports":[{"name":"e1.0","shelf":1,"slot":0,"generation":3,"reads":1200,
+//!  "writes":800,"other":12,"read_bytes":1228800,"written_bytes":819200,"ata_errors":0,
+//!  "aoe_errors":1,"disk_errors":0,"refused_masked":0,"refused_reserved":0,"in_flight":2,
+//!  "latency":{"count":2012,"sum_ns":60360000,"p50_ns":24575,"p99_ns":57343,
+//!  "p999_ns":90111,"max_ns":88012,"buckets":[[20479,700],[24575,500],...]}}],
+//!  "queues":[{"interface":"eth1","queue":0,"rx_frames":2013,"tx_frames":2012,
+//!  "bounced":0,"merged":0,"dropped_malformed":1,...,"busy_ns":1200000,
+//!  "idle_ns":3598800000000,"xsk":{"rx_dropped":0,...}}],
+//!  "interfaces":[{"name":"eth1","xdp_redirect":2013,"xdp_pass_not_aoe":40,...}]}
 //! ```
 //!
 //! (shown wrapped; on the wire each is one line). A failure is
@@ -63,6 +78,7 @@ pub use super::acl::{AclChangeReply, AclReply, ConfigStringOp, ExportAcl, MaskOp
 pub const COMMANDS: &[&str] = &[
     "status",
     "reload",
+    "stats",
     "acl",
     "mask",
     "reserve",
@@ -77,6 +93,12 @@ pub enum Request {
     Status,
     /// Re-read the config file and apply the difference.
     Reload,
+    /// Every counter now: of the exports named in `exports` (`e1.0`), or of all when it
+    /// is empty.
+    Stats {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exports: Vec<String>,
+    },
     /// The mask list, reservation, config string and lock of these exports (`e1.0`; none:
     /// every export).
     Acl {
@@ -112,6 +134,7 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::Reload => "reload",
+            Request::Stats { .. } => "stats",
             Request::Acl { .. } => "acl",
             Request::Mask { .. } => "mask",
             Request::Reserve { .. } => "reserve",
@@ -229,7 +252,10 @@ pub struct ExportStats {
     pub aoe_errors: u64,
     /// Disk I/O that failed (each also counted in `ata_errors`).
     pub disk_errors: u64,
-    /// Requests dropped because the sender is not on the mask list.
+    /// Requests dropped because the sender is not on the mask list, as the workers see
+    /// them: wildcard requests (a broadcast Query Config). The XDP program drops the
+    /// requests addressed to this export itself before any worker sees them; those are in
+    /// the interface's `xdp_drop_acl`.
     pub refused_masked: u64,
     /// Requests refused because another host holds the reservation.
     pub refused_reserved: u64,
@@ -239,12 +265,18 @@ pub struct ExportStats {
     pub refused_locked: u64,
     /// Requests in flight (received, not yet answered) at the moment of reading.
     pub in_flight: u64,
-    /// Service latency, receive to reply, of every answered request.
+    /// Service latency, receive to reply, of every answered request (replies to a
+    /// wildcard Query Config excepted: they wait for spare frames).
     pub latency: LatencyStats,
 }
 
 /// A latency distribution: a few quantiles for people, and the buckets themselves so that a
 /// client can subtract two readings and get the distribution over the interval between them.
+///
+/// Buckets are log-linear (see `xblade::stats::histogram`): one below 1024 ns, eight per
+/// power of two up to 2^36 ns (about 69 s), one above (bound `u64::MAX`). Quantiles are the
+/// upper bound of the bucket holding that rank (capped at `max_ns`): never below the exact
+/// value and at most 12.5 % above it. `count`, `sum_ns` and `max_ns` are exact.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LatencyStats {
@@ -277,6 +309,9 @@ pub struct QueueStats {
     pub dropped_response: u64,
     pub dropped_config_mismatch: u64,
     pub dropped_no_buffer: u64,
+    /// Requests from a sender the export's mask list does not list, dropped by the worker
+    /// (wildcard requests; the XDP program drops the others, see `xdp_drop_acl`).
+    pub dropped_masked: u64,
     /// Time the worker spent working and waiting for events, in ns.
     pub busy_ns: u64,
     pub idle_ns: u64,
@@ -319,6 +354,7 @@ pub struct InterfaceStats {
 pub enum Reply {
     Status(StatusReply),
     Reload(ReloadReply),
+    Stats(StatsReply),
     Acl(AclReply),
     Mask(AclChangeReply),
     Reserve(AclChangeReply),
@@ -374,6 +410,7 @@ pub fn encode_line(reply: &Reply) -> String {
     let encoded = match reply {
         Reply::Status(status) => success("status", status),
         Reply::Reload(reload) => success("reload", reload),
+        Reply::Stats(stats) => success("stats", stats),
         Reply::Acl(acl) => success("acl", acl),
         Reply::Mask(change) => success("mask", change),
         Reply::Reserve(change) => success("reserve", change),
@@ -465,6 +502,9 @@ pub fn decode_reply(line: &str) -> Result<Reply, String> {
         "reload" => serde_json::from_value(value)
             .map(Reply::Reload)
             .map_err(|e| format!("bad reload payload: {e}")),
+        "stats" => serde_json::from_value(value)
+            .map(Reply::Stats)
+            .map_err(|e| format!("bad stats payload: {e}")),
         "acl" => serde_json::from_value(value)
             .map(Reply::Acl)
             .map_err(|e| format!("bad acl payload: {e}")),
@@ -535,14 +575,93 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) fn sample_stats() -> StatsReply {
+        StatsReply {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_ns: 3_600_000_000_000,
+            exports: vec![ExportStats {
+                name: "e1.0".into(),
+                shelf: 1,
+                slot: 0,
+                generation: 3,
+                reads: 1200,
+                writes: 800,
+                other: 12,
+                read_bytes: 1_228_800,
+                written_bytes: 819_200,
+                aoe_errors: 1,
+                in_flight: 2,
+                latency: LatencyStats {
+                    count: 2012,
+                    sum_ns: 60_360_000,
+                    p50_ns: 24_575,
+                    p99_ns: 57_343,
+                    p999_ns: 90_111,
+                    max_ns: 88_012,
+                    buckets: vec![[20_479, 700], [24_575, 1300], [90_111, 12]],
+                },
+                ..ExportStats::default()
+            }],
+            queues: vec![QueueStats {
+                interface: "eth1".into(),
+                queue: 0,
+                rx_frames: 2013,
+                tx_frames: 2012,
+                dropped_malformed: 1,
+                busy_ns: 1_200_000,
+                idle_ns: 3_598_800_000_000,
+                xsk: XskStats {
+                    rx_ring_full: 5,
+                    ..XskStats::default()
+                },
+                ..QueueStats::default()
+            }],
+            interfaces: vec![InterfaceStats {
+                name: "eth1".into(),
+                xdp_redirect: 2013,
+                xdp_pass_not_aoe: 40,
+                ..InterfaceStats::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn stats_requests_carry_their_export_names() {
+        let all = Request::Stats { exports: vec![] };
+        assert_eq!(encode_request(&all), "{\"cmd\":\"stats\"}\n");
+        assert_eq!(decode_request(r#"{"cmd":"stats"}"#), Ok(all));
+        let some = Request::Stats {
+            exports: vec!["e1.0".into(), "e2.3".into()],
+        };
+        let line = encode_request(&some);
+        assert_eq!(
+            line,
+            "{\"cmd\":\"stats\",\"exports\":[\"e1.0\",\"e2.3\"]}\n"
+        );
+        assert_eq!(decode_request(&line), Ok(some));
+        for bad in [
+            r#"{"cmd":"stats","exports":"e1.0"}"#,
+            r#"{"cmd":"stats","exports":[1]}"#,
+        ] {
+            let error = decode_request(bad).expect_err(bad);
+            assert!(error.starts_with("bad 'stats' request"), "{error}");
+        }
+    }
+
     #[test]
     fn requests_round_trip() {
-        for request in [Request::Status, Request::Reload] {
+        for request in [
+            Request::Status,
+            Request::Reload,
+            Request::Stats { exports: vec![] },
+        ] {
             let line = encode_request(&request);
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
             assert_eq!(line, format!("{{\"cmd\":\"{}\"}}\n", request.name()));
             assert_eq!(decode_request(&line), Ok(request.clone()));
             assert!(COMMANDS.contains(&request.name()));
+            assert_eq!(decode_request(&line), Ok(request));
         }
         assert_eq!(decode_request(r#" {"cmd":"status"} "#), Ok(Request::Status));
         assert_eq!(
@@ -658,6 +777,8 @@ pub(crate) mod tests {
             Reply::Status(StatusReply::default()),
             Reply::Reload(sample_reload()),
             Reply::Reload(ReloadReply::default()),
+            Reply::Stats(sample_stats()),
+            Reply::Stats(StatsReply::default()),
             Reply::Acl(AclReply {
                 exports: vec![sample_acl(), ExportAcl::default()],
             }),
@@ -707,7 +828,7 @@ pub(crate) mod tests {
         assert_eq!(
             decode_request(r#"{"cmd":"x"}"#),
             Err(
-                "unknown command 'x' (known: status, reload, acl, mask, reserve, config_string)"
+                "unknown command 'x' (known: status, reload, stats, acl, mask, reserve, config_string)"
                     .to_owned()
             )
         );
@@ -754,7 +875,8 @@ pub(crate) mod tests {
             "{}",
             r#"{"ok":"yes"}"#,
             r#"{"ok":true}"#,
-            r#"{"ok":true,"cmd":"stats"}"#,
+            r#"{"ok":true,"cmd":"nope"}"#,
+            r#"{"ok":true,"cmd":"stats","exports":{}}"#,
             r#"{"ok":true,"cmd":"status","pid":"x"}"#,
         ] {
             assert!(decode_reply(bad).is_err(), "{bad}");

@@ -17,7 +17,9 @@
 //! [`MAX_CONNECTIONS`] clients at once (the next one gets an `ok:false` line and is closed), a
 //! request line of at most [`MAX_LINE`] bytes (a longer one gets an `ok:false` line and the
 //! connection is closed), and at most [`MAX_OUTPUT`] bytes of replies a client has not read
-//! yet (beyond that it is dropped: a client that does not read never stalls the daemon).
+//! yet besides the latest one (beyond that it is dropped: a client that does not read never
+//! stalls the daemon; one large reply, such as `stats` of thousands of exports, is always
+//! delivered whole to a client that reads it).
 
 use std::fs;
 use std::io::{self, Read};
@@ -36,7 +38,8 @@ use super::protocol::{decode_request, encode_line, Reply, Request};
 pub const MAX_CONNECTIONS: usize = 32;
 /// The longest request line, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
-/// The most reply bytes a client may leave unread before it is dropped.
+/// The most reply bytes a client may leave unread, besides its latest reply, before it is
+/// dropped.
 pub const MAX_OUTPUT: usize = 4 << 20;
 /// The most bytes read from one connection per `serve()`, so that one busy client cannot
 /// starve the others (the rest is read on the next call; the fd stays readable).
@@ -77,6 +80,8 @@ struct Conn {
     /// Encoded replies; `output[sent..]` is still to be written.
     output: Vec<u8>,
     sent: usize,
+    /// Where the latest reply starts in `output`.
+    latest_at: usize,
     /// The client hung up its sending side, or broke a limit: answer what is queued, then
     /// close.
     read_closed: bool,
@@ -87,6 +92,12 @@ struct Conn {
 impl Conn {
     fn unsent(&self) -> usize {
         self.output.len() - self.sent
+    }
+
+    /// Reply bytes not yet written, before the latest reply: what the client has left
+    /// unread while asking for more.
+    fn unread_before_latest(&self) -> usize {
+        self.latest_at.saturating_sub(self.sent)
     }
 
     fn wanted_events(&self) -> u32 {
@@ -115,7 +126,7 @@ impl Conn {
                     budget = budget.saturating_sub(n);
                     self.input.extend_from_slice(&chunk[..n]);
                     self.answer_lines(handler);
-                    if self.unsent() > MAX_OUTPUT {
+                    if self.unread_before_latest() > MAX_OUTPUT {
                         debug!("control client does not read its replies; dropping it");
                         return false;
                     }
@@ -145,9 +156,10 @@ impl Conn {
                 ),
             };
             start += len + 1;
+            self.latest_at = self.output.len();
             self.output
                 .extend_from_slice(encode_line(&reply).as_bytes());
-            if self.unsent() > MAX_OUTPUT {
+            if self.unread_before_latest() > MAX_OUTPUT {
                 break;
             }
         }
@@ -191,9 +203,11 @@ impl Conn {
         }
         if self.sent == self.output.len() {
             self.output.clear();
+            self.latest_at = 0;
             self.sent = 0;
         } else if self.sent >= 64 * 1024 {
             self.output.drain(..self.sent);
+            self.latest_at = self.latest_at.saturating_sub(self.sent);
             self.sent = 0;
         }
         true
@@ -465,6 +479,7 @@ impl ControlServer {
                 input: Vec::new(),
                 output: Vec::new(),
                 sent: 0,
+                latest_at: 0,
                 read_closed: false,
                 events: libc::EPOLLIN as u32,
             };
@@ -556,6 +571,11 @@ pub(crate) mod tests {
             Request::Reload => Reply::Reload(ReloadReply {
                 added: vec!["e1.1".into()],
                 unchanged: 1,
+                ..Default::default()
+            }),
+            // Larger than MAX_OUTPUT: one reply is delivered whole.
+            Request::Stats { .. } => Reply::Stats(crate::control::StatsReply {
+                version: "x".repeat(MAX_OUTPUT + (1 << 20)),
                 ..Default::default()
             }),
             other => Reply::error(format!("{} is not served by this test", other.name())),
@@ -798,6 +818,24 @@ pub(crate) mod tests {
         assert!(decode_reply(&reply).unwrap().is_ok());
         // Nothing left to do: the fd is quiet.
         assert!(!poll_in(server.fd(), 0));
+    }
+
+    #[test]
+    fn a_reply_larger_than_the_output_limit_arrives_whole() {
+        let dir = TempDir::new("bigreply");
+        let path = dir.path().join("control.sock");
+        let _running = Running::start(ControlServer::bind(&path).unwrap());
+        let mut client = crate::control::Client::connect(&path, T).unwrap();
+        for _ in 0..2 {
+            match client.request(&Request::Stats { exports: vec![] }).unwrap() {
+                Reply::Stats(stats) => assert_eq!(stats.version.len(), MAX_OUTPUT + (1 << 20)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            client.request(&Request::Status).unwrap(),
+            Reply::Status(_)
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One export as the control plane holds it: its configuration, its opened backing store,
 //! the shared target state initiators change, and where that state is persisted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aoe_proto::Mac;
@@ -11,6 +12,7 @@ use crate::backend::{Backend, BackendOptions, IoMode};
 use crate::config::{ExportConfig, IoEngine, StateLocation};
 use crate::control::ExportAcl;
 use crate::persist::StateFile;
+use crate::stats::ExportCounters;
 use crate::worker::ServedExport;
 use crate::xdp::XdpExport;
 
@@ -26,7 +28,13 @@ pub(super) struct RunningExport {
     pub state_file: Option<StateFile>,
     /// Disk I/O on the worker thread (memory-backed files) rather than through io_uring.
     pub sync_io: bool,
+    /// Tells this version of the export from the ones before it (each opened version has a
+    /// new one): its counters restart at zero.
+    pub generation: u64,
 }
+
+/// The generation of the next opened export version.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl RunningExport {
     /// Opens the backing store of `config` and restores (or, for a new version of a running
@@ -78,6 +86,7 @@ impl RunningExport {
             target,
             state_file,
             sync_io,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -92,12 +101,14 @@ impl RunningExport {
         self.config.key
     }
 
-    /// This export on a link with MAC `mac` whose frames carry `max_sectors` sectors.
-    pub fn on_link(&self, mac: Mac, max_sectors: u8) -> ServedExport {
+    /// This export on a link with MAC `mac` whose frames carry `max_sectors` sectors, for
+    /// a worker that counts its requests in `stats`.
+    pub fn on_link(&self, mac: Mac, max_sectors: u8, stats: Arc<ExportCounters>) -> ServedExport {
         ServedExport {
             target: self.target.on_link(mac, max_sectors),
             backend: Arc::clone(&self.backend),
             sync_io: self.sync_io,
+            stats,
         }
     }
 

@@ -13,14 +13,15 @@ use tracing::{info, warn};
 use xblade_target::ExportKey;
 
 use crate::config::InterfaceConfig;
+use crate::control::{InterfaceStats, QueueStats, XskStats};
 use crate::eventfd::EventFd;
 use crate::netdev::Netdev;
-use crate::stats::{LatencyHistogram, WorkerCounters};
+use crate::stats::{LatencyHistogram, StatsRegistry, WorkerCounters};
 use crate::worker::{
     self, ChangeSender, Geometry, WorkerCommand, WorkerError, WorkerReport, WorkerSetup,
 };
 use crate::xdp::{AttachedMode, XdpProgram};
-use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket};
+use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket, XskStatisticsReader};
 
 use super::export::RunningExport;
 use super::DaemonError;
@@ -36,6 +37,9 @@ struct WorkerHandle {
     applied: Arc<AtomicU64>,
     handle: Option<JoinHandle<Result<WorkerReport, WorkerError>>>,
     counters: Arc<WorkerCounters>,
+    /// The socket's `XDP_STATISTICS`, read by the control plane; `None` if its descriptor
+    /// could not be duplicated (logged).
+    xsk_statistics: Option<XskStatisticsReader>,
 }
 
 /// What is left of an interface's workers once they stopped.
@@ -67,6 +71,7 @@ impl RunningInterface {
         config: &InterfaceConfig,
         exports: &[&RunningExport],
         changes: &ChangeSender,
+        stats: &mut StatsRegistry,
     ) -> Result<RunningInterface, DaemonError> {
         let netdev = Netdev::lookup(&config.name)?;
         let ifindex = xsk::ifindex(&netdev.name)?;
@@ -88,7 +93,11 @@ impl RunningInterface {
         for (queue_id, umem, socket) in sockets.bound {
             let served = exports
                 .iter()
-                .map(|e| e.on_link(running.netdev.mac, max_sectors))
+                .map(|e| {
+                    let counters =
+                        stats.counters_for(e.key(), e.generation, &running.netdev.name, queue_id);
+                    e.on_link(running.netdev.mac, max_sectors, counters)
+                })
                 .collect();
             let handle = spawn_worker(
                 WorkerSetup {
@@ -157,13 +166,22 @@ impl RunningInterface {
 
     /// Serves `exports` (new ones, or new versions of served ones) from now on, and announces
     /// the ones in `announce`. Returns when every worker has taken them up.
-    pub fn serve(&mut self, exports: &[&RunningExport], announce: &[ExportKey]) {
+    pub fn serve(
+        &mut self,
+        exports: &[&RunningExport],
+        announce: &[ExportKey],
+        stats: &mut StatsRegistry,
+    ) {
         let (mac, max_sectors) = (self.netdev.mac, self.max_sectors);
+        let name = self.netdev.name.clone();
         self.exports.extend(exports.iter().map(|e| e.key()));
         self.command(|queue_id| {
             let mut commands: Vec<WorkerCommand> = exports
                 .iter()
-                .map(|e| WorkerCommand::Serve(e.on_link(mac, max_sectors)))
+                .map(|e| {
+                    let counters = stats.counters_for(e.key(), e.generation, &name, queue_id);
+                    WorkerCommand::Serve(e.on_link(mac, max_sectors, counters))
+                })
                 .collect();
             if queue_id == 0 {
                 commands.extend(announce.iter().map(|k| WorkerCommand::Announce(*k)));
@@ -200,7 +218,7 @@ impl RunningInterface {
 
     /// Sends each worker the commands `make(queue_id)` gives, and waits until all have
     /// taken them up (a worker that died is skipped: the control loop restarts it).
-    fn command(&mut self, make: impl Fn(u32) -> Vec<WorkerCommand>) {
+    fn command(&mut self, mut make: impl FnMut(u32) -> Vec<WorkerCommand>) {
         self.generation += 1;
         let generation = self.generation;
         for worker in &self.workers {
@@ -238,6 +256,61 @@ impl RunningInterface {
 
     pub fn xdp_counters(&self) -> Result<crate::xdp::XdpCounters, crate::xdp::XdpError> {
         self.xdp.counters()
+    }
+
+    /// Each worker's counters and its socket's `XDP_STATISTICS`, as they are now.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let c = w.counters.snapshot();
+                let xsk = w
+                    .xsk_statistics
+                    .as_ref()
+                    .and_then(|r| r.read().ok())
+                    .map(|st| XskStats {
+                        rx_dropped: st.rx_dropped,
+                        rx_invalid_descs: st.rx_invalid_descs,
+                        tx_invalid_descs: st.tx_invalid_descs,
+                        rx_ring_full: st.rx_ring_full,
+                        rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
+                        tx_ring_empty_descs: st.tx_ring_empty_descs,
+                    })
+                    .unwrap_or_default();
+                QueueStats {
+                    interface: self.netdev.name.clone(),
+                    queue: w.queue_id,
+                    rx_frames: c.rx_frames,
+                    tx_frames: c.tx_frames,
+                    bounced: c.bounced,
+                    merged: c.merged,
+                    dropped_malformed: c.dropped_malformed,
+                    dropped_not_for_us: c.dropped_not_for_us,
+                    dropped_response: c.dropped_response,
+                    dropped_config_mismatch: c.dropped_config_mismatch,
+                    dropped_no_buffer: c.dropped_no_buffer,
+                    dropped_masked: c.dropped_masked,
+                    busy_ns: c.busy_ns,
+                    idle_ns: c.idle_ns,
+                    xsk,
+                }
+            })
+            .collect()
+    }
+
+    /// The XDP program's verdicts on this interface (zeros if the map cannot be read).
+    pub fn interface_stats(&self) -> InterfaceStats {
+        let c = self.xdp.counters().unwrap_or_default();
+        InterfaceStats {
+            name: self.netdev.name.clone(),
+            xdp_redirect: c.redirect,
+            xdp_pass_not_aoe: c.pass_not_aoe,
+            xdp_pass_response: c.pass_response,
+            xdp_pass_other_target: c.pass_other_target,
+            xdp_pass_no_socket: c.pass_no_socket,
+            xdp_drop_acl: c.drop_acl,
+            xdp_drop_malformed: c.drop_malformed,
+        }
     }
 
     /// Stops every worker (each finishes and answers its in-flight I/O) and then detaches
@@ -296,6 +369,16 @@ fn warn_on_drops(ifname: &str, report: &WorkerReport) {
 fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, DaemonError> {
     let queue_id = setup.queue_id;
     let bind_mode = setup.socket.bind_mode();
+    let xsk_statistics = match setup.socket.statistics_reader() {
+        Ok(reader) => Some(reader),
+        Err(e) => {
+            warn!(
+                iface = ifname,
+                queue_id, "{e}; `xbladectl stats` shows zeros for this socket"
+            );
+            None
+        }
+    };
     let counters = Arc::clone(&setup.counters);
     let applied = Arc::clone(&setup.applied);
     let command_fd = EventFd::new().map_err(|e| DaemonError::Setup(format!("eventfd: {e}")))?;
@@ -328,6 +411,7 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
         applied,
         handle: Some(handle),
         counters,
+        xsk_statistics,
     })
 }
 

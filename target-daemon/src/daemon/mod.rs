@@ -9,6 +9,7 @@ mod acl;
 mod export;
 mod interface;
 mod reload;
+mod stats;
 mod status;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ use crate::control::{ControlError, ControlServer, LinkWatcher, Reply, Request};
 use crate::eventfd::EventFd;
 use crate::netdev::{Netdev, NetdevError};
 use crate::persist::PersistError;
-use crate::stats::{CounterSnapshot, LatencyHistogram, Summary, WorkerCounters};
+use crate::stats::{CounterSnapshot, LatencyHistogram, StatsRegistry, Summary, WorkerCounters};
 use crate::worker::{ChangeSender, WorkerError, FRAME_SIZE};
 use crate::xdp::{XdpCounters, XdpError};
 use crate::xsk::XskError;
@@ -121,6 +122,8 @@ struct Daemon {
     changes_fd: EventFd,
     /// What workers of interfaces stopped since start-up did, for the summary.
     retired: Retired,
+    /// Every export's counters on every worker, for `stats`.
+    stats: StatsRegistry,
 }
 
 #[derive(Default)]
@@ -180,6 +183,7 @@ impl Daemon {
             changes_rx,
             changes_fd,
             retired: Retired::default(),
+            stats: StatsRegistry::default(),
             config: config.clone(),
         };
         check_limits(&config)?;
@@ -210,7 +214,8 @@ impl Daemon {
             return Ok(());
         };
         let exports = exports_on(&self.exports, name);
-        let running = RunningInterface::start(&slot.config, &exports, &self.changes)?;
+        let running =
+            RunningInterface::start(&slot.config, &exports, &self.changes, &mut self.stats)?;
         if let Some(slot) = self.interfaces.get_mut(name) {
             slot.running = Some(running);
             slot.problem = None;
@@ -310,6 +315,10 @@ impl Daemon {
     fn handle(&mut self, request: Request) -> Reply {
         match request {
             Request::Status => Reply::Status(self.status()),
+            Request::Stats { exports } => match stats::select(self.stats_reply(), &exports) {
+                Ok(reply) => Reply::Stats(reply),
+                Err(e) => Reply::error(e),
+            },
             Request::Reload => match self.reload() {
                 Ok(summary) => {
                     info!("reload (control socket): {}", reload::describe(&summary));

@@ -133,6 +133,7 @@ impl Daemon {
             .collect();
         for key in &plan.removed {
             self.exports.remove(key);
+            self.stats.remove(*key);
         }
         for key in &plan.adjusted {
             if let Some(export) = self.exports.get_mut(key) {
@@ -202,7 +203,7 @@ impl Daemon {
             .collect();
         let announce: Vec<ExportKey> = desired_keys.difference(before).copied().collect();
         if !to_serve.is_empty() {
-            running.serve(&to_serve, &announce);
+            running.serve(&to_serve, &announce, &mut self.stats);
         }
         if let Err(e) = running.steer(&desired) {
             warn!(iface = %name, "could not update the XDP maps: {e}");

@@ -1,5 +1,17 @@
 //! Counters and service-latency histograms: written by one worker each, read by the main
-//! thread for periodic reports and the exit summary.
+//! thread for periodic reports, the exit summary and the `stats` control command.
+//!
+//! [`WorkerCounters`] count per worker (per RX queue); [`ExportCounters`] count per export
+//! on one worker, with a lock-free [`AtomicHistogram`] of latencies; the control plane keeps
+//! the latter in a [`StatsRegistry`].
+
+mod export;
+pub mod histogram;
+mod registry;
+
+pub use export::{ExportCounters, ExportSnapshot};
+pub use histogram::{quantile_of, AtomicHistogram, HistogramSnapshot};
+pub use registry::StatsRegistry;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +53,10 @@ pub struct WorkerCounters {
     /// Changes from the wire refused because the export is locked (a mask list edit, a
     /// config string set, a change of the operator's reservation). Answered, not dropped.
     pub refused_locked: AtomicU64,
+    /// Time the worker spent awake (working or spinning for work) and asleep waiting for
+    /// an event, in ns.
+    pub busy_ns: AtomicU64,
+    pub idle_ns: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -107,6 +123,11 @@ impl WorkerCounters {
             dropped_malformed: get(&self.dropped_malformed),
             dropped_no_buffer: get(&self.dropped_no_buffer),
             refused_locked: get(&self.refused_locked),
+            dropped_not_for_us: get(&self.dropped_not_for_us),
+            dropped_response: get(&self.dropped_response),
+            dropped_config_mismatch: get(&self.dropped_config_mismatch),
+            busy_ns: get(&self.busy_ns),
+            idle_ns: get(&self.idle_ns),
         }
     }
 }
@@ -133,6 +154,11 @@ pub struct CounterSnapshot {
     pub dropped_malformed: u64,
     pub dropped_no_buffer: u64,
     pub refused_locked: u64,
+    pub dropped_not_for_us: u64,
+    pub dropped_response: u64,
+    pub dropped_config_mismatch: u64,
+    pub busy_ns: u64,
+    pub idle_ns: u64,
 }
 
 impl CounterSnapshot {
@@ -166,6 +192,11 @@ impl CounterSnapshot {
         self.dropped_malformed += other.dropped_malformed;
         self.dropped_no_buffer += other.dropped_no_buffer;
         self.refused_locked += other.refused_locked;
+        self.dropped_not_for_us += other.dropped_not_for_us;
+        self.dropped_response += other.dropped_response;
+        self.dropped_config_mismatch += other.dropped_config_mismatch;
+        self.busy_ns += other.busy_ns;
+        self.idle_ns += other.idle_ns;
     }
 
     /// The change since `earlier`, for rates.
@@ -190,6 +221,11 @@ impl CounterSnapshot {
             dropped_malformed: self.dropped_malformed - earlier.dropped_malformed,
             dropped_no_buffer: self.dropped_no_buffer - earlier.dropped_no_buffer,
             refused_locked: self.refused_locked - earlier.refused_locked,
+            dropped_not_for_us: self.dropped_not_for_us - earlier.dropped_not_for_us,
+            dropped_response: self.dropped_response - earlier.dropped_response,
+            dropped_config_mismatch: self.dropped_config_mismatch - earlier.dropped_config_mismatch,
+            busy_ns: self.busy_ns - earlier.busy_ns,
+            idle_ns: self.idle_ns - earlier.idle_ns,
         }
     }
 }

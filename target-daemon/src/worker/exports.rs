@@ -13,6 +13,7 @@ use std::sync::Arc;
 use xblade_target::{ExportKey, ExportTable, Route, Target};
 
 use crate::backend::{Backend, IoMode};
+use crate::stats::ExportCounters;
 use crate::uring::{FileRef, Ring, UringError};
 
 /// Most exports one worker holds, replaced versions still finishing their I/O included: the
@@ -28,6 +29,8 @@ pub struct ServedExport {
     pub backend: Arc<Backend>,
     /// Synchronous disk I/O on the worker thread instead of io_uring (memory-backed files).
     pub sync_io: bool,
+    /// This export's counters on this worker (its writer), read by the control plane.
+    pub stats: Arc<ExportCounters>,
 }
 
 /// An export in a worker's slab.
@@ -42,6 +45,7 @@ pub(super) struct Export {
     in_flight: u32,
     /// Removed or replaced: no new requests; freed when `in_flight` reaches 0.
     retiring: bool,
+    pub stats: Arc<ExportCounters>,
     /// Keeps the descriptors above open while the worker may use them.
     _backend: Arc<Backend>,
 }
@@ -55,8 +59,28 @@ pub enum ServeError {
     Uring(#[from] UringError),
 }
 
+/// Names the counter block of the export a reply answers, for replies that wait for the TX
+/// ring after their export may have been released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct StatsTag {
+    slot: u32,
+    /// The slot's [`SlotStats::uses`] when the reply was made.
+    uses: u32,
+}
+
+/// The counter block of the export last served in a slab slot. It outlives the export's
+/// release, so that its last replies still record their latency when they reach the TX
+/// ring; `uses` counts the exports served in the slot, so that such a reply never records
+/// into the block of a later export.
+struct SlotStats {
+    counters: Arc<ExportCounters>,
+    uses: u32,
+}
+
 pub(super) struct Exports {
     slab: Vec<Option<Export>>,
+    /// One per slab slot.
+    stats: Vec<SlotStats>,
     free: Vec<u32>,
     table: ExportTable<u32>,
 }
@@ -65,6 +89,7 @@ impl Exports {
     pub fn new() -> Exports {
         Exports {
             slab: Vec::new(),
+            stats: Vec::new(),
             free: Vec::new(),
             table: ExportTable::default(),
         }
@@ -77,6 +102,10 @@ impl Exports {
             Some(slot) => slot,
             None if (self.slab.len() as u32) < MAX_EXPORT_SLOTS => {
                 self.slab.push(None);
+                self.stats.push(SlotStats {
+                    counters: Arc::clone(&served.stats),
+                    uses: 0,
+                });
                 self.slab.len() as u32 - 1
             }
             None => return Err(ServeError::Full),
@@ -89,6 +118,10 @@ impl Exports {
             }
         }
         let key = served.target.key();
+        served.stats.set_in_flight(0);
+        let slot_stats = &mut self.stats[slot as usize];
+        slot_stats.counters = Arc::clone(&served.stats);
+        slot_stats.uses = slot_stats.uses.wrapping_add(1);
         self.slab[slot as usize] = Some(Export {
             io_mode: served.backend.io_mode,
             sync_fd: file.filter(|_| served.sync_io).map(|f| f.fd),
@@ -96,6 +129,7 @@ impl Exports {
             target: served.target,
             in_flight: 0,
             retiring: false,
+            stats: served.stats,
             _backend: served.backend,
         });
         if let Some(old) = self.table.insert(key, slot) {
@@ -170,9 +204,27 @@ impl Exports {
         }
     }
 
+    /// The tag a reply of the export in `slot` carries to the TX ring.
+    pub fn stats_tag(&self, slot: u32) -> StatsTag {
+        StatsTag {
+            slot,
+            uses: self.stats.get(slot as usize).map_or(0, |s| s.uses),
+        }
+    }
+
+    /// The counter block of the export a reply tagged `tag` answers, unless the slot has
+    /// served another export since.
+    pub fn stats_of(&self, tag: StatsTag) -> Option<&ExportCounters> {
+        self.stats
+            .get(tag.slot as usize)
+            .filter(|s| s.uses == tag.uses)
+            .map(|s| &*s.counters)
+    }
+
     pub fn io_started(&mut self, slot: u32) {
         if let Some(export) = self.slab[slot as usize].as_mut() {
             export.in_flight += 1;
+            export.stats.set_in_flight(export.in_flight);
         }
     }
 
@@ -184,6 +236,7 @@ impl Exports {
         };
         debug_assert!(export.in_flight > 0);
         export.in_flight = export.in_flight.saturating_sub(1);
+        export.stats.set_in_flight(export.in_flight);
         if export.retiring && export.in_flight == 0 {
             self.release(ring, slot);
         }

@@ -32,17 +32,22 @@ struct FanOut {
 /// What one step of a fan-out produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Step {
-    /// A reply of `len` bytes is in the frame: an answer of `key` (`kind` is `None` for an
-    /// announcement), which may have changed its state.
+    /// A reply of `len` bytes is in the frame: an answer of `key` (in slab slot `slot`;
+    /// `kind` is `None` for an announcement), which may have changed its state.
     Reply {
         len: usize,
         key: ExportKey,
+        slot: u32,
         kind: Option<ReplyKind>,
         change: Option<StateChange>,
     },
-    /// This export stays silent (a config test that did not match, a mask list that does
-    /// not list the sender): the frame is still free.
-    Silent(DropReason),
+    /// This export (in slab slot `slot`, when there is one) stays silent (a config test
+    /// that did not match, a mask list that does not list the sender): the frame is still
+    /// free.
+    Silent {
+        reason: DropReason,
+        slot: Option<u32>,
+    },
     /// Nothing left to send.
     Idle,
 }
@@ -114,26 +119,40 @@ impl FanOuts {
                     Some(len) => Step::Reply {
                         len,
                         key: target.key(),
+                        slot,
                         kind: None,
                         change: None,
                     },
-                    None => Step::Silent(DropReason::Malformed),
+                    None => Step::Silent {
+                        reason: DropReason::Malformed,
+                        slot: None,
+                    },
                 };
             };
             let Some(dst) = frame.get_mut(..*len) else {
-                return Step::Silent(DropReason::Malformed);
+                return Step::Silent {
+                    reason: DropReason::Malformed,
+                    slot: None,
+                };
             };
             dst.copy_from_slice(&request[..*len]);
             return match target.decide(frame, *len) {
                 Action::Reply { len, kind, change } => Step::Reply {
                     len,
                     key: target.key(),
+                    slot,
                     kind: Some(kind),
                     change,
                 },
-                Action::Drop(reason) => Step::Silent(reason),
+                Action::Drop(reason) => Step::Silent {
+                    reason,
+                    slot: Some(slot),
+                },
                 // A Query Config never waits for the disk.
-                Action::Io(_) => Step::Silent(DropReason::Malformed),
+                Action::Io(_) => Step::Silent {
+                    reason: DropReason::Malformed,
+                    slot: None,
+                },
             };
         }
         Step::Idle

@@ -5,8 +5,9 @@
 use tracing::warn;
 
 use super::plan::{self, Bounce, Extent};
-use super::{Worker, MAX_FRAGS, MAX_MERGE};
+use super::{Answered, Worker, MAX_FRAGS, MAX_MERGE};
 use crate::backend::IoMode;
+use crate::stats::ExportCounters;
 use crate::target::{IoKind, IoOutcome, IoRequest};
 
 /// A disk I/O in flight, keyed by its head frame.
@@ -529,15 +530,17 @@ impl Worker {
         if flight.bounce != Bounce::None {
             self.frames.push_bounce(flight.bounce_slot);
         }
-        // The reply is built before the export may be released below.
+        // The reply is built and counted before the export may be released below.
         let head = self.frames.map.frame_mut(flight.packet_addr);
-        let len =
-            self.exports
-                .get(flight.export)
-                .target
-                .complete(head, &flight.io, outcome_of(done));
-        self.exports.io_done(&mut self.ring, flight.export);
+        let export = self.exports.get(flight.export);
+        let len = export.target.complete(head, &flight.io, outcome_of(done));
         let io = flight.io;
+        count_export_io(&export.stats, io, done);
+        let answered = Answered {
+            started_ns: flight.started_ns,
+            export: self.exports.stats_tag(flight.export),
+        };
+        self.exports.io_done(&mut self.ring, flight.export);
         if done {
             self.count_done(io);
         }
@@ -549,7 +552,7 @@ impl Worker {
                 flight.packet_addr,
                 head_len,
                 libc::XDP_PKT_CONTD,
-                Some(flight.started_ns),
+                Some(answered),
             );
             for (i, (chunk, piece)) in extras.iter().zip(&flight.pieces[1..]).enumerate() {
                 let more = if i + 1 < extras.len() {
@@ -566,7 +569,7 @@ impl Worker {
             // to the spare pool.
             self.release_frame(addr);
         }
-        self.queue_tx(flight.packet_addr, len, 0, Some(flight.started_ns));
+        self.queue_tx(flight.packet_addr, len, 0, Some(answered));
     }
 
     fn count_done(&self, io: IoRequest) {
@@ -590,6 +593,27 @@ impl Worker {
         for d in extras {
             self.frames.recycle(d.addr);
         }
+    }
+}
+
+/// Counts a request whose disk I/O ended in its export's counters: a failure is a disk
+/// error answered with an ATA error; a flush is one of the "other" requests.
+fn count_export_io(stats: &ExportCounters, io: IoRequest, done: bool) {
+    if !done {
+        stats.add(|c| &c.disk_errors, 1);
+        stats.add(|c| &c.ata_errors, 1);
+        return;
+    }
+    match io.kind {
+        IoKind::Read => {
+            stats.add(|c| &c.reads, 1);
+            stats.add(|c| &c.read_bytes, u64::from(io.len_bytes));
+        }
+        IoKind::Write => {
+            stats.add(|c| &c.writes, 1);
+            stats.add(|c| &c.written_bytes, u64::from(io.len_bytes));
+        }
+        IoKind::Flush => stats.add(|c| &c.other, 1),
     }
 }
 

@@ -16,6 +16,13 @@
 //!
 //! One wait covers everything: a one-shot poll on the XSK socket (RX readiness), a multishot
 //! poll on the command eventfd and the disk completions all arrive on the same io_uring.
+//!
+//! Counting: the worker alone writes its [`WorkerCounters`] (frames, drops by reason,
+//! busy and idle time, measured with one clock read per wake-up) and, for each export it
+//! serves, the [`ExportCounters`](crate::stats::ExportCounters) block the control plane
+//! handed it with the `Serve` command (requests by kind, bytes, errors, refusals, requests
+//! in flight, latency from RX ring to TX ring). Plain loads and stores on atomics: the
+//! control plane reads them at any moment, nothing is locked or allocated per frame.
 
 mod exports;
 mod fanout;
@@ -40,7 +47,7 @@ use crate::target::{Action, Received, StateChange};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics};
 
-use exports::Exports;
+use exports::{Exports, StatsTag};
 pub use exports::{ServedExport, MAX_EXPORT_SLOTS};
 use fanout::{FanOuts, Step};
 use frames::{Anomaly, FrameMap, FramePool};
@@ -69,6 +76,9 @@ const IN_FLIGHT_SPIN_FACTOR: u64 = 20;
 pub const MAX_FRAGS: usize = 4;
 /// Most requests merged into one disk operation.
 pub const MAX_MERGE: usize = 8;
+/// A worker that stays awake (spinning or busy-polling) adds its busy time to its counters
+/// at least this often, so that readers see it grow.
+const BUSY_FLUSH_NS: u64 = 10_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -165,9 +175,16 @@ pub struct WorkerReport {
 #[derive(Clone, Copy, Debug)]
 struct PendingTx {
     desc: libc::xdp_desc,
-    /// When its request came off the RX ring; `None` for the announcement and for the
-    /// fragments after the first.
-    started_ns: Option<u64>,
+    /// The request it answers, timed from when it came off the RX ring; `None` for
+    /// fan-out replies and for the fragments after the first.
+    request: Option<Answered>,
+}
+
+/// The request a reply answers: when it arrived, and its export's counters.
+#[derive(Clone, Copy, Debug)]
+struct Answered {
+    started_ns: u64,
+    export: StatsTag,
 }
 
 /// A packet being received: descriptors up to the one without XDP_PKT_CONTD.
@@ -207,6 +224,8 @@ struct Worker {
     changes: ChangeSender,
     latency: LatencyHistogram,
     epoch: Instant,
+    /// When the worker last woke up (or last added its busy time to the counters).
+    busy_since_ns: u64,
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
     in_flight: Vec<Option<InFlight>>,
     in_flight_count: u32,
@@ -311,6 +330,7 @@ impl Worker {
             changes: setup.changes,
             latency: LatencyHistogram::new(),
             epoch: Instant::now(),
+            busy_since_ns: 0,
             in_flight: vec![None; frame_count as usize],
             in_flight_count: 0,
             rx_chain: RxChain {
@@ -408,11 +428,13 @@ impl Worker {
                 Step::Reply {
                     len,
                     key,
+                    slot,
                     kind,
                     change,
                 } => {
                     if let Some(kind) = kind {
                         self.counters.count_reply(kind);
+                        self.exports.get(slot).stats.count_reply(kind);
                     }
                     if let Some(change) = change {
                         self.changes.send(key, change);
@@ -420,8 +442,11 @@ impl Worker {
                     self.queue_tx(addr, len, 0, None);
                     sent = true;
                 }
-                Step::Silent(reason) => {
+                Step::Silent { reason, slot } => {
                     self.counters.count_drop(reason);
+                    if let (DropReason::Masked, Some(slot)) = (reason, slot) {
+                        self.exports.get(slot).stats.add(|c| &c.refused_masked, 1);
+                    }
                     self.frames.push_spare(index);
                 }
                 Step::Idle => {
@@ -483,6 +508,9 @@ impl Worker {
             if progressed {
                 self.last_activity_ns = now_ns;
             }
+            if now_ns.saturating_sub(self.busy_since_ns) >= BUSY_FLUSH_NS {
+                self.count_busy_until(now_ns);
+            }
             // Busy-poll always; otherwise keep polling for a while after the last work, so
             // a closed-loop initiator's next request (tens of µs later) or a disk
             // completion finds the worker awake instead of paying a wake-up from idle.
@@ -499,9 +527,9 @@ impl Worker {
                 // of their own, and a congested device (ENOBUFS) leaves descriptors on the
                 // TX ring: kick again, then wait briefly rather than spin.
                 self.kick_pending_tx()?;
-                self.wait(Some(TX_RETRY_WAIT_NS))?;
+                self.sleep(now_ns, Some(TX_RETRY_WAIT_NS))?;
             } else {
-                self.wait(None)?;
+                self.sleep(now_ns, None)?;
             }
         }
     }
@@ -517,6 +545,25 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// Adds the time awake since the last wake-up (or the last such call) to the busy time.
+    fn count_busy_until(&mut self, now_ns: u64) {
+        self.counters
+            .add(|c| &c.busy_ns, now_ns.saturating_sub(self.busy_since_ns));
+        self.busy_since_ns = now_ns;
+    }
+
+    /// [`Worker::wait`], counting the time before it (read at `now_ns`) as busy and the
+    /// wait itself as idle: one clock read per wake-up.
+    fn sleep(&mut self, now_ns: u64, timeout_ns: Option<u32>) -> Result<(), WorkerError> {
+        self.count_busy_until(now_ns);
+        let result = self.wait(timeout_ns);
+        let woke_ns = self.now_ns();
+        self.counters
+            .add(|c| &c.idle_ns, woke_ns.saturating_sub(now_ns));
+        self.busy_since_ns = woke_ns;
+        result
     }
 
     /// Submits and waits for a completion (socket readiness, disk I/O, shutdown), or at
@@ -667,26 +714,36 @@ impl Worker {
             Err(reason) => Action::Drop(*reason),
         };
         let slot = slot.map(|(slot, _)| slot);
-        match action {
-            Action::Drop(reason) => {
+        match (action, slot) {
+            (Action::Drop(reason), slot) => {
                 self.counters.count_drop(reason);
+                if let (DropReason::Masked, Ok(slot)) = (reason, slot) {
+                    self.exports.get(slot).stats.add(|c| &c.refused_masked, 1);
+                }
                 self.frames.recycle(head.addr);
                 self.recycle_extras(extras);
             }
-            Action::Reply { len, kind, change } => {
+            (Action::Reply { len, kind, change }, Ok(slot)) => {
                 self.counters.count_reply(kind);
-                if let (Some(change), Ok(slot)) = (change, slot) {
-                    let key = self.exports.get(slot).target.key();
-                    self.changes.send(key, change);
+                let export = self.exports.get(slot);
+                export.stats.count_reply(kind);
+                if let Some(change) = change {
+                    self.changes.send(export.target.key(), change);
                 }
+                let answered = Answered {
+                    started_ns: now_ns,
+                    export: self.exports.stats_tag(slot),
+                };
                 self.recycle_extras(extras);
-                self.queue_tx(head.addr, len, 0, Some(now_ns));
+                self.queue_tx(head.addr, len, 0, Some(answered));
             }
-            Action::Io(request) => {
-                // Only a routed request reaches the disk.
-                if let Ok(slot) = slot {
-                    self.queue_or_start_io(slot, index, head, extras, request, now_ns);
-                }
+            (Action::Io(request), Ok(slot)) => {
+                self.queue_or_start_io(slot, index, head, extras, request, now_ns);
+            }
+            // Only a routed request is decided: an unrouted one is always dropped above.
+            (Action::Reply { .. } | Action::Io(_), Err(_)) => {
+                self.frames.recycle(head.addr);
+                self.recycle_extras(extras);
             }
         }
     }
@@ -721,13 +778,13 @@ impl Worker {
         );
     }
 
-    fn queue_tx(&mut self, addr: u64, len: usize, options: u32, started_ns: Option<u64>) {
+    fn queue_tx(&mut self, addr: u64, len: usize, options: u32, request: Option<Answered>) {
         let desc = libc::xdp_desc {
             addr,
             len: len as u32,
             options,
         };
-        self.tx_pending.push(PendingTx { desc, started_ns });
+        self.tx_pending.push(PendingTx { desc, request });
     }
 
     /// Posts every pending reply on the TX ring with one kick. Returns whether it sent any.
@@ -744,8 +801,12 @@ impl Worker {
         for (i, pending) in self.tx_pending[..reserved as usize].iter().enumerate() {
             tx.write(i as u32, pending.desc);
             self.frames.hand_to_kernel(pending.desc.addr);
-            if let Some(started_ns) = pending.started_ns {
-                self.latency.record(now_ns.saturating_sub(started_ns));
+            if let Some(request) = pending.request {
+                let latency_ns = now_ns.saturating_sub(request.started_ns);
+                self.latency.record(latency_ns);
+                if let Some(stats) = self.exports.stats_of(request.export) {
+                    stats.latency.record(latency_ns);
+                }
             }
         }
         tx.submit(reserved);

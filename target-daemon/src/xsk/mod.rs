@@ -24,7 +24,9 @@ use std::{
 };
 
 pub use ring::{CompRing, ConsumerRing, FillRing, ProducerRing, RxRing, TxRing};
-pub use socket::{BindMode, BindOptions, Kick, Rings, XskSocket, XskStatistics};
+pub use socket::{
+    BindMode, BindOptions, Kick, Rings, XskSocket, XskStatistics, XskStatisticsReader,
+};
 pub use umem::{UmemConfig, UmemRegion, XDP_PACKET_HEADROOM, XDP_UMEM_MIN_CHUNK_SIZE};
 
 /// Everything that can go wrong setting up or driving an AF_XDP socket. Each message names the

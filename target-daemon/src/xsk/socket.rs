@@ -442,25 +442,52 @@ impl XskSocket {
 
     /// The kernel's drop and error counters for this socket (`XDP_STATISTICS`).
     pub fn statistics(&self) -> Result<XskStatistics, XskError> {
-        // SAFETY: xdp_statistics is plain integers; all-zero is a valid value.
-        let mut st: libc::xdp_statistics = unsafe { mem::zeroed() };
-        // An older kernel fills only the first three fields (xdp_statistics_v1); the others
-        // stay zero.
-        getsockopt(self.fd.as_fd(), libc::XDP_STATISTICS, &mut st).map_err(|source| {
-            XskError::GetSockOpt {
-                option: "XDP_STATISTICS",
-                source,
-            }
-        })?;
-        Ok(XskStatistics {
-            rx_dropped: st.rx_dropped,
-            rx_invalid_descs: st.rx_invalid_descs,
-            tx_invalid_descs: st.tx_invalid_descs,
-            rx_ring_full: st.rx_ring_full,
-            rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: st.tx_ring_empty_descs,
-        })
+        read_statistics(self.fd.as_fd())
     }
+
+    /// A second descriptor of this socket that reads only its `XDP_STATISTICS`, for the
+    /// control plane while a worker owns the socket (`F_DUPFD_CLOEXEC`).
+    pub fn statistics_reader(&self) -> Result<XskStatisticsReader, XskError> {
+        let fd = self.fd.try_clone().map_err(|source| XskError::GetSockOpt {
+            option: "XDP_STATISTICS (duplicating the socket descriptor)",
+            source,
+        })?;
+        Ok(XskStatisticsReader { fd })
+    }
+}
+
+/// Reads one AF_XDP socket's `XDP_STATISTICS` through a descriptor of its own: the kernel
+/// keeps the socket (and its counters) while either descriptor is open. Reading them does
+/// not touch the rings, so it is safe while a worker serves the socket.
+#[derive(Debug)]
+pub struct XskStatisticsReader {
+    fd: OwnedFd,
+}
+
+impl XskStatisticsReader {
+    pub fn read(&self) -> Result<XskStatistics, XskError> {
+        read_statistics(self.fd.as_fd())
+    }
+}
+
+/// `getsockopt(fd, SOL_XDP, XDP_STATISTICS)`.
+fn read_statistics(fd: BorrowedFd<'_>) -> Result<XskStatistics, XskError> {
+    // SAFETY: xdp_statistics is plain integers; all-zero is a valid value.
+    let mut st: libc::xdp_statistics = unsafe { mem::zeroed() };
+    // An older kernel fills only the first three fields (xdp_statistics_v1); the others
+    // stay zero.
+    getsockopt(fd, libc::XDP_STATISTICS, &mut st).map_err(|source| XskError::GetSockOpt {
+        option: "XDP_STATISTICS",
+        source,
+    })?;
+    Ok(XskStatistics {
+        rx_dropped: st.rx_dropped,
+        rx_invalid_descs: st.rx_invalid_descs,
+        tx_invalid_descs: st.tx_invalid_descs,
+        rx_ring_full: st.rx_ring_full,
+        rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: st.tx_ring_empty_descs,
+    })
 }
 
 fn wakeup_result(rc: isize, call: &'static str) -> Result<(), XskError> {
