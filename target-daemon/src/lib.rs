@@ -13,6 +13,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod eventfd;
+pub mod metrics;
 pub mod netdev;
 pub mod persist;
 pub mod stats;
