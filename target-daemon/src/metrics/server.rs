@@ -404,3 +404,345 @@ impl AsRawFd for MetricsServer {
         self.fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread::JoinHandle;
+
+    const T: Duration = Duration::from_secs(10);
+    const BODY: &str = "# TYPE x gauge\nx 1\n";
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    fn poll_in(fd: RawFd, timeout_ms: i32) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    }
+
+    /// The server driven on a thread the way the control loop drives it (poll, then
+    /// serve), counting renders and timing every `serve()`.
+    struct Running {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        renders: Arc<AtomicUsize>,
+        thread: Option<JoinHandle<Duration>>,
+    }
+
+    impl Running {
+        fn start(limits: Limits) -> Running {
+            let mut server = MetricsServer::bind_with(loopback(), limits).unwrap();
+            let addr = server.local_addr();
+            assert_ne!(addr.port(), 0, "the kernel's port is reported");
+            let stop = Arc::new(AtomicBool::new(false));
+            let renders = Arc::new(AtomicUsize::new(0));
+            let (flag, count) = (Arc::clone(&stop), Arc::clone(&renders));
+            let thread = std::thread::spawn(move || {
+                let mut longest = Duration::ZERO;
+                while !flag.load(Ordering::Relaxed) {
+                    // The control loop's poll: readable, or a tick.
+                    poll_in(server.fd(), 50);
+                    let started = Instant::now();
+                    server.serve(&mut || {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        Ok(BODY.to_owned())
+                    });
+                    longest = longest.max(started.elapsed());
+                }
+                longest
+            });
+            Running {
+                addr,
+                stop,
+                renders,
+                thread: Some(thread),
+            }
+        }
+
+        /// Stops the thread; the longest `serve()` it saw.
+        fn stop(mut self) -> Duration {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.take().unwrap().join().unwrap()
+        }
+
+        fn connect(&self) -> TcpStream {
+            let stream = TcpStream::connect_timeout(&self.addr, T).unwrap();
+            stream.set_read_timeout(Some(T)).unwrap();
+            stream.set_write_timeout(Some(T)).unwrap();
+            stream
+        }
+
+        /// Sends `request` whole and reads the response until the server closes.
+        fn exchange(&self, request: &[u8]) -> String {
+            let mut stream = self.connect();
+            stream.write_all(request).unwrap();
+            read_to_close(&mut stream)
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        String::from_utf8(response).unwrap()
+    }
+
+    fn status_line(response: &str) -> &str {
+        response.split("\r\n").next().unwrap_or_default()
+    }
+
+    #[test]
+    fn scrape() {
+        let running = Running::start(Limits::default());
+        let response = running.exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n");
+        assert_eq!(
+            response,
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+                BODY.len()
+            )
+        );
+        let head = running.exchange(b"HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+        assert_eq!(running.renders.load(Ordering::Relaxed), 2);
+        // Only /metrics renders.
+        let missing = running.exchange(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(status_line(&missing), "HTTP/1.1 404 Not Found");
+        assert!(
+            missing.ends_with("the metrics are at /metrics\n"),
+            "{missing}"
+        );
+        let post = running.exchange(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(status_line(&post), "HTTP/1.1 405 Method Not Allowed");
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+        assert_eq!(running.renders.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_request_in_pieces() {
+        let running = Running::start(Limits::default());
+        let mut stream = running.connect();
+        for piece in [
+            &b"GE"[..],
+            b"T /met",
+            b"rics HTTP/1.1\r",
+            b"\nHost: x\r\n",
+            b"\r\n",
+        ] {
+            stream.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(read_to_close(&mut stream).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn garbage_is_a_400() {
+        let running = Running::start(Limits::default());
+        for garbage in [
+            &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"[..], // a TLS ClientHello
+            b"hello\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nno header\r\n\r\n",
+        ] {
+            let response = running.exchange(garbage);
+            assert_eq!(
+                status_line(&response),
+                "HTTP/1.1 400 Bad Request",
+                "{response}"
+            );
+        }
+        assert_eq!(running.renders.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_megabyte_request_line_is_a_431() {
+        let running = Running::start(Limits::default());
+        let mut stream = running.connect();
+        let mut request = b"GET /".to_vec();
+        request.resize(1 << 20, b'a');
+        request.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        // The server answers after 8 KiB and then discards the rest until we close.
+        stream.write_all(&request).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let response = read_to_close(&mut stream);
+        assert_eq!(
+            status_line(&response),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "{response}"
+        );
+        // And the server is still there.
+        assert!(running
+            .exchange(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .starts_with("HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn a_stalled_client_is_dropped_and_blocks_nobody() {
+        let timeout = Duration::from_millis(500);
+        let running = Running::start(Limits {
+            timeout,
+            ..Limits::default()
+        });
+        let mut stalled = running.connect();
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x")
+            .unwrap();
+        let since = Instant::now();
+        // Others are served meanwhile.
+        for _ in 0..3 {
+            assert!(running
+                .exchange(b"GET /metrics HTTP/1.1\r\n\r\n")
+                .starts_with("HTTP/1.1 200 OK"));
+        }
+        // The stalled one is closed, unanswered, once its deadline has passed (and within
+        // one poll tick after it).
+        let mut rest = Vec::new();
+        let outcome = stalled.read_to_end(&mut rest);
+        let waited = since.elapsed();
+        assert!(outcome.is_ok() && rest.is_empty(), "{outcome:?} {rest:?}");
+        assert!(waited >= timeout - Duration::from_millis(100), "{waited:?}");
+        assert!(waited < T, "{waited:?}");
+        let longest = running.stop();
+        assert!(
+            longest < Duration::from_millis(200),
+            "serve() took {longest:?}"
+        );
+    }
+
+    #[test]
+    fn connection_limit() {
+        let running = Running::start(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
+        let first = running.connect();
+        let second = running.connect();
+        // Wait until both are accepted: a third gets 503 at once.
+        let deadline = Instant::now() + T;
+        loop {
+            let mut third = running.connect();
+            let response = read_to_close(&mut third);
+            if status_line(&response) == "HTTP/1.1 503 Service Unavailable" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no 503: {response}");
+        }
+        drop((first, second));
+        // Until the server has seen them close, a request may still meet the 503 (or a
+        // reset, when the server closes before reading it).
+        let deadline = Instant::now() + T;
+        loop {
+            let mut stream = running.connect();
+            let mut response = Vec::new();
+            let outcome = stream
+                .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+                .and_then(|()| stream.read_to_end(&mut response));
+            let response = String::from_utf8_lossy(&response);
+            if outcome.is_ok() && status_line(&response) == "HTTP/1.1 200 OK" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "room never came back: {response}"
+            );
+        }
+    }
+
+    /// Drives `serve()` from this thread until `done`.
+    fn pump(
+        server: &mut MetricsServer,
+        render: &mut dyn FnMut() -> Result<String, String>,
+        mut done: impl FnMut(&MetricsServer) -> bool,
+    ) {
+        let deadline = Instant::now() + T;
+        while !done(server) {
+            assert!(Instant::now() < deadline, "timed out");
+            poll_in(server.fd(), 10);
+            server.serve(render);
+        }
+    }
+
+    fn readable(stream: &TcpStream) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+    }
+
+    #[test]
+    fn many_scrapers_render_once_per_turn() {
+        let mut server = MetricsServer::bind(loopback()).unwrap();
+        let mut clients: Vec<TcpStream> = (0..8)
+            .map(|_| {
+                let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+                stream.set_read_timeout(Some(T)).unwrap();
+                stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+                stream.shutdown(Shutdown::Write).unwrap();
+                stream
+            })
+            .collect();
+        // On loopback the requests are queued by the time write() returns: one turn
+        // accepts and answers all eight with one rendering.
+        let mut renders = 0;
+        server.serve(&mut || {
+            renders += 1;
+            Ok(BODY.to_owned())
+        });
+        assert_eq!(renders, 1);
+        for client in &mut clients {
+            assert!(read_to_close(client).starts_with("HTTP/1.1 200 OK"));
+        }
+    }
+
+    #[test]
+    fn a_render_failure_is_a_500() {
+        let mut server = MetricsServer::bind(loopback()).unwrap();
+        let mut client = TcpStream::connect(server.local_addr()).unwrap();
+        client.set_read_timeout(Some(T)).unwrap();
+        client.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut broken = || Err("it broke".to_owned());
+        pump(&mut server, &mut broken, |_| readable(&client));
+        pump(&mut server, &mut broken, |s| s.connections() == 0);
+        let response = read_to_close(&mut client);
+        assert_eq!(status_line(&response), "HTTP/1.1 500 Internal Server Error");
+        assert!(response.ends_with("\r\n\r\n500 Internal Server Error: it broke\n"));
+    }
+
+    #[test]
+    fn bind_errors_name_the_fix() {
+        let taken = MetricsServer::bind(loopback()).unwrap();
+        let e = MetricsServer::bind(taken.local_addr()).unwrap_err();
+        assert!(matches!(e, MetricsError::InUse { .. }), "{e}");
+        assert!(e.to_string().contains("choose another port"), "{e}");
+        // TEST-NET-1: never an address of this host.
+        let e = MetricsServer::bind("192.0.2.1:9650".parse().unwrap()).unwrap_err();
+        assert!(matches!(e, MetricsError::NotLocal { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "metrics_listen 192.0.2.1:9650: not an address of this host; use 127.0.0.1, \
+             [::1], 0.0.0.0 or an address of one of its interfaces"
+        );
+    }
+}
