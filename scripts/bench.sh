@@ -146,6 +146,8 @@ make_lab() {
     ip netns del "$NS_C" 2>/dev/null || true
     ip netns add "$NS_T"
     ip netns add "$NS_C"
+    # Loopback, for the metrics endpoint (--scrape-metrics).
+    ip -n "$NS_T" link set lo up
     ip link add "$IF_T" numrxqueues "$2" numtxqueues "$2" netns "$NS_T" type veth \
         peer name "$IF_C" numrxqueues "$2" numtxqueues "$2" netns "$NS_C"
     for side in "$NS_T $IF_T" "$NS_C $IF_C"; do

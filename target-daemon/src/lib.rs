@@ -4,7 +4,8 @@
 //!
 //! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
-//! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`backend`],
+//! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`metrics`] is
+//! the Prometheus endpoint; [`backend`],
 //! [`stats`], [`config`] and [`netdev`] do what they say.
 
 pub mod backend;
