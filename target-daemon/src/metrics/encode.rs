@@ -31,9 +31,9 @@
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
-use prometheus::{Encoder, TextEncoder};
+use prometheus::TextEncoder;
 
-use crate::control::protocol::{ExportStats, LatencyStats, StatsReply};
+use crate::control::protocol::{ExportStats, LatencyStats, QueueStats, StatsReply};
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -92,10 +92,9 @@ pub fn render(stats: &StatsReply, process: &Process) -> Result<String, EncodeErr
         .into_iter()
         .filter(|f| !f.get_metric().is_empty())
         .collect();
-    let mut text = Vec::with_capacity(4096);
-    TextEncoder::new().encode(&families, &mut text)?;
-    // The encoder writes only `&str`s.
-    Ok(String::from_utf8(text).unwrap_or_default())
+    let mut text = String::with_capacity(16 * 1024);
+    TextEncoder::new().encode_utf8(&families, &mut text)?;
+    Ok(text)
 }
 
 /// The families, empty ones included.
@@ -217,30 +216,28 @@ fn interface_families(stats: &StatsReply) -> Vec<MetricFamily> {
             .map(|(verdict, n)| counter(&[("interface", &i.name), ("verdict", verdict)], n))
         })
         .collect();
-    let per_queue =
-        |values: &dyn Fn(&crate::control::protocol::QueueStats) -> Vec<(&'static str, f64)>,
-         label: &str| {
-            stats
-                .queues
-                .iter()
-                .flat_map(|q| {
-                    let queue = q.queue.to_string();
-                    values(q)
-                        .into_iter()
-                        .map(|(value, n)| {
-                            counter_f64(
-                                &[
-                                    ("interface", &q.interface),
-                                    ("queue", &queue),
-                                    (label, value),
-                                ],
-                                n,
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>()
-        };
+    let per_queue = |values: &dyn Fn(&QueueStats) -> Vec<(&'static str, f64)>, label: &str| {
+        stats
+            .queues
+            .iter()
+            .flat_map(|q| {
+                let queue = q.queue.to_string();
+                values(q)
+                    .into_iter()
+                    .map(|(value, n)| {
+                        counter_f64(
+                            &[
+                                ("interface", &q.interface),
+                                ("queue", &queue),
+                                (label, value),
+                            ],
+                            n,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
     vec![
         family(
             "xblade_xdp_frames_total",
