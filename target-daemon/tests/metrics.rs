@@ -218,7 +218,7 @@ fn config_file_command_line_and_reload() {
     assert!(!exit.status.success());
     assert!(
         exit.stderr
-            .contains("metrics_listen 192.0.2.1:9650: not an address of this host"),
+            .contains("metrics endpoint 192.0.2.1:9650 (metrics_listen, --metrics-listen): not an address of this host"),
         "{}",
         exit.stderr
     );
@@ -242,8 +242,9 @@ fn config_file_command_line_and_reload() {
         .err()
         .expect("must not start");
     assert!(
-        exit.stderr
-            .contains(&format!("metrics_listen {addr}: the address is in use")),
+        exit.stderr.contains(&format!(
+            "metrics endpoint {addr} (metrics_listen, --metrics-listen): the address is in use"
+        )),
         "{}",
         exit.stderr
     );

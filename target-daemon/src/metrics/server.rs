@@ -52,19 +52,19 @@ impl Default for Limits {
 /// Why the metrics listener could not be opened; each message names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics_listen {addr}: the address is in use (another xblade or exporter listens there); stop it or choose another port")]
+    #[error("metrics endpoint {addr} (metrics_listen, --metrics-listen): the address is in use (another xblade or exporter listens there); stop it or choose another port")]
     InUse { addr: SocketAddr },
-    #[error("metrics_listen {addr}: not an address of this host; use 127.0.0.1, [::1], 0.0.0.0 or an address of one of its interfaces")]
+    #[error("metrics endpoint {addr} (metrics_listen, --metrics-listen): not an address of this host; use 127.0.0.1, [::1], 0.0.0.0 or an address of one of its interfaces")]
     NotLocal { addr: SocketAddr },
-    #[error("metrics_listen {addr}: permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE); choose port 1024 or above")]
+    #[error("metrics endpoint {addr} (metrics_listen, --metrics-listen): permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE); choose port 1024 or above")]
     Denied { addr: SocketAddr },
-    #[error("metrics_listen {addr}: cannot listen: {source}")]
+    #[error("metrics endpoint {addr} (metrics_listen, --metrics-listen): cannot listen: {source}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: io::Error,
     },
-    #[error("metrics_listen {addr}: cannot set up the listener: {what}: {source}")]
+    #[error("metrics endpoint {addr} (metrics_listen, --metrics-listen): cannot set up the listener: {what}: {source}")]
     Setup {
         addr: SocketAddr,
         what: &'static str,
@@ -741,8 +741,8 @@ mod tests {
         assert!(matches!(e, MetricsError::NotLocal { .. }), "{e}");
         assert_eq!(
             e.to_string(),
-            "metrics_listen 192.0.2.1:9650: not an address of this host; use 127.0.0.1, \
-             [::1], 0.0.0.0 or an address of one of its interfaces"
+            "metrics endpoint 192.0.2.1:9650 (metrics_listen, --metrics-listen): not an address \
+             of this host; use 127.0.0.1, [::1], 0.0.0.0 or an address of one of its interfaces"
         );
     }
 }
