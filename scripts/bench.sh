@@ -11,7 +11,7 @@
 #
 #   sudo ./scripts/bench.sh [--quick] [--repeat N] [--duration S] [--out DIR] [--only GROUPS]
 #                           [--compare-bin PATH] [--kinds KINDS] [--qds LIST]
-#                           [--export-counts LIST] [--gen-spin-us US]
+#                           [--export-counts LIST] [--gen-spin-us US] [--scrape-metrics]
 #
 #   --quick        one repetition of 2 s runs (a smoke run, not numbers to quote)
 #   --repeat N     repetitions of every case (default 3; the table shows the median and the
@@ -39,6 +39,13 @@
 #                  CPU 0 to itself, so its wake-ups stay out of every target's latency.
 #                  The same for every target; the queues group, where generators share
 #                  the CPUs with xblade's workers, always uses 0
+#   --scrape-metrics  in the tmpfs, disk and jumbo groups, also run target kind
+#                  xblade-scraped right after xblade in every repetition: the same binary and
+#                  command line plus --metrics-listen 127.0.0.1:0, with curl fetching
+#                  /metrics once a second (from the target namespace, on CPU 0 with the
+#                  load generator) for the whole time it runs. Every measured run records
+#                  how many scrapes succeeded in its window, and fails below one per second
+#                  minus one. The report puts the two side by side (scraped/plain ratio)
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, the generator's spin, CPU placement (target on CPU 1, load on CPU 0),
@@ -63,6 +70,7 @@ source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports" GEN_SPIN_US=50
 COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
+SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) REPEAT=1 DURATION=2 ;;
@@ -75,6 +83,7 @@ while [ $# -gt 0 ]; do
         --kinds) KINDS=$2; shift ;;
         --qds) QDS=$2; shift ;;
         --export-counts) EXPORT_COUNTS=$2; shift ;;
+        --scrape-metrics) SCRAPE_METRICS=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -95,6 +104,7 @@ fi
 QDS=${QDS//,/ } EXPORT_COUNTS=${EXPORT_COUNTS//,/ }
 
 ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade fio python3
+[ "$SCRAPE_METRICS" = 1 ] && ensure_packages curl
 find_cargo
 log "building release binaries"
 cargo_run build --release --locked -p xblade -p xblade-bench
@@ -120,7 +130,7 @@ DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
 # The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
 EXPORT_IMG_PREFIX="/dev/shm/xblade-bench-$$-e"
-TARGET_PID="" TARGET_LOG=/dev/null
+TARGET_PID="" TARGET_LOG=/dev/null SCRAPER_PID="" SCRAPES=""
 cleanup() {
     set +e
     stop_target
@@ -136,6 +146,8 @@ make_lab() {
     ip netns del "$NS_C" 2>/dev/null || true
     ip netns add "$NS_T"
     ip netns add "$NS_C"
+    # Loopback, for the metrics endpoint (--scrape-metrics).
+    ip -n "$NS_T" link set lo up
     ip link add "$IF_T" numrxqueues "$2" numtxqueues "$2" netns "$NS_T" type veth \
         peer name "$IF_C" numrxqueues "$2" numtxqueues "$2" netns "$NS_C"
     for side in "$NS_T $IF_T" "$NS_C $IF_C"; do
@@ -152,6 +164,11 @@ make_lab() {
 lab() { MTU_NOW=$1 RXQ_NOW=$2; make_lab "$1" "$2"; }
 
 stop_target() {
+    if [ -n "$SCRAPER_PID" ]; then
+        kill "$SCRAPER_PID" 2>/dev/null
+        wait "$SCRAPER_PID" 2>/dev/null || true
+    fi
+    SCRAPER_PID="" SCRAPES=""
     if [ -n "$TARGET_PID" ] && kill -0 "$TARGET_PID" 2>/dev/null; then
         kill -TERM "$TARGET_PID"
         wait "$TARGET_PID" 2>/dev/null || true
@@ -173,6 +190,31 @@ start_target() {
     done
     die "target did not come up: $*"
 }
+
+# start_scraper BASE: fetches http://ADDR/metrics of the running xblade (the address it
+# logged) once a second, from the target namespace on CPU 0, until stop_target; BASE.scrapes
+# holds the count of successful scrapes so far.
+start_scraper() {
+    local base=$1 addr=""
+    for _ in $(seq 100); do
+        addr=$(sed -n 's|.*metrics listening on http://\([^/]*\)/metrics.*|\1|p' "$TARGET_LOG" | head -n 1)
+        [ -n "$addr" ] && break
+        sleep 0.05
+    done
+    [ -n "$addr" ] || die "no metrics address in $TARGET_LOG"
+    SCRAPES="$base.scrapes"
+    echo 0 >"$SCRAPES"
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    ip netns exec "$NS_T" taskset -c 0 bash -c 'n=0
+        while :; do
+            if curl -sf -o /dev/null --max-time 2 "http://$1/metrics"; then n=$((n + 1)); echo "$n" >"$2"; fi
+            sleep 1
+        done' scraper "$addr" "$SCRAPES" &
+    SCRAPER_PID=$!
+}
+
+# scrapes: successful scrapes so far of the running scraper (0 without one).
+scrapes() { if [ -n "$SCRAPES" ]; then cat "$SCRAPES"; else echo 0; fi; }
 
 # target_mem PID: the target's memory as JSON, in KiB (VmRSS, VmHWM, VmPin, VmLck).
 target_mem() {
@@ -246,15 +288,17 @@ PY
 run_bench() {
     local name=$1 kind=$2 qd=$3 rpct=$4
     shift 4
-    local json="$OUT/runs/$name.json" rc=0
+    local json="$OUT/runs/$name.json" rc=0 scrapes_before
     echo "$name" >>"$OUT/runs/expected.txt"
+    scrapes_before=$(scrapes)
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
         --spin-us "$GEN_SPIN_US" --target-pid "$TARGET_PID" --quiet --json "$json" "$@" \
         >/dev/null 2>"$OUT/runs/$name.err" || rc=$?
     [ "$rc" -eq 0 ] || die "$name: xblade-bench exited $rc ($(tail -n 3 "$OUT/runs/$name.err" | tr '\n' ' ')); stopping, no table is made from a failed run"
     [ -s "$json" ] || die "$name: xblade-bench wrote no JSON ($json)"
-    python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" <<'PY' || die "$name: cannot complete $json"
+    python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" \
+        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" <<'PY' || die "$name: cannot complete $json"
 import json, sys
 path, kind = sys.argv[1], sys.argv[2]
 report = json.load(open(path))
@@ -264,6 +308,11 @@ if cpu is None:
 cpu["kind"] = kind
 report["target_mem"] = json.loads(sys.argv[3])
 report["target_reported"] = json.loads(sys.argv[4])
+if kind == "xblade-scraped":
+    scrapes, seconds = int(sys.argv[5]), int(sys.argv[6]) + int(sys.argv[7])
+    report["metrics_scrapes"] = scrapes
+    if scrapes < seconds - 1:
+        sys.exit(f"{path}: only {scrapes} successful scrapes of /metrics in {seconds} s")
 json.dump(report, open(path, "w"), indent=1)
 PY
 }
@@ -289,10 +338,12 @@ cases_for() {
     local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
     local kinds=vblade
     [ -n "$XBLADE_PREV" ] && kinds="$kinds xblade-prev"
-    kinds="$kinds xblade $extra"
+    kinds="$kinds xblade"
+    [ "$SCRAPE_METRICS" = 1 ] && kinds="$kinds xblade-scraped"
+    kinds="$kinds $extra"
     for rep in $(seq "$REPEAT"); do
         for target in $kinds; do
-            kind_wanted "$target" || continue
+            kind_wanted "${target%-scraped}" || continue
             if [ "$target" = fio ]; then
                 for qd in $qds; do
                     fio_run "$group-read-qd$qd-fio-$rep" randread "$qd" 1k
@@ -306,6 +357,9 @@ cases_for() {
                     start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image" ;;
                 xblade)
                     start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
+                xblade-scraped)
+                    start_target "$OUT/runs/$group-xblade-scraped-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --metrics-listen 127.0.0.1:0 1 0 "$IF_T" "$image"
+                    start_scraper "$OUT/runs/$group-xblade-scraped-$rep" ;;
                 xblade-prev)
                     start_target "$OUT/runs/$group-xblade-prev-$rep.log" 1 "$XBLADE_PREV" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
                 ceiling)
@@ -329,7 +383,7 @@ cat >"$OUT/settings.json" <<JSON
 {"date": "$(date -Is)", "kernel": "$(uname -r)", "cpus": $(nproc),
  "tree": "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')",
  "xblade_binary": "$(bin_id "$XBLADE")", "xblade_prev_binary": "$(bin_id "$XBLADE_PREV")",
- "compare_bin": "$COMPARE_BIN", "kinds": "$KINDS", "qds": "$QDS", "export_counts": "$EXPORT_COUNTS",
+ "compare_bin": "$COMPARE_BIN", "kinds": "$KINDS", "scrape_metrics": $([ "$SCRAPE_METRICS" = 1 ] && echo true || echo false), "qds": "$QDS", "export_counts": "$EXPORT_COUNTS",
  "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,

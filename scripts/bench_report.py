@@ -3,7 +3,8 @@
 ratios xblade/vblade measured in the same run, summary.json, and a latency CDF plot (SVG).
 With an exports group, a table of the same load over 1..N exports of one process (IOPS
 relative to one export, memory); with --compare-bin, the previous build (xblade-prev) and
-this one side by side.
+this one side by side; with --scrape-metrics, xblade with /metrics scraped every second
+(xblade-scraped) and without, side by side.
 
     python3 scripts/bench_report.py RESULTS_DIR
 
@@ -42,7 +43,7 @@ def load_runs(runs_dir, problems):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade|fio|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio|ceiling)-(\d+)$", name)
         if not m:
             continue
         metrics = fio_metrics(data) if m.group(2) == "fio" else bench_metrics(data)
@@ -180,21 +181,25 @@ def exports_table(summary, runs):
     return lines
 
 
-def compare_table(summary, runs):
-    """--compare-bin: the previous build and this one, same cases, interleaved per repetition."""
-    cases = sorted((c for c, t in summary.items() if "xblade" in t and "xblade-prev" in t), key=case_key)
+def compare_table(summary, runs, base="xblade-prev", other="xblade",
+                  title="Single export: previous build (xblade-prev) and this one (xblade), same run, "
+                        "interleaved per repetition",
+                  labels=("prev", "current", "cur/prev", "prev/cur"), key="ratio_xblade_prev"):
+    """--compare-bin: the previous build and this one, same cases, interleaved per repetition
+    (and the same for --scrape-metrics: plain xblade and xblade scraped every second)."""
+    cases = sorted((c for c, t in summary.items() if other in t and base in t), key=case_key)
     if not cases:
         return []
-    lines = ["", "Single export: previous build (xblade-prev) and this one (xblade), same run, "
-             "interleaved per repetition",
-             f"{'case':20} {'prev IOPS [min..max]':>26} {'current IOPS [min..max]':>26} {'cur/prev':>8} "
-             f"{'p99 us prev/cur':>16} {'CPU us/req prev/cur':>20} {'RSS MiB prev/cur':>17} {'retx':>9}"]
+    b, o, ratio_label, pair = labels
+    lines = ["", title,
+             f"{'case':20} {b + ' IOPS [min..max]':>26} {o + ' IOPS [min..max]':>26} {ratio_label:>8} "
+             f"{'p99 us ' + pair:>16} {'CPU us/req ' + pair:>20} {'RSS MiB ' + pair:>17} {'retx':>9}"]
     lines.append("-" * len(lines[-1]))
     for case in cases:
-        p, c = summary[case]["xblade-prev"], summary[case]["xblade"]
-        pr, cr = runs[(case, "xblade-prev")], runs[(case, "xblade")]
+        p, c = summary[case][base], summary[case][other]
+        pr, cr = runs[(case, base)], runs[(case, other)]
         ratio = c["iops"] / p["iops"] if p["iops"] else None
-        summary[case]["ratio_xblade_prev"] = ratio
+        summary[case][key] = ratio
         prss, crss = med([r["rss_kib"] for r in pr]), med([r["rss_kib"] for r in cr])
         lines.append(f"{case:20} {p['iops']:>11.0f}{spread([r['iops'] for r in pr]):>15} "
                      f"{c['iops']:>11.0f}{spread([r['iops'] for r in cr]):>15} {fmt(ratio, 3):>8} "
@@ -246,7 +251,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "fio": 3, "ceiling": 4}.get(t, 5 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "ceiling": 5}.get(t, 6 if t != "default" else 0))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us")}
@@ -289,7 +294,12 @@ def main():
         print("\nablations (IOPS relative to the default configuration):")
         for c, t, r in abl:
             print(f"  {c:28} {t:18} {r['vs_default']:.2f}x")
-    for extra in (exports_table(summary, runs), compare_table(summary, runs)):
+    scraped = compare_table(
+        summary, runs, base="xblade", other="xblade-scraped",
+        title="/metrics scraped every second (xblade-scraped) and not (xblade), same binary, "
+              "same run, interleaved per repetition",
+        labels=("plain", "scraped", "scr/plain", "plain/scr"), key="ratio_scraped_plain")
+    for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped):
         if extra:
             print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

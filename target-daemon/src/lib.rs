@@ -4,7 +4,8 @@
 //!
 //! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
-//! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`backend`],
+//! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`metrics`] is
+//! the Prometheus endpoint; [`backend`],
 //! [`stats`], [`config`] and [`netdev`] do what they say.
 
 pub mod backend;
@@ -13,6 +14,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod eventfd;
+pub mod metrics;
 pub mod netdev;
 pub mod persist;
 pub mod stats;

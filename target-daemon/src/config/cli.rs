@@ -1,6 +1,7 @@
 //! The command line: vblade's positional form and options, plus xblade's own long options,
 //! or `--config FILE` for a whole box. Either becomes a [`ServeConfig`].
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aoe_proto::Mac;
@@ -19,8 +20,8 @@ use crate::xdp::XdpAttachMode;
 /// Two forms. vblade's: `xblade [OPTIONS] SHELF SLOT IFACE FILE` exports one FILE on one
 /// interface, tuned by the options below. A whole box: `xblade --config FILE` serves every
 /// export of a TOML file (any number of exports, each on one or more interfaces; an
-/// example is below), which the control socket's reload re-reads; there only --control, --log
-/// and --stats-interval apply, everything else comes from the file. Exactly one of the two
+/// example is below), which the control socket's reload re-reads; there only --control, --log,
+/// --stats-interval and --metrics-listen apply, everything else comes from the file. Exactly one of the two
 /// must be given.
 ///
 /// AoE frames are taken off the NIC by an XDP program into AF_XDP sockets (one per RX
@@ -61,6 +62,14 @@ pub struct Cli {
     /// given.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9650; port 0:
+    /// any free port, logged and shown by `xbladectl status`). Off unless given here or as
+    /// `metrics_listen` in the --config file's [defaults] (this wins). Bound at start-up;
+    /// a reload cannot move it (restart xblade to change it). The endpoint has no
+    /// authentication: bind it to loopback or a management network.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = file::parse_listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Buffer count advertised to initiators: requests each may have outstanding. The Linux
     /// initiator uses at most 128.
@@ -188,7 +197,8 @@ pub struct Cli {
 }
 
 const USAGE: &str = "xblade [OPTIONS] <SHELF> <SLOT> <IFACE> <FILE>
-       xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>] [--log <LOG>]";
+       xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>]
+              [--metrics-listen <ADDR:PORT>] [--log <LOG>]";
 
 const EXAMPLES: &str = "Examples:
   xblade 1 0 ens1f0 /srv/disk.img            export disk.img as e1.0
@@ -196,6 +206,7 @@ const EXAMPLES: &str = "Examples:
   xblade -o 2048 -l 1048576 1 1 eth1 disk.img        a 512 MiB window at 1 MiB
   xblade --config /etc/xblade.toml           every export the file lists
   xblade --config /etc/xblade.toml --control /tmp/x.sock --stats-interval 10
+  xblade --metrics-listen 127.0.0.1:9650 1 0 eth1 disk.img   with Prometheus metrics
 
 A minimal configuration file:
   [[export]]
@@ -257,6 +268,9 @@ impl Cli {
         if let Some(interval) = self.stats_interval {
             config.stats_interval_s = interval;
         }
+        if let Some(addr) = self.metrics_listen {
+            config.metrics_listen = Some(addr);
+        }
         Ok(config)
     }
 
@@ -314,6 +328,7 @@ impl Cli {
             source: ConfigSource::CommandLine,
             control: self.control.clone(),
             stats_interval_s: self.stats_interval.unwrap_or(0),
+            metrics_listen: self.metrics_listen,
             interfaces: [(iface.clone(), interface)].into_iter().collect(),
             exports: [(key, export)].into_iter().collect(),
         })
@@ -527,6 +542,8 @@ mod tests {
             "/tmp/c.sock",
             "--stats-interval",
             "9",
+            "--metrics-listen",
+            "[::1]:0",
             "3",
             "4",
             "eth0",
@@ -538,6 +555,7 @@ mod tests {
             source: ConfigSource::CommandLine,
             control: Some(PathBuf::from("/tmp/c.sock")),
             stats_interval_s: 9,
+            metrics_listen: Some("[::1]:0".parse().unwrap()),
             interfaces: [(
                 "eth0".to_owned(),
                 InterfaceConfig {
@@ -629,6 +647,9 @@ mod tests {
         );
         assert!(parse(&["--serial", "123456789012345678901", "1", "0", "eth0", "f"]).is_err());
         assert!(parse(&["1", "0", "a/b", "f"]).is_err());
+        assert_eq!(config.metrics_listen, None, "off unless asked");
+        let e = parse(&["--metrics-listen", "localhost:9650", "1", "0", "eth0", "f"]).unwrap_err();
+        assert!(e.to_string().contains("is not ADDR:PORT"), "{e}");
     }
 
     #[test]
@@ -638,6 +659,7 @@ mod tests {
                 source: ConfigSource::File("x.toml".into()),
                 control: Some(PathBuf::from(file::DEFAULT_CONTROL)),
                 stats_interval_s: 5,
+                metrics_listen: Some("127.0.0.1:9650".parse().unwrap()),
                 interfaces: Default::default(),
                 exports: Default::default(),
             })
@@ -654,14 +676,24 @@ mod tests {
             "/tmp/c",
             "--stats-interval",
             "0",
+            "--metrics-listen",
+            "0.0.0.0:9100",
         ])
         .unwrap();
         let config = cli
             .over_file(Path::new("x.toml"), |_| file_config())
             .unwrap();
         assert_eq!(
-            (config.control, config.stats_interval_s),
-            (Some(PathBuf::from("/tmp/c")), 0)
+            (
+                config.control,
+                config.stats_interval_s,
+                config.metrics_listen
+            ),
+            (
+                Some(PathBuf::from("/tmp/c")),
+                0,
+                Some("0.0.0.0:9100".parse().unwrap())
+            )
         );
     }
 
@@ -695,5 +727,6 @@ mod tests {
         );
         assert!(help.contains("xblade --config <FILE>"), "{help}");
         assert!(help.contains("--control <PATH>"), "{help}");
+        assert!(help.contains("--metrics-listen <ADDR:PORT>"), "{help}");
     }
 }

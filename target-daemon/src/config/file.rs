@@ -6,6 +6,7 @@
 //! control = "/run/xblade/control.sock"
 //! state_dir = "/var/lib/xblade"   # each export's state in STATE_DIR/eSHELF.SLOT.state
 //! stats_interval = 0
+//! metrics_listen = "127.0.0.1:9650"  # Prometheus /metrics over HTTP (default: off)
 //! buffers = 128               # export defaults: buffers, read_only, sync, io_engine, locked
 //! read_only = false
 //! sync = false
@@ -47,6 +48,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io;
+use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
@@ -154,6 +156,18 @@ pub fn check_serial(serial: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses a listening address: an IPv4 or bracketed IPv6 address and a port
+/// (`127.0.0.1:9650`, `[::1]:9650`, `0.0.0.0:0`). A host name is not taken: what it
+/// resolves to could change under the daemon.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "'{text}' is not ADDR:PORT with an IP address (e.g. 127.0.0.1:9650, [::1]:9650, \
+             0.0.0.0:9650 for every interface)"
+        )
+    })
+}
+
 /// Checks that `name` can be a Linux interface name (1-15 bytes; no '/', ':' or
 /// whitespace; not `.` or `..`).
 pub fn check_interface_name(name: &str) -> Result<(), String> {
@@ -212,6 +226,7 @@ struct RawDefaults {
     control: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     stats_interval: Option<u64>,
+    metrics_listen: Option<Spanned<String>>,
     buffers: Option<Spanned<i64>>,
     read_only: Option<bool>,
     sync: Option<bool>,
@@ -596,6 +611,13 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
     };
     let control = nonempty(&d.control, "control", DEFAULT_CONTROL)?;
     let state_dir = nonempty(&d.state_dir, "state_dir", DEFAULT_STATE_DIR)?;
+    let metrics_listen = match &d.metrics_listen {
+        Some(addr) => Some(
+            parse_listen_addr(addr.get_ref())
+                .map_err(|m| at.invalid(addr.span(), defaults, "metrics_listen", m))?,
+        ),
+        None => None,
+    };
     let default_buffers = match &d.buffers {
         Some(b) => at.int(b, defaults, "buffers", 1..=u16::MAX, false)?,
         None => DEFAULT_BUFFERS,
@@ -765,6 +787,7 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
         source: ConfigSource::File(path.to_owned()),
         control: Some(control),
         stats_interval_s: d.stats_interval.unwrap_or(0),
+        metrics_listen,
         interfaces,
         exports,
     };
@@ -871,6 +894,7 @@ mod tests {
 control = "/run/x/ctl.sock"
 state_dir = "/var/lib/x"
 stats_interval = 5
+metrics_listen = "127.0.0.1:9650"
 buffers = 64
 read_only = true
 sync = true
@@ -941,6 +965,7 @@ state = false
             source: ConfigSource::File(PathBuf::from(PATH)),
             control: Some(PathBuf::from("/run/x/ctl.sock")),
             stats_interval_s: 5,
+            metrics_listen: Some("127.0.0.1:9650".parse().unwrap()),
             interfaces: [
                 iface(
                     "eth1",
@@ -1025,6 +1050,7 @@ state = false
         );
         assert_eq!(config.control, Some(PathBuf::from(DEFAULT_CONTROL)));
         assert_eq!(config.stats_interval_s, 0);
+        assert_eq!(config.metrics_listen, None);
         let e = &config.exports[&ExportKey::new(3, 7)];
         assert_eq!(
             e,
@@ -1324,6 +1350,49 @@ state = false
             None,
             "interfaces.eth9",
             "interface eth9 is not used by any export",
+        );
+    }
+
+    #[test]
+    fn metrics_listen_addresses() {
+        for (text, addr) in [
+            ("127.0.0.1:9650", "127.0.0.1:9650"),
+            ("0.0.0.0:0", "0.0.0.0:0"),
+            ("[::1]:9650", "[::1]:9650"),
+        ] {
+            let config = parse_ok(&format!("[defaults]\nmetrics_listen = \"{text}\"\n"));
+            assert_eq!(config.metrics_listen, Some(addr.parse().unwrap()));
+        }
+        for bad in [
+            "localhost:9650",
+            "127.0.0.1",
+            "9650",
+            "::1:9650",
+            "127.0.0.1:65536",
+            "",
+        ] {
+            assert_invalid(
+                &format!("[defaults]\nstats_interval = 1\nmetrics_listen = \"{bad}\"\n"),
+                3,
+                Some("defaults"),
+                "metrics_listen",
+                "is not ADDR:PORT with an IP address (e.g. 127.0.0.1:9650",
+            );
+        }
+        assert_invalid(
+            "[defaults]\nmetrics_listen = 9650\n",
+            2,
+            Some("defaults"),
+            "metrics_listen",
+            "expected a string",
+        );
+        // Only in [defaults].
+        assert_invalid(
+            &format!("{EXPORT}metrics_listen = \"127.0.0.1:9650\"\n"),
+            6,
+            Some("export"),
+            "metrics_listen",
+            "unknown key",
         );
     }
 

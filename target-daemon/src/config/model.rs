@@ -2,6 +2,7 @@
 //! applied. Built from a file or a command line; compared between reloads.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use aoe_proto::Mac;
@@ -17,6 +18,8 @@ pub struct ServeConfig {
     pub control: Option<PathBuf>,
     /// Print a line of rates every this many seconds (0: never).
     pub stats_interval_s: u64,
+    /// Serve Prometheus metrics over HTTP here (port 0: any free port); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Every interface an export is served on, by name.
     pub interfaces: BTreeMap<String, InterfaceConfig>,
     /// Every export, by shelf.slot.

@@ -36,7 +36,7 @@
 //!
 //! ```text
 //! {"ok":true,"cmd":"status","version":"0.1.0","pid":4242,"uptime_s":3600,
-//!  "config":"/etc/xblade.toml","exports":[{"name":"e1.0","shelf":1,"slot":0,
+//!  "config":"/etc/xblade.toml","metrics_listen":"127.0.0.1:9650","exports":[{"name":"e1.0","shelf":1,"slot":0,
 //!  "file":"/srv/vol0.img","size_sectors":2097152,"interfaces":["eth1"],
 //!  "read_only":false,"state":"serving"}],"interfaces":[{"name":"eth1","state":"up",
 //!  "mac":"02:00:00:00:00:01","mtu":9000,"sectors_per_frame":17,"queues":4,
@@ -154,6 +154,9 @@ pub struct StatusReply {
     pub uptime_s: u64,
     /// The config file's path; `None` when started with a vblade-style command line.
     pub config: Option<String>,
+    /// Where the Prometheus endpoint listens (`ADDR:PORT`, the port the kernel chose when
+    /// the configuration said 0); `None` when it is off.
+    pub metrics_listen: Option<String>,
     pub exports: Vec<ExportStatus>,
     pub interfaces: Vec<InterfaceStatus>,
 }
@@ -534,6 +537,7 @@ pub(crate) mod tests {
             pid: 4242,
             uptime_s: 3600,
             config: Some("/etc/xblade.toml".into()),
+            metrics_listen: Some("127.0.0.1:9650".into()),
             exports: vec![ExportStatus {
                 name: "e1.0".into(),
                 shelf: 1,

@@ -108,6 +108,9 @@ pub fn format_status(status: &StatusReply) -> String {
             None => "configured by its command line".to_owned(),
         }
     );
+    if let Some(addr) = &status.metrics_listen {
+        out.push_str(&format!("metrics at http://{addr}/metrics\n"));
+    }
     out.push('\n');
     if status.exports.is_empty() {
         out.push_str("no exports\n");
@@ -199,6 +202,7 @@ mod tests {
             pid: 42,
             uptime_s: 3600,
             config: Some("/etc/xblade.toml".into()),
+            metrics_listen: None,
             exports: vec![
                 ExportStatus {
                     name: "e1.0".into(),
@@ -252,6 +256,26 @@ mod tests {
              INTERFACE  STATE   MAC                MTU   SECTORS/FRAME  QUEUES  XDP     EXPORTS\n\
              eth1       up      02:00:00:00:00:01  9000  17             4       native  2\n\
              eth2       absent  -                  -     -              0       -       1\n"
+        );
+    }
+
+    #[test]
+    fn status_names_the_metrics_endpoint() {
+        let status = StatusReply {
+            version: "0.1.0".into(),
+            pid: 42,
+            uptime_s: 61,
+            metrics_listen: Some("[::1]:9650".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            format_status(&status),
+            "xblade 0.1.0, pid 42, up 1m01s, configured by its command line\n\
+             metrics at http://[::1]:9650/metrics\n\
+             \n\
+             no exports\n\
+             \n\
+             no interfaces\n"
         );
     }
 

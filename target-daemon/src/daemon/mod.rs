@@ -3,7 +3,8 @@
 //!
 //! One thread runs it. It owns every export ([`export`]) and every interface
 //! ([`interface`]), talks to the workers only by messages, and waits in one `poll(2)` for
-//! signals, state changes initiators made, control-socket clients and link events.
+//! signals, state changes initiators made, control-socket clients, metrics scrapers and
+//! link events.
 
 mod acl;
 mod export;
@@ -13,12 +14,13 @@ mod stats;
 mod status;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 use xblade_target::{ExportKey, StateChange};
@@ -27,6 +29,7 @@ use crate::backend::BackendError;
 use crate::config::{Cli, ConfigError, InterfaceConfig, ServeConfig};
 use crate::control::{ControlError, ControlServer, LinkWatcher, Reply, Request};
 use crate::eventfd::EventFd;
+use crate::metrics::{self, MetricsError, MetricsServer};
 use crate::netdev::{Netdev, NetdevError};
 use crate::persist::PersistError;
 use crate::stats::{CounterSnapshot, LatencyHistogram, StatsRegistry, Summary, WorkerCounters};
@@ -61,6 +64,8 @@ pub enum DaemonError {
     Persist(#[from] PersistError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("{export}: {source}")]
     Export {
         export: ExportKey,
@@ -115,6 +120,10 @@ struct Daemon {
     cli: Cli,
     config: ServeConfig,
     started: Instant,
+    /// The same moment on the wall clock (`xblade_start_time_seconds`).
+    started_wall: SystemTime,
+    /// Where the metrics endpoint listens (with the port the kernel chose for port 0).
+    metrics_listen: Option<SocketAddr>,
     exports: BTreeMap<ExportKey, RunningExport>,
     interfaces: BTreeMap<String, InterfaceSlot>,
     changes: ChangeSender,
@@ -144,9 +153,19 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
     };
+    // Like every socket, before anything could drop the privileges a port may need.
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(MetricsServer::bind(addr)?),
+        None => None,
+    };
     let mut daemon = Daemon::start(cli, config)?;
     if let Some(control) = &control {
         info!(path = %control.path().display(), "control socket listening");
+    }
+    if let Some(metrics) = &metrics {
+        let addr = metrics.local_addr();
+        daemon.metrics_listen = Some(addr);
+        info!(%addr, "metrics listening on http://{addr}/metrics");
     }
     let links = match LinkWatcher::open() {
         Ok(watcher) => Some(watcher),
@@ -160,7 +179,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         interfaces = daemon.interfaces.len(),
         "ready"
     );
-    let outcome = daemon.control_loop(&signals, control, links);
+    let outcome = daemon.control_loop(&signals, control, metrics, links);
     daemon.stop();
     outcome
 }
@@ -174,6 +193,8 @@ impl Daemon {
         let mut daemon = Daemon {
             cli,
             started: Instant::now(),
+            started_wall: SystemTime::now(),
+            metrics_listen: None,
             exports: BTreeMap::new(),
             interfaces: BTreeMap::new(),
             changes: ChangeSender {
@@ -271,6 +292,7 @@ impl Daemon {
         &mut self,
         signals: &Signals,
         mut control: Option<ControlServer>,
+        mut metrics: Option<MetricsServer>,
         mut links: Option<LinkWatcher>,
     ) -> Result<(), DaemonError> {
         let interval = Duration::from_secs(self.config.stats_interval_s);
@@ -279,6 +301,7 @@ impl Daemon {
         loop {
             let mut fds = vec![signals.fd(), self.changes_fd.fd()];
             fds.extend(control.as_ref().map(ControlServer::fd));
+            fds.extend(metrics.as_ref().map(MetricsServer::fd));
             fds.extend(links.as_ref().map(LinkWatcher::fd));
             poll_readable(&fds, TICK);
             signals.drain();
@@ -295,6 +318,11 @@ impl Daemon {
             }
             if let Some(server) = control.as_mut() {
                 server.serve(&mut |request| self.handle(request));
+            }
+            // Every turn, not only when readable: it also closes clients past their
+            // deadline (the poll above wakes at least every TICK).
+            if let Some(server) = metrics.as_mut() {
+                server.serve(&mut || self.render_metrics());
             }
             let link_event = links.as_mut().is_some_and(|l| !l.drain().is_empty());
             if link_event {
@@ -336,6 +364,22 @@ impl Daemon {
                 self.set_config_string(&export, op, &value)
             }
         }
+    }
+
+    /// The `/metrics` text, from a snapshot of every counter taken now.
+    fn render_metrics(&self) -> Result<String, String> {
+        let process = metrics::Process {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: metrics::REVISION,
+            start_time_s: self
+                .started_wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        };
+        metrics::render(&self.stats_reply(), &process).map_err(|e| {
+            warn!("{e}");
+            e.to_string()
+        })
     }
 
     /// Persists and mirrors the state changes initiators made.

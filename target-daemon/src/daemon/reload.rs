@@ -78,6 +78,25 @@ impl Plan {
     }
 }
 
+/// A reload never moves the metrics endpoint: it was bound at start-up, before the daemon
+/// may have dropped the privileges (and the system calls) binding needs. A changed
+/// `metrics_listen` fails the whole reload, so that the operator learns it at once (from
+/// `xbladectl reload` or `systemctl reload`) instead of from a dashboard gone quiet.
+fn same_metrics_listen(old: &ServeConfig, new: &ServeConfig) -> Result<(), DaemonError> {
+    if old.metrics_listen == new.metrics_listen {
+        return Ok(());
+    }
+    let shown = |addr: Option<std::net::SocketAddr>| {
+        addr.map_or_else(|| "off".to_owned(), |a| a.to_string())
+    };
+    Err(DaemonError::Setup(format!(
+        "metrics_listen changed from {} to {}: a reload cannot move the metrics endpoint; \
+         restart xblade to apply it, or put the old value back to reload the rest",
+        shown(old.metrics_listen),
+        shown(new.metrics_listen)
+    )))
+}
+
 /// One line for the log.
 pub(super) fn describe(r: &ReloadReply) -> String {
     let list = |v: &[String]| {
@@ -114,6 +133,7 @@ impl Daemon {
             warn!("the control socket path changed in the file; it takes effect at the next start");
             new.control = self.config.control.clone();
         }
+        same_metrics_listen(&self.config, &new)?;
         super::check_limits(&new)?;
         let plan = Plan::new(&self.config, &new);
 
@@ -263,12 +283,40 @@ mod tests {
             source: ConfigSource::File(PathBuf::from("/etc/xblade.toml")),
             control: None,
             stats_interval_s: 0,
+            metrics_listen: None,
             interfaces: interfaces
                 .iter()
                 .map(|n| (n.to_string(), interface(n)))
                 .collect(),
             exports: exports.into_iter().map(|e| (e.key, e)).collect(),
         }
+    }
+
+    #[test]
+    fn a_reload_refuses_to_move_the_metrics_endpoint() {
+        let off = config(vec![export(1, 0, &["a"])], &["a"]);
+        let mut on = off.clone();
+        on.metrics_listen = Some("127.0.0.1:9650".parse().unwrap());
+        let mut moved = on.clone();
+        moved.metrics_listen = Some("127.0.0.1:9651".parse().unwrap());
+        assert!(same_metrics_listen(&off, &off).is_ok());
+        assert!(same_metrics_listen(&on, &on).is_ok());
+        assert_eq!(
+            same_metrics_listen(&on, &moved).unwrap_err().to_string(),
+            "metrics_listen changed from 127.0.0.1:9650 to 127.0.0.1:9651: a reload cannot \
+             move the metrics endpoint; restart xblade to apply it, or put the old value back \
+             to reload the rest"
+        );
+        let e = same_metrics_listen(&off, &on).unwrap_err().to_string();
+        assert!(
+            e.starts_with("metrics_listen changed from off to 127.0.0.1:9650"),
+            "{e}"
+        );
+        let e = same_metrics_listen(&on, &off).unwrap_err().to_string();
+        assert!(
+            e.starts_with("metrics_listen changed from 127.0.0.1:9650 to off"),
+            "{e}"
+        );
     }
 
     #[test]

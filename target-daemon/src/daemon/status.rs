@@ -71,6 +71,7 @@ impl Daemon {
                 ConfigSource::File(path) => Some(path.display().to_string()),
                 ConfigSource::CommandLine => None,
             },
+            metrics_listen: self.metrics_listen.map(|addr| addr.to_string()),
             exports,
             interfaces,
         }
