@@ -5,9 +5,11 @@
 //! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
 //! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`backend`],
-//! [`stats`], [`config`] and [`netdev`] do what they say.
+//! [`stats`], [`config`] and [`netdev`] do what they say; [`build`] names the version and git
+//! revision built.
 
 pub mod backend;
+pub mod build;
 pub mod config;
 pub mod control;
 pub mod ctl;
