@@ -14,9 +14,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
+OUT_DIR=$(realpath -m "${1:-$REPO/target/debian}")
 cd "$REPO"
 
-OUT_DIR=${1:-$REPO/target/debian}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 GENERATED=$REPO/packaging/generated
 
@@ -39,6 +39,8 @@ log "cargo deb"
 # cargo deb prints the path of each package it writes: the .ddeb's, then the .deb's.
 written=$(cargo_run deb -p xblade --no-build --locked --dbgsym --output "$OUT_DIR")
 deb=$(printf '%s\n' "$written" | grep '\.deb$' | tail -n 1) || true
-[ -n "$deb" ] && [ -f "$deb" ] || die "cargo deb wrote no .deb (it printed: $written)"
+if [ -z "$deb" ] || [ ! -f "$deb" ]; then
+    die "cargo deb wrote no .deb (it printed: $written)"
+fi
 printf '%s\n' "$written" | grep -v '\.deb$' | sed 's/^/also built /' >&2 || true
 echo "$deb"

@@ -13,9 +13,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use common::{xblade_bin, xbladectl_bin, TempDir};
 use xblade::config::file;
@@ -528,4 +531,243 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
         .split_whitespace()
         .map(str::to_owned)
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Installed for real, in a throwaway root
+
+/// Installs the package into an overlay of `/` (upper layer on a tmpfs, in the private mount
+/// namespace `unshare --mount` gives this script: nothing reaches the real root), starts the
+/// installed xblade as the unit would (`--config /etc/xblade/xblade.toml`, one export added)
+/// in the lab's target namespace, and once `xbladectl status` answers prints `ready` and
+/// waits for a line (or EOF) on standard input; then stops it, purges the package, and
+/// reports. Reports are `key=value` lines (`key` in `a-z_`); `log|` and `status|` lines carry
+/// the daemon's output and xbladectl's; dpkg's output is in between (standard error goes to
+/// standard output, shown only when the test fails). Arguments: DEB WORKDIR NETNS IFACE
+/// SHELF SLOT.
+const INSTALL_SCRIPT: &str = r#"
+set -eu
+exec 2>&1
+deb=$1 work=$2 ns=$3 ifname=$4 shelf=$5 slot=$6
+mount -t tmpfs xblade-pkg-test "$work"
+mkdir "$work/upper" "$work/work" "$work/root" "$work/log"
+root=$work/root
+mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/work" "$root"
+mount --rbind /dev "$root/dev"
+mount -t proc proc "$root/proc"
+mount -t tmpfs tmpfs "$root/tmp"
+mount -t tmpfs tmpfs "$root/run"
+in_root() { chroot "$root" "$@"; }
+
+cp "$deb" "$root/tmp/xblade.deb"
+in_root dpkg -i /tmp/xblade.deb >&2
+echo "installed=$(in_root dpkg-query -W -f '${Status}' xblade)"
+echo "passwd=$(in_root getent passwd xblade)"
+echo "group=$(in_root getent group xblade)"
+if [ -e "$root/etc/systemd/system/multi-user.target.wants/xblade.service" ]; then
+    echo "enabled=yes"
+else
+    echo "enabled=no"
+fi
+echo "version=$(in_root /usr/sbin/xblade --version)"
+
+cat >>"$root/etc/xblade/xblade.toml" <<TOML
+[[export]]
+shelf = $shelf
+slot = $slot
+file = "null:64M"
+interfaces = ["$ifname"]
+TOML
+# In the target namespace, with that namespace's sysfs in the root.
+ip netns exec "$ns" sh -c \
+    'mount -t sysfs sysfs "$1/sys" && exec chroot "$1" /usr/sbin/xblade --config /etc/xblade/xblade.toml' \
+    sh "$root" >"$work/log/xblade" 2>&1 &
+pid=$!
+trap 'kill -KILL $pid 2>/dev/null || true' EXIT
+deadline=$(( $(date +%s) + 60 ))
+until in_root /usr/sbin/xbladectl status >"$work/log/status" 2>&1; do
+    if ! kill -0 $pid 2>/dev/null || [ "$(date +%s)" -ge $deadline ]; then
+        sed 's/^/log|/' "$work/log/xblade"
+        sed 's/^/status|/' "$work/log/status"
+        echo "failed=the installed xblade did not answer xbladectl status within 60 s"
+        exit 1
+    fi
+    sleep 0.1
+done
+sed 's/^/status|/' "$work/log/status"
+echo "ready"
+read -r _ || true
+
+kill -TERM $pid
+if wait $pid; then echo "exit=0"; else echo "exit=$?"; fi
+sed 's/^/log|/' "$work/log/xblade"
+in_root dpkg --purge xblade >&2
+echo "after_purge=$(in_root dpkg-query -W -f '${Status}' xblade 2>/dev/null || echo gone)"
+echo "passwd_after_purge=$(in_root getent passwd xblade || true)"
+for path in /usr/sbin/xblade /usr/sbin/xbladectl /etc/xblade /var/lib/xblade \
+    /usr/lib/systemd/system/xblade.service /usr/share/man/man8/xblade.8.gz; do
+    if [ -e "$root$path" ]; then echo "left=$path"; fi
+done
+echo "done"
+"#;
+
+/// The running install script; dropping it closes its standard input (the script then stops
+/// the daemon and purges) and waits for it, killing it after a minute.
+struct InstallRun {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl InstallRun {
+    fn start(deb: &Path, work: &Path, lab: &xblade_lab::Lab) -> InstallRun {
+        let (shelf, slot) = (common::SHELF.to_string(), common::SLOT.to_string());
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(INSTALL_SCRIPT)
+            .arg("install-test")
+            .args([deb, work])
+            .args([lab.target_ns(), lab.target_if(), &shelf, &slot])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()) // unshare's own errors; the script's go to stdout
+            .spawn()
+            .expect("run unshare");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        InstallRun {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The `key=value` reports up to the line `until`, as a map; every line is kept in `seen`.
+    fn reports_until(&mut self, until: &str) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut reports = BTreeMap::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => panic!(
+                    "install script: no '{until}' ({e:?}); it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            };
+            self.seen.push(line.clone());
+            if line == until {
+                return reports;
+            }
+            if let Some(failure) = line.strip_prefix("failed=") {
+                panic!("{failure}:\n{}", self.seen.join("\n"));
+            }
+            if let Some((key, value)) = line.split_once('=') {
+                if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    reports.insert(key.to_owned(), value.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Tells the script to stop the daemon and purge.
+    fn stop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+    }
+
+    fn lines_with(&self, prefix: &str) -> Vec<&str> {
+        self.seen
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect()
+    }
+}
+
+impl Drop for InstallRun {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let exited = common::wait_for(Duration::from_secs(60), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn installs_serves_and_purges_in_a_throwaway_root() {
+    require_root!();
+    let deb = require_deb!();
+    let lab = xblade_lab::Lab::new("pkg", xblade_lab::LabOptions::default()).expect("lab");
+    let work = TempDir::new("pkg-root");
+    let mut run = InstallRun::start(deb, &work.0, &lab);
+
+    let installed = run.reports_until("ready");
+    assert_eq!(
+        installed["installed"], "install ok installed",
+        "{installed:?}"
+    );
+    // The system user: a system uid, its own group, no login, home the state directory.
+    let passwd: Vec<&str> = installed["passwd"].split(':').collect();
+    assert_eq!(passwd.len(), 7, "{installed:?}");
+    let uid: u32 = passwd[2].parse().expect("uid");
+    assert!(
+        uid > 0 && uid < 1000,
+        "xblade has uid {uid}: not a system user"
+    );
+    assert_eq!(
+        (passwd[5], passwd[6]),
+        ("/var/lib/xblade", "/usr/sbin/nologin")
+    );
+    let group: Vec<&str> = installed["group"].split(':').collect();
+    assert_eq!((group[0], group[2]), ("xblade", passwd[3]), "{installed:?}");
+    assert_eq!(
+        installed["enabled"], "no",
+        "the package must not enable the service"
+    );
+    if let Some(expected) = expected_version("xblade") {
+        assert_eq!(installed["version"], expected);
+    }
+    let status = run.lines_with("status|").join("\n");
+    let export = format!("e{}.{}", common::SHELF, common::SLOT);
+    assert!(status.contains(&export), "xbladectl status:\n{status}");
+
+    // The installed daemon serves the export the installed config gained.
+    let mut client = common::initiator(&lab, 500, 20);
+    assert_eq!(
+        client.capacity_sectors().expect("capacity"),
+        (64 << 20) / 512
+    );
+    let mut sector = [0xAAu8; 512];
+    client.read(0, &mut sector).expect("read sector 0");
+    assert_eq!(sector, [0u8; 512], "null: reads zeros");
+    drop(client);
+
+    run.stop();
+    let purged = run.reports_until("done");
+    let log = run.lines_with("log|").join("\n");
+    assert_eq!(purged["exit"], "0", "xblade's exit after SIGTERM:\n{log}");
+    assert!(log.contains("xblade summary"), "no summary:\n{log}");
+    assert_eq!(purged["after_purge"], "gone", "{purged:?}");
+    assert_eq!(
+        purged["passwd_after_purge"], installed["passwd"],
+        "the system user stays after purge"
+    );
+    let left = run.lines_with("left=");
+    assert!(left.is_empty(), "purge left {left:?}");
 }
