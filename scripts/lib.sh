@@ -2,6 +2,13 @@
 
 # Packages the build needs: clang compiles the XDP program, libbpf-dev has its headers.
 XBLADE_BUILD_PACKAGES=(clang llvm libbpf-dev iproute2)
+# Packages scripts/package.sh needs besides: dpkg-shlibdeps (dpkg-dev) finds the binaries'
+# library dependencies, objcopy and strip (binutils) split off the debug info, and the
+# package test reads the man pages (man-db, groff-base) and installs the package (adduser).
+XBLADE_PACKAGE_PACKAGES=(dpkg-dev binutils man-db groff-base adduser)
+# cargo-deb, pinned: the version package.sh is written and tested against (needs rustc 1.85;
+# `cargo install` took 57 s on the 2-core development machine).
+CARGO_DEB_VERSION=3.8.0
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -43,6 +50,17 @@ find_cargo() {
 
 cargo_run() {
     "${CARGO_AS[@]}" "$CARGO" "$@"
+}
+
+# Installs cargo-deb $CARGO_DEB_VERSION unless that version is already installed (another
+# version is replaced). Needs find_cargo first.
+ensure_cargo_deb() {
+    local have
+    have=$(cargo_run deb --version 2>/dev/null | awk '{ print $2 }') || have=""
+    [ "$have" = "$CARGO_DEB_VERSION" ] && return 0
+    log "installing cargo-deb $CARGO_DEB_VERSION${have:+ (replacing $have)}"
+    cargo_run install cargo-deb --version "=$CARGO_DEB_VERSION" --locked --force --quiet \
+        || die "cargo install cargo-deb $CARGO_DEB_VERSION failed"
 }
 
 # Builds the release binaries; prints nothing on success but the cargo summary.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, clippy, unit tests, and the root integration tests in
 # network namespaces (veth pairs the tests create and remove; vblade and aoetools as
-# reference peers). Installs what the tests need when missing.
+# reference peers), and builds the Debian package that tests/package.rs checks and installs
+# into a throwaway root. Installs what the tests need when missing (cargo-deb included).
 #
 #   sudo ./scripts/test.sh
 set -euo pipefail
@@ -11,8 +12,10 @@ source "$REPO/scripts/lib.sh"
 cd "$REPO"
 
 need_root "test.sh"
-ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools tshark btrfs-progs kmod strace
+ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" "${XBLADE_PACKAGE_PACKAGES[@]}" \
+    vblade aoetools tshark btrfs-progs kmod strace
 find_cargo
+ensure_cargo_deb
 
 log "cargo fmt --check"
 cargo_run fmt --all -- --check
@@ -20,6 +23,9 @@ log "cargo clippy -D warnings"
 cargo_run clippy --workspace --all-targets --locked -- -D warnings
 log "building release binaries (integration tests run them)"
 cargo_run build --release --locked -p xblade -p aoe-initiator
+log "building the Debian package (tests/package.rs checks it)"
+XBLADE_DEB=$("$REPO/scripts/package.sh" | tail -n 1)
+export XBLADE_DEB
 log "cargo test (unit + namespace integration tests)"
 LOG=$(mktemp /tmp/xblade-test.XXXXXX)
 trap 'rm -f "$LOG"' EXIT

@@ -9,6 +9,11 @@
 //! `-g` is not optional: the program declares BTF-style maps (`SEC(".maps")`), and aya refuses
 //! an object without a `.BTF` section ("no BTF parsed for object"). Set `CLANG` to use a
 //! compiler other than the `clang` on `PATH`.
+//!
+//! It also names the git revision being built (`XBLADE_GIT_REV`, see `build/git_revision.rs`).
+
+#[path = "build/git_revision.rs"]
+mod git_revision;
 
 use std::{
     env, fs,
@@ -49,6 +54,8 @@ fn main() {
     let source = manifest_dir.join("../xdp-prog/xblade.bpf.c");
     let header = manifest_dir.join("../xdp-prog/xblade_abi.h");
     let object = out_dir.join("xblade.bpf.o");
+
+    git_revision::emit(&manifest_dir).unwrap_or_else(|e| fail(&e));
 
     println!("cargo:rerun-if-changed={}", source.display());
     println!("cargo:rerun-if-changed={}", header.display());

@@ -2,13 +2,15 @@
 //! AF_XDP sockets, one per RX queue, each served by a worker thread with its own io_uring;
 //! sector data moves between the disk and the very UMEM frames it arrived or leaves in.
 //!
-//! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]); [`xdp`], [`xsk`] and [`uring`] are thin
+//! Layout: the pure protocol logic is the `xblade-target` crate (re-exported as [`target`]);
+//! [`xdp`], [`xsk`] and [`uring`] are thin
 //! wrappers over the kernel interfaces; [`worker`] joins them; [`daemon`] starts and stops
 //! it all; [`control`] and [`ctl`] are the control socket and `xbladectl`; [`metrics`] is
-//! the Prometheus endpoint; [`backend`],
-//! [`stats`], [`config`] and [`netdev`] do what they say.
+//! the Prometheus endpoint; [`backend`], [`stats`], [`config`] and [`netdev`] do what they
+//! say; [`build`] names the version and git revision built.
 
 pub mod backend;
+pub mod build;
 pub mod config;
 pub mod control;
 pub mod ctl;

@@ -32,7 +32,7 @@ use crate::xdp::XdpAttachMode;
 /// program is detached, and a summary (requests, bytes, errors, latency percentiles) is
 /// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK).
 #[derive(Clone, Debug, Parser)]
-#[command(name = "xblade", version, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]
+#[command(name = "xblade", version = crate::build::VERSION, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]
 #[command(group(ArgGroup::new("what").required(true).args(["shelf", "config"])))]
 pub struct Cli {
     /// Shelf (AoE major address), 0-65534.
@@ -204,8 +204,8 @@ const EXAMPLES: &str = "Examples:
   xblade 1 0 ens1f0 /srv/disk.img            export disk.img as e1.0
   xblade -r -m 52:54:00:12:34:56 2 1 eth1 /dev/sdb   read-only, one initiator
   xblade -o 2048 -l 1048576 1 1 eth1 disk.img        a 512 MiB window at 1 MiB
-  xblade --config /etc/xblade.toml           every export the file lists
-  xblade --config /etc/xblade.toml --control /tmp/x.sock --stats-interval 10
+  xblade --config /etc/xblade/xblade.toml    every export the file lists
+  xblade --config /etc/xblade/xblade.toml --control /tmp/x.sock --stats-interval 10
   xblade --metrics-listen 127.0.0.1:9650 1 0 eth1 disk.img   with Prometheus metrics
 
 A minimal configuration file:

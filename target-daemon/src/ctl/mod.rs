@@ -27,7 +27,7 @@ use format::{format_reload, format_status};
 #[derive(Parser, Debug)]
 #[command(
     name = "xbladectl",
-    version,
+    version = crate::build::VERSION,
     about = "Talk to a running xblade over its control socket",
     long_about = "Talk to a running xblade over its control socket.\n\n\
         xblade listens on a control socket when it runs with a config file (--config), or when \
