@@ -19,8 +19,8 @@ use crate::xdp::XdpAttachMode;
 /// Two forms. vblade's: `xblade [OPTIONS] SHELF SLOT IFACE FILE` exports one FILE on one
 /// interface, tuned by the options below. A whole box: `xblade --config FILE` serves every
 /// export of a TOML file (any number of exports, each on one or more interfaces; an
-/// example is below), which the control socket's reload re-reads; there only --control, --log
-/// and --stats-interval apply, everything else comes from the file. Exactly one of the two
+/// example is below), which the control socket's reload re-reads; there only --control, --log,
+/// --user and --stats-interval apply, everything else comes from the file. Exactly one of the two
 /// must be given.
 ///
 /// AoE frames are taken off the NIC by an XDP program into AF_XDP sockets (one per RX
@@ -29,7 +29,8 @@ use crate::xdp::XdpAttachMode;
 ///
 /// Stops cleanly on SIGINT/SIGTERM: in-flight I/O finishes and is answered, the XDP
 /// program is detached, and a summary (requests, bytes, errors, latency percentiles) is
-/// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK).
+/// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK) to start;
+/// with --user it then runs as that user with no capability (docs/PRIVILEGES.md).
 #[derive(Clone, Debug, Parser)]
 #[command(name = "xblade", version, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]
 #[command(group(ArgGroup::new("what").required(true).args(["shelf", "config"])))]
@@ -174,13 +175,21 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub tune_no_defer_taskrun: bool,
 
+    /// Run as this user (and its groups) once set up: after the XDP programs are attached
+    /// and every socket, ring and file is open, xblade drops every capability and allows
+    /// itself only the system calls it still needs (docs/PRIVILEGES.md). A reload can then
+    /// add exports on interfaces already served, but not attach a new interface. With
+    /// --config: overrides the file's `user`. Default: stay root.
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: Option<String>,
+
     /// Log level filter (error, warn, info, debug, trace), or RUST_LOG syntax.
     #[arg(long, default_value = "info")]
     pub log: String,
 }
 
 const USAGE: &str = "xblade [OPTIONS] <SHELF> <SLOT> <IFACE> <FILE>
-       xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>] [--log <LOG>]";
+       xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>] [--user <NAME>] [--log <LOG>]";
 
 const EXAMPLES: &str = "Examples:
   xblade 1 0 ens1f0 /srv/disk.img            export disk.img as e1.0
@@ -229,8 +238,17 @@ impl Cli {
     /// What to serve: the `--config` file (loaded and checked, then `--control` and
     /// `--stats-interval` applied over it), or the one export of vblade's command line.
     pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
+        self.serve_config_reusing(&[])
+    }
+
+    /// As [`Cli::serve_config`], for a reload: files in `open` (path, read-only) are
+    /// already open and are not opened again to check them ([`file::load_reusing`]).
+    pub fn serve_config_reusing(
+        &self,
+        open: &[(PathBuf, bool)],
+    ) -> Result<ServeConfig, ConfigError> {
         match &self.config {
-            Some(path) => self.over_file(path, file::load),
+            Some(path) => self.over_file(path, |p| file::load_reusing(p, open)),
             None => self.command_line_config(),
         }
     }
@@ -247,6 +265,9 @@ impl Cli {
         }
         if let Some(interval) = self.stats_interval {
             config.stats_interval_s = interval;
+        }
+        if let Some(user) = &self.user {
+            config.user = Some(user.clone());
         }
         Ok(config)
     }
@@ -304,6 +325,8 @@ impl Cli {
             source: ConfigSource::CommandLine,
             control: self.control.clone(),
             stats_interval_s: self.stats_interval.unwrap_or(0),
+            user: self.user.clone(),
+            state_dir: Some(PathBuf::from(file::DEFAULT_STATE_DIR)),
             interfaces: [(iface.clone(), interface)].into_iter().collect(),
             exports: [(key, export)].into_iter().collect(),
         })
@@ -322,6 +345,11 @@ fn parse_frames(s: &str) -> Result<u32, String> {
 
 fn parse_interface(s: &str) -> Result<String, String> {
     file::check_interface_name(s)?;
+    Ok(s.to_owned())
+}
+
+fn parse_user(s: &str) -> Result<String, String> {
+    crate::privilege::Account::lookup(s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
 }
 
@@ -527,6 +555,8 @@ mod tests {
             source: ConfigSource::CommandLine,
             control: Some(PathBuf::from("/tmp/c.sock")),
             stats_interval_s: 9,
+            user: None,
+            state_dir: Some(PathBuf::from(file::DEFAULT_STATE_DIR)),
             interfaces: [(
                 "eth0".to_owned(),
                 InterfaceConfig {
@@ -619,6 +649,8 @@ mod tests {
                 source: ConfigSource::File("x.toml".into()),
                 control: Some(PathBuf::from(file::DEFAULT_CONTROL)),
                 stats_interval_s: 5,
+                user: None,
+                state_dir: None,
                 interfaces: Default::default(),
                 exports: Default::default(),
             })
