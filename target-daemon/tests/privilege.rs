@@ -7,7 +7,7 @@
 mod common;
 
 use std::ffi::CString;
-use std::fs;
+use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -89,6 +89,27 @@ fn verified_io(lab: &Lab, client_if: &str, slot: u8, generation: u64) {
         client.read(lba, &mut back).expect("read");
         assert_eq!(back, data, "e1.{slot} lba {lba}");
     }
+    client.flush().expect("flush");
+}
+
+/// An image on tmpfs (served by the synchronous engine), removed on drop.
+struct ShmImage(std::path::PathBuf);
+
+impl ShmImage {
+    fn new(bytes: u64) -> ShmImage {
+        let path =
+            std::path::PathBuf::from(format!("/dev/shm/xblade-priv-{}.img", std::process::id()));
+        File::create(&path)
+            .and_then(|f| f.set_len(bytes))
+            .expect("create tmpfs image");
+        ShmImage(path)
+    }
+}
+
+impl Drop for ShmImage {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// Sets e1.0's config string over the wire (which the daemon persists).
@@ -128,9 +149,11 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     let second = lab.add_link(LabOptions::default()).expect("second link");
     let dir = TempDir::new("priv");
     let user = TestUser::create();
-    // Root's image, opened before the drop; the one a reload adds must be the user's.
+    // Root's image (io_uring), opened before the drop; the one a reload adds must be the
+    // user's (on tmpfs: the synchronous engine).
     let root_image = dir.image("root.img", 8 << 20);
-    let user_image = dir.image("user.img", 8 << 20);
+    let shm = ShmImage::new(8 << 20);
+    let user_image = shm.0.clone();
     user.owns(&user_image);
 
     let mut config = ConfigFile::new(&dir);
@@ -194,6 +217,12 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
         "reload adding e1.1: {out}{err}\n{}",
         daemon.log()
     );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("as e1.1") && l.ends_with(", sync")),
+        "e1.1 (tmpfs) is not served by the synchronous engine:\n{log}"
+    );
     verified_io(&lab, lab.client_if(), 1, 2);
 
     // A reload attaching a new interface: refused, with what to do; all keeps serving.
@@ -217,13 +246,14 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     // SIGTERM: the drain and the summary, still under the filter.
     let exit = daemon.terminate(Duration::from_secs(30));
     assert!(exit.status.success(), "{exit:?}");
-    // Four rounds of four writes and four reads, every one counted.
+    // Four rounds of four writes, four reads and a flush, every one counted.
     assert_eq!(
         (
             summary_count(&exit.stdout, "reads"),
-            summary_count(&exit.stdout, "writes")
+            summary_count(&exit.stdout, "writes"),
+            summary_count(&exit.stdout, "flushes")
         ),
-        (Some(16), Some(16)),
+        (Some(16), Some(16), Some(4)),
         "summary: {}",
         exit.stdout
     );

@@ -667,15 +667,33 @@ mod tests {
             "/tmp/c",
             "--stats-interval",
             "0",
+            "--user",
+            "nobody",
         ])
         .unwrap();
         let config = cli
             .over_file(Path::new("x.toml"), |_| file_config())
             .unwrap();
         assert_eq!(
-            (config.control, config.stats_interval_s),
-            (Some(PathBuf::from("/tmp/c")), 0)
+            (config.control, config.stats_interval_s, config.user),
+            (Some(PathBuf::from("/tmp/c")), 0, Some("nobody".to_owned()))
         );
+    }
+
+    #[test]
+    fn user_option() {
+        let config = parse(&["--user", "nobody", "1", "0", "lo", "null:1M"])
+            .unwrap()
+            .serve_config()
+            .unwrap();
+        assert_eq!(config.user.as_deref(), Some("nobody"));
+        let e = parse(&["--user", "xblade-no-such-user", "1", "0", "lo", "f"]).unwrap_err();
+        assert!(
+            e.to_string().contains("no user 'xblade-no-such-user'"),
+            "{e}"
+        );
+        let e = parse(&["--user", "root", "1", "0", "lo", "f"]).unwrap_err();
+        assert!(e.to_string().contains("uid 0"), "{e}");
     }
 
     #[test]

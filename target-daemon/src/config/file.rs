@@ -1507,6 +1507,51 @@ state = false
     }
 
     #[test]
+    fn environment_user() {
+        let text = "[defaults]\nstate_dir = \"/x\"\nuser = \"xblade-no-such-user\"\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        assert_eq!(config.user.as_deref(), Some("xblade-no-such-user"));
+        assert_eq!(config.state_dir, Some(PathBuf::from("/x")));
+        let e = check_environment(&config, &Located::new(Path::new(PATH), text), &origins, &[])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "/etc/xblade.toml:3: defaults: key 'user': no user 'xblade-no-such-user' in the \
+                 user database (create it, e.g. `useradd --system"
+            ),
+            "{e}"
+        );
+        let text = "[defaults]\nuser = \"root\"\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        let e = check_environment(&config, &Located::new(Path::new(PATH), text), &origins, &[])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("key 'user': user 'root' is uid 0"),
+            "{e}"
+        );
+        assert_invalid(
+            "[defaults]\nuser = \"\"\n",
+            2,
+            Some("defaults"),
+            "user",
+            "empty user name",
+        );
+    }
+
+    #[test]
+    fn environment_files_already_open_are_not_reopened() {
+        let text = "[[export]]\nshelf = 1\nslot = 0\nfile = \"/nonexistent/vol.img\"\n\
+                    interfaces = [\"lo\"]\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        let at = Located::new(Path::new(PATH), text);
+        assert!(check_environment(&config, &at, &origins, &[]).is_err());
+        let open = [(PathBuf::from("/nonexistent/vol.img"), false)];
+        assert!(check_environment(&config, &at, &origins, &open).is_ok());
+        let open_read_only = [(PathBuf::from("/nonexistent/vol.img"), true)];
+        assert!(check_environment(&config, &at, &origins, &open_read_only).is_err());
+    }
+
+    #[test]
     fn environment_interfaces() {
         let text = "[[export]]\nshelf = 1\nslot = 0\nfile = \"null:1M\"\n\
                     interfaces = [\"lo\",\n  \"xbnoexist0\"]\n";

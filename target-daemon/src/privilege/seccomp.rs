@@ -126,6 +126,7 @@ const BPF_MAP_GET_NEXT_KEY: u64 = 4;
 const BPF_OBJ_GET_INFO_BY_FD: u64 = 15;
 
 /// ioctl(2) requests: if_nametoindex(3)/if_indextoname(3), FIONBIO, FIOCLEX, TCGETS.
+#[allow(clippy::unnecessary_cast)] // `libc::Ioctl` is not u64 on every target.
 const IOCTLS: &[u64] = &[
     libc::SIOCGIFINDEX as u64,
     libc::SIOCGIFNAME as u64,
