@@ -259,6 +259,39 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     );
 }
 
+#[test]
+fn a_state_directory_the_user_cannot_write_is_refused() {
+    require_root!();
+    let lab = Lab::new("privst", LabOptions::default()).expect("lab");
+    let dir = TempDir::new("privst");
+    // vblade's form keeps the state beside the image: in root's directory (0755).
+    let image = dir.image("disk.img", 8 << 20);
+    // It logs `exporting` before the drop point, where it stops.
+    let daemon = Daemon::start(&lab, &dir, &image, &["--user", "nobody"]);
+    let expected = format!(
+        "xblade: error: user nobody cannot create files in {0}, where an export keeps its \
+         state: give the directory to nobody (chown nobody {0})",
+        dir.0.display()
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || daemon.log().contains(&expected)),
+        "{}",
+        daemon.log()
+    );
+    let exit = daemon.terminate(Duration::from_secs(30));
+    assert!(!exit.status.success(), "{exit:?}");
+    // With --no-state it serves.
+    let daemon = Daemon::start(&lab, &dir, &image, &["--user", "nobody", "--no-state"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || daemon
+            .log()
+            .contains("privileges dropped")),
+        "{}",
+        daemon.log()
+    );
+    verified_io(&lab, lab.client_if(), 0, 5);
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

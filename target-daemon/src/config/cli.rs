@@ -29,7 +29,7 @@ use crate::xdp::XdpAttachMode;
 ///
 /// Stops cleanly on SIGINT/SIGTERM: in-flight I/O finishes and is answered, the XDP
 /// program is detached, and a summary (requests, bytes, errors, latency percentiles) is
-/// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK) to start;
+/// printed. Needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK) to start;
 /// with --user it then runs as that user with no capability (docs/PRIVILEGES.md).
 #[derive(Clone, Debug, Parser)]
 #[command(name = "xblade", version, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]

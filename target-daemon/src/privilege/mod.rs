@@ -41,7 +41,7 @@ pub enum PrivilegeError {
         what: &'static str,
         source: io::Error,
     },
-    #[error("user {user} cannot create files in {}, where an export keeps its state: give the directory to {user} (chown {user} DIR), keep the state elsewhere (--state-file, or state_dir in the config file), or keep none (--no-state, or state = false)", .dir.display())]
+    #[error("user {user} cannot create files in {dir}, where an export keeps its state: give the directory to {user} (chown {user} {dir}), keep the state elsewhere (--state-file, or state_dir in the config file), or keep none (--no-state, or state = false)", dir = .dir.display())]
     NotWritable { dir: PathBuf, user: String },
     #[error("dropping privileges: the seccomp filter: {0}")]
     Seccomp(String),
