@@ -11,7 +11,7 @@ source "$REPO/scripts/lib.sh"
 cd "$REPO"
 
 need_root "test.sh"
-ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools tshark btrfs-progs kmod strace
+ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" vblade aoetools tshark btrfs-progs kmod strace systemd man-db passwd
 find_cargo
 
 log "cargo fmt --check"
