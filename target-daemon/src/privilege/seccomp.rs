@@ -5,7 +5,9 @@
 //! reloads (the config file, new backing files, state files, the XDP map updates,
 //! io_uring file-table updates), `xbladectl` on the control socket, link events, the
 //! once-a-second interface check, statistics (`XDP_STATISTICS`, per-CPU counter maps),
-//! metrics over HTTP, sd_notify, and the SIGHUP/SIGTERM shutdown with its summary.
+//! sd_notify, and the SIGHUP/SIGTERM shutdown with its summary. A metrics listener opened
+//! before the drop point needs accept4, reads and writes, shutdown and epoll or poll, all
+//! here; new threads need clone3, set_robust_list, rseq, mmap/mprotect without PROT_EXEC.
 //!
 //! Anything else fails with EPERM ([`MISMATCH`]; docs/PRIVILEGES.md says why not a kill).
 //! Where an argument tells a harmless use from a dangerous one, the rule checks it:
