@@ -64,7 +64,7 @@ pub enum DaemonError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Privilege(#[from] PrivilegeError),
-    #[error("restart xblade to attach {ifaces}: it runs as user {user} without CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW, which attaching an interface needs")]
+    #[error("restart xblade to attach {ifaces}: it runs as user {user}, without the CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_NET_RAW that attaching an interface needs")]
     NeedsPrivilege { ifaces: String, user: String },
     #[error("{export}: {source}")]
     Export {
