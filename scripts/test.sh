@@ -13,7 +13,7 @@ cd "$REPO"
 
 need_root "test.sh"
 ensure_packages "${XBLADE_BUILD_PACKAGES[@]}" "${XBLADE_PACKAGE_PACKAGES[@]}" \
-    vblade aoetools tshark btrfs-progs kmod strace
+    vblade aoetools tshark btrfs-progs kmod strace systemd man-db passwd
 find_cargo
 ensure_cargo_deb
 

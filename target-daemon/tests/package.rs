@@ -122,7 +122,7 @@ fn version_names_the_checkouts_git_revision() {
 
 /// Keys the example shows commented out that this branch's parser does not know yet; they
 /// stay commented when the test uncomments the rest. Empty this once they exist.
-const PENDING_KEYS: &[&str] = &["user"];
+const PENDING_KEYS: &[&str] = &[];
 
 /// The example with every setting uncommented: lines `#KEY…` or `#[…` (a `#` then no space)
 /// lose their `#`, except [`PENDING_KEYS`]. Returns the text and how many lines it changed.

@@ -21,7 +21,7 @@ use crate::xdp::XdpAttachMode;
 /// interface, tuned by the options below. A whole box: `xblade --config FILE` serves every
 /// export of a TOML file (any number of exports, each on one or more interfaces; an
 /// example is below), which the control socket's reload re-reads; there only --control, --log,
-/// --stats-interval and --metrics-listen apply, everything else comes from the file. Exactly one of the two
+/// --stats-interval, --metrics-listen and --user apply, everything else comes from the file. Exactly one of the two
 /// must be given.
 ///
 /// AoE frames are taken off the NIC by an XDP program into AF_XDP sockets (one per RX
@@ -30,7 +30,8 @@ use crate::xdp::XdpAttachMode;
 ///
 /// Stops cleanly on SIGINT/SIGTERM: in-flight I/O finishes and is answered, the XDP
 /// program is detached, and a summary (requests, bytes, errors, latency percentiles) is
-/// printed. Needs root (or CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK).
+/// printed. Needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK) to start;
+/// with --user it then runs as that user with no capability (docs/PRIVILEGES.md).
 #[derive(Clone, Debug, Parser)]
 #[command(name = "xblade", version = crate::build::VERSION, about, long_about, after_help = EXAMPLES, override_usage = USAGE)]
 #[command(group(ArgGroup::new("what").required(true).args(["shelf", "config"])))]
@@ -191,6 +192,14 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub tune_no_defer_taskrun: bool,
 
+    /// Run as this user (and its groups) once set up: after the XDP programs are attached
+    /// and every socket, ring and file is open, xblade drops every capability and allows
+    /// itself only the system calls it still needs (docs/PRIVILEGES.md). A reload can then
+    /// add exports on interfaces already served, but not attach a new interface. With
+    /// --config: overrides the file's `user`. Default: stay root.
+    #[arg(long, value_name = "NAME", value_parser = parse_user)]
+    pub user: Option<String>,
+
     /// Log level filter (error, warn, info, debug, trace), or RUST_LOG syntax.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -198,7 +207,7 @@ pub struct Cli {
 
 const USAGE: &str = "xblade [OPTIONS] <SHELF> <SLOT> <IFACE> <FILE>
        xblade --config <FILE> [--control <PATH>] [--stats-interval <SECONDS>]
-              [--metrics-listen <ADDR:PORT>] [--log <LOG>]";
+              [--metrics-listen <ADDR:PORT>] [--user <NAME>] [--log <LOG>]";
 
 const EXAMPLES: &str = "Examples:
   xblade 1 0 ens1f0 /srv/disk.img            export disk.img as e1.0
@@ -249,8 +258,17 @@ impl Cli {
     /// What to serve: the `--config` file (loaded and checked, then `--control` and
     /// `--stats-interval` applied over it), or the one export of vblade's command line.
     pub fn serve_config(&self) -> Result<ServeConfig, ConfigError> {
+        self.serve_config_reusing(&[])
+    }
+
+    /// As [`Cli::serve_config`], for a reload: files in `open` (path, read-only) are
+    /// already open and are not opened again to check them ([`file::load_reusing`]).
+    pub fn serve_config_reusing(
+        &self,
+        open: &[(PathBuf, bool)],
+    ) -> Result<ServeConfig, ConfigError> {
         match &self.config {
-            Some(path) => self.over_file(path, file::load),
+            Some(path) => self.over_file(path, |p| file::load_reusing(p, open)),
             None => self.command_line_config(),
         }
     }
@@ -270,6 +288,9 @@ impl Cli {
         }
         if let Some(addr) = self.metrics_listen {
             config.metrics_listen = Some(addr);
+        }
+        if let Some(user) = &self.user {
+            config.user = Some(user.clone());
         }
         Ok(config)
     }
@@ -329,6 +350,8 @@ impl Cli {
             control: self.control.clone(),
             stats_interval_s: self.stats_interval.unwrap_or(0),
             metrics_listen: self.metrics_listen,
+            user: self.user.clone(),
+            state_dir: Some(PathBuf::from(file::DEFAULT_STATE_DIR)),
             interfaces: [(iface.clone(), interface)].into_iter().collect(),
             exports: [(key, export)].into_iter().collect(),
         })
@@ -347,6 +370,11 @@ fn parse_frames(s: &str) -> Result<u32, String> {
 
 fn parse_interface(s: &str) -> Result<String, String> {
     file::check_interface_name(s)?;
+    Ok(s.to_owned())
+}
+
+fn parse_user(s: &str) -> Result<String, String> {
+    crate::privilege::Account::lookup(s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
 }
 
@@ -556,6 +584,8 @@ mod tests {
             control: Some(PathBuf::from("/tmp/c.sock")),
             stats_interval_s: 9,
             metrics_listen: Some("[::1]:0".parse().unwrap()),
+            user: None,
+            state_dir: Some(PathBuf::from(file::DEFAULT_STATE_DIR)),
             interfaces: [(
                 "eth0".to_owned(),
                 InterfaceConfig {
@@ -660,6 +690,8 @@ mod tests {
                 control: Some(PathBuf::from(file::DEFAULT_CONTROL)),
                 stats_interval_s: 5,
                 metrics_listen: Some("127.0.0.1:9650".parse().unwrap()),
+                user: None,
+                state_dir: None,
                 interfaces: Default::default(),
                 exports: Default::default(),
             })
@@ -678,6 +710,8 @@ mod tests {
             "0",
             "--metrics-listen",
             "0.0.0.0:9100",
+            "--user",
+            "nobody",
         ])
         .unwrap();
         let config = cli
@@ -687,14 +721,32 @@ mod tests {
             (
                 config.control,
                 config.stats_interval_s,
-                config.metrics_listen
+                config.metrics_listen,
+                config.user
             ),
             (
                 Some(PathBuf::from("/tmp/c")),
                 0,
-                Some("0.0.0.0:9100".parse().unwrap())
+                Some("0.0.0.0:9100".parse().unwrap()),
+                Some("nobody".to_owned())
             )
         );
+    }
+
+    #[test]
+    fn user_option() {
+        let config = parse(&["--user", "nobody", "1", "0", "lo", "null:1M"])
+            .unwrap()
+            .serve_config()
+            .unwrap();
+        assert_eq!(config.user.as_deref(), Some("nobody"));
+        let e = parse(&["--user", "xblade-no-such-user", "1", "0", "lo", "f"]).unwrap_err();
+        assert!(
+            e.to_string().contains("no user 'xblade-no-such-user'"),
+            "{e}"
+        );
+        let e = parse(&["--user", "root", "1", "0", "lo", "f"]).unwrap_err();
+        assert!(e.to_string().contains("uid 0"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! state_dir = "/var/lib/xblade"   # each export's state in STATE_DIR/eSHELF.SLOT.state
 //! stats_interval = 0
 //! metrics_listen = "127.0.0.1:9650"  # Prometheus /metrics over HTTP (default: off)
+//! user = "xblade"             # run as this user once set up (default: stay root)
 //! buffers = 128               # export defaults: buffers, read_only, sync, io_engine, locked
 //! read_only = false
 //! sync = false
@@ -130,12 +131,19 @@ fn section_prefix(section: &Option<String>) -> String {
 /// Reads, parses and validates the file at `path`, then checks the environment (every file
 /// opens as its export will open it, every interface exists).
 pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
+    load_reusing(path, &[])
+}
+
+/// As [`load`], but a file in `open` (path and read-only flag, as an export already
+/// serves it) is not opened again: a reload after the privilege drop keeps serving files
+/// only root could open.
+pub fn load_reusing(path: &Path, open: &[(PathBuf, bool)]) -> Result<ServeConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
     let (config, origins) = parse_located(path, &text)?;
-    check_environment(&config, &Located::new(path, &text), &origins)?;
+    check_environment(&config, &Located::new(path, &text), &origins, open)?;
     Ok(config)
 }
 
@@ -227,6 +235,7 @@ struct RawDefaults {
     state_dir: Option<Spanned<String>>,
     stats_interval: Option<u64>,
     metrics_listen: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
     buffers: Option<Spanned<i64>>,
     read_only: Option<bool>,
     sync: Option<bool>,
@@ -532,6 +541,8 @@ struct Origins {
     files: BTreeMap<ExportKey, Range<usize>>,
     /// Each interface's first mention in an export's `interfaces`.
     interfaces: BTreeMap<String, (ExportKey, Range<usize>)>,
+    /// `[defaults] user`.
+    user: Option<Range<usize>>,
 }
 
 /// The interface settings, defaults overlaid with an `[interfaces.NAME]` table.
@@ -618,6 +629,11 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
         ),
         None => None,
     };
+    if let Some(user) = &d.user {
+        if user.get_ref().is_empty() {
+            return Err(at.invalid(user.span(), defaults, "user", "empty user name"));
+        }
+    }
     let default_buffers = match &d.buffers {
         Some(b) => at.int(b, defaults, "buffers", 1..=u16::MAX, false)?,
         None => DEFAULT_BUFFERS,
@@ -642,7 +658,10 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
     }
 
     let mut exports = BTreeMap::new();
-    let mut origins = Origins::default();
+    let mut origins = Origins {
+        user: d.user.as_ref().map(Spanned::span),
+        ..Origins::default()
+    };
     let mut shelf_spans: BTreeMap<ExportKey, Range<usize>> = BTreeMap::new();
     for table in &raw.export {
         let e = table.get_ref();
@@ -788,6 +807,8 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
         control: Some(control),
         stats_interval_s: d.stats_interval.unwrap_or(0),
         metrics_listen,
+        user: d.user.map(Spanned::into_inner),
+        state_dir: Some(state_dir),
         interfaces,
         exports,
     };
@@ -798,15 +819,24 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
 // The environment.
 
 /// Every export's file opens as the export will open it (read-only: for reading; else for
-/// reading and writing; `null:` is not a file), and every interface exists.
+/// reading and writing; `null:` is not a file), every interface exists, and the user to run
+/// as is in the user database.
 fn check_environment(
     config: &ServeConfig,
     at: &Located,
     origins: &Origins,
+    open: &[(PathBuf, bool)],
 ) -> Result<(), ConfigError> {
+    if let (Some(user), Some(span)) = (&config.user, &origins.user) {
+        crate::privilege::Account::lookup(user)
+            .map_err(|e| at.invalid(span.clone(), Some("defaults"), "user", e.to_string()))?;
+    }
     for (key, export) in &config.exports {
         let span = origins.files.get(key).cloned().unwrap_or(0..0);
         let section = format!("export {key}");
+        if open.contains(&(export.file.clone(), export.read_only)) {
+            continue;
+        }
         check_file(&export.file, export.read_only)
             .map_err(|m| at.invalid(span, Some(&section), "file", m))?;
     }
@@ -966,6 +996,8 @@ state = false
             control: Some(PathBuf::from("/run/x/ctl.sock")),
             stats_interval_s: 5,
             metrics_listen: Some("127.0.0.1:9650".parse().unwrap()),
+            user: None,
+            state_dir: Some(PathBuf::from("/var/lib/x")),
             interfaces: [
                 iface(
                     "eth1",
@@ -1592,9 +1624,54 @@ state = false
         );
         let at = Located::new(Path::new(PATH), &text);
         let (config, origins) = parse_located(Path::new(PATH), &text).unwrap();
-        let e = check_environment(&config, &at, &origins).unwrap_err();
+        let e = check_environment(&config, &at, &origins, &[]).unwrap_err();
         assert!(e.to_string().ends_with("is a directory"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn environment_user() {
+        let text = "[defaults]\nstate_dir = \"/x\"\nuser = \"xblade-no-such-user\"\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        assert_eq!(config.user.as_deref(), Some("xblade-no-such-user"));
+        assert_eq!(config.state_dir, Some(PathBuf::from("/x")));
+        let e = check_environment(&config, &Located::new(Path::new(PATH), text), &origins, &[])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "/etc/xblade.toml:3: defaults: key 'user': no user 'xblade-no-such-user' in the \
+                 user database (create it, e.g. `useradd --system"
+            ),
+            "{e}"
+        );
+        let text = "[defaults]\nuser = \"root\"\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        let e = check_environment(&config, &Located::new(Path::new(PATH), text), &origins, &[])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("key 'user': user 'root' is uid 0"),
+            "{e}"
+        );
+        assert_invalid(
+            "[defaults]\nuser = \"\"\n",
+            2,
+            Some("defaults"),
+            "user",
+            "empty user name",
+        );
+    }
+
+    #[test]
+    fn environment_files_already_open_are_not_reopened() {
+        let text = "[[export]]\nshelf = 1\nslot = 0\nfile = \"/nonexistent/vol.img\"\n\
+                    interfaces = [\"lo\"]\n";
+        let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
+        let at = Located::new(Path::new(PATH), text);
+        assert!(check_environment(&config, &at, &origins, &[]).is_err());
+        let open = [(PathBuf::from("/nonexistent/vol.img"), false)];
+        assert!(check_environment(&config, &at, &origins, &open).is_ok());
+        let open_read_only = [(PathBuf::from("/nonexistent/vol.img"), true)];
+        assert!(check_environment(&config, &at, &origins, &open_read_only).is_err());
     }
 
     #[test]
@@ -1602,8 +1679,8 @@ state = false
         let text = "[[export]]\nshelf = 1\nslot = 0\nfile = \"null:1M\"\n\
                     interfaces = [\"lo\",\n  \"xbnoexist0\"]\n";
         let (config, origins) = parse_located(Path::new(PATH), text).unwrap();
-        let e =
-            check_environment(&config, &Located::new(Path::new(PATH), text), &origins).unwrap_err();
+        let e = check_environment(&config, &Located::new(Path::new(PATH), text), &origins, &[])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/xblade.toml:6: export e1.0: key 'interfaces': \

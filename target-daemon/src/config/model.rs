@@ -20,6 +20,11 @@ pub struct ServeConfig {
     pub stats_interval_s: u64,
     /// Serve Prometheus metrics over HTTP here (port 0: any free port); `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Run as this user once set up (`user` in `[defaults]`, `--user`); `None`: as started.
+    pub user: Option<String>,
+    /// xblade's own state directory, given to `user` at the drop point when an export
+    /// keeps its state in it (`state_dir`; `/var/lib/xblade` for a command line).
+    pub state_dir: Option<PathBuf>,
     /// Every interface an export is served on, by name.
     pub interfaces: BTreeMap<String, InterfaceConfig>,
     /// Every export, by shelf.slot.

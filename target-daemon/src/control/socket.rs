@@ -515,12 +515,21 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
-                if let Err(e) = fs::remove_file(&self.path) {
-                    warn!(
+                match fs::remove_file(&self.path) {
+                    Ok(()) => {}
+                    // Run as a user without write access to the directory (--user): the
+                    // next start replaces the stale socket (and systemd removes its
+                    // RuntimeDirectory).
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => debug!(
+                        "control socket {} left for the next start: {}",
+                        self.path.display(),
+                        os_message(&e)
+                    ),
+                    Err(e) => warn!(
                         "cannot remove the control socket {}: {}",
                         self.path.display(),
                         os_message(&e)
-                    );
+                    ),
                 }
             }
             _ => {}

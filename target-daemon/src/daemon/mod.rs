@@ -12,6 +12,7 @@ mod interface;
 mod reload;
 mod stats;
 mod status;
+mod unprivileged;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,7 +33,9 @@ use crate::eventfd::EventFd;
 use crate::metrics::{self, MetricsError, MetricsServer};
 use crate::netdev::{Netdev, NetdevError};
 use crate::persist::PersistError;
+use crate::privilege::{Account, PrivilegeError, UserError};
 use crate::stats::{CounterSnapshot, LatencyHistogram, StatsRegistry, Summary, WorkerCounters};
+use crate::systemd::{Notification, Notifier};
 use crate::worker::{ChangeSender, WorkerError, FRAME_SIZE};
 use crate::xdp::{XdpCounters, XdpError};
 use crate::xsk::XskError;
@@ -66,6 +69,10 @@ pub enum DaemonError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    #[error("restart xblade to attach {ifaces}: it runs as user {user}, without the CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_NET_RAW that attaching an interface needs")]
+    NeedsPrivilege { ifaces: String, user: String },
     #[error("{export}: {source}")]
     Export {
         export: ExportKey,
@@ -133,6 +140,18 @@ struct Daemon {
     retired: Retired,
     /// Every export's counters on every worker, for `stats`.
     stats: StatsRegistry,
+    /// The user the daemon switched to at the drop point; `None`: it still runs as root.
+    unprivileged: Option<Account>,
+    /// systemd's notify socket (does nothing outside systemd).
+    notifier: Notifier,
+    /// The last `STATUS=` line sent.
+    status_sent: String,
+}
+
+impl From<UserError> for DaemonError {
+    fn from(e: UserError) -> DaemonError {
+        DaemonError::Privilege(e.into())
+    }
 }
 
 #[derive(Default)]
@@ -146,6 +165,13 @@ struct Retired {
 /// failures.
 pub fn run(cli: Cli) -> Result<(), DaemonError> {
     let config = cli.serve_config()?;
+    let account = config.user.as_deref().map(Account::lookup).transpose()?;
+    if account.is_some() {
+        // Before the first thread: every thread inherits these sets.
+        crate::privilege::before_threads()?;
+    }
+    // Before the drop point, like every socket: afterwards only sendto(2) is allowed.
+    let notifier = Notifier::from_env();
     let signals = Signals::install()?;
     // Before any worker thread exists (binding sets the process umask for a moment), and
     // before anything is attached: a second xblade on the same socket stops here.
@@ -158,7 +184,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
         Some(addr) => Some(MetricsServer::bind(addr)?),
         None => None,
     };
-    let mut daemon = Daemon::start(cli, config)?;
+    let mut daemon = Daemon::start(cli, config, notifier)?;
     if let Some(control) = &control {
         info!(path = %control.path().display(), "control socket listening");
     }
@@ -174,12 +200,22 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
             None
         }
     };
+    // The drop point: everything that needs privilege is open and attached.
+    if let Some(account) = account {
+        if let Err(e) = daemon.drop_privileges(account) {
+            daemon.detach_all();
+            return Err(e);
+        }
+    }
     info!(
         exports = daemon.exports.len(),
         interfaces = daemon.interfaces.len(),
         "ready"
     );
+    // Every worker runs and every XDP program steers to them: requests are answered.
+    daemon.notify_ready();
     let outcome = daemon.control_loop(&signals, control, metrics, links);
+    daemon.notifier.notify(&[Notification::Stopping]);
     daemon.stop();
     outcome
 }
@@ -187,7 +223,7 @@ pub fn run(cli: Cli) -> Result<(), DaemonError> {
 impl Daemon {
     /// Opens every export and attaches every interface; any failure stops the start-up
     /// (and undoes what was done).
-    fn start(cli: Cli, config: ServeConfig) -> Result<Daemon, DaemonError> {
+    fn start(cli: Cli, config: ServeConfig, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let changes_fd = EventFd::new().map_err(|e| DaemonError::Setup(format!("eventfd: {e}")))?;
         let (sender, changes_rx) = mpsc::channel();
         let mut daemon = Daemon {
@@ -206,6 +242,9 @@ impl Daemon {
             retired: Retired::default(),
             stats: StatsRegistry::default(),
             config: config.clone(),
+            unprivileged: None,
+            notifier,
+            status_sent: String::new(),
         };
         check_limits(&config)?;
         for (key, export_config) in &config.exports {
@@ -234,6 +273,7 @@ impl Daemon {
         let Some(slot) = self.interfaces.get(name) else {
             return Ok(());
         };
+        self.require_privilege(&[name])?;
         let exports = exports_on(&self.exports, name);
         let running =
             RunningInterface::start(&slot.config, &exports, &self.changes, &mut self.stats)?;
@@ -311,7 +351,7 @@ impl Daemon {
             }
             self.take_changes();
             if signals.reload.swap(false, Ordering::Relaxed) {
-                match self.reload() {
+                match self.reload_notified() {
                     Ok(summary) => info!("reload (SIGHUP): {}", reload::describe(&summary)),
                     Err(e) => error!("reload (SIGHUP) failed, nothing changed: {e}"),
                 }
@@ -336,6 +376,7 @@ impl Daemon {
                     rates.report_every(interval, self.total_counters());
                 }
             }
+            self.notify_status();
         }
     }
 
@@ -347,7 +388,7 @@ impl Daemon {
                 Ok(reply) => Reply::Stats(reply),
                 Err(e) => Reply::error(e),
             },
-            Request::Reload => match self.reload() {
+            Request::Reload => match self.reload_notified() {
                 Ok(summary) => {
                     info!("reload (control socket): {}", reload::describe(&summary));
                     Reply::Reload(summary)
@@ -435,6 +476,30 @@ impl Daemon {
                     warn!(iface = %name, "interface disappeared; detached (it is attached again if it comes back)");
                     self.detach(&name);
                     self.set_problem(&name, "absent".to_owned());
+                }
+                // Without privilege it cannot be attached again: it keeps serving as it
+                // was attached (the same link: its XDP program is still in place).
+                (Some(running), Some((netdev, ifindex)))
+                    if self.unprivileged.is_some()
+                        && running.ifindex == ifindex
+                        && (running.netdev.mtu != netdev.mtu
+                            || running.netdev.mac != netdev.mac) =>
+                {
+                    let refused = self.require_privilege(&[&name]).err();
+                    let problem = format!(
+                        "changed to MTU {} and MAC {}, still served as attached (MTU {}, MAC {}); {}",
+                        netdev.mtu,
+                        netdev.mac,
+                        running.netdev.mtu,
+                        running.netdev.mac,
+                        refused.map(|e| e.to_string()).unwrap_or_default()
+                    );
+                    if let Some(slot) = self.interfaces.get_mut(&name) {
+                        if slot.problem.as_ref() != Some(&problem) {
+                            warn!(iface = %name, "{problem}");
+                            slot.problem = Some(problem);
+                        }
+                    }
                 }
                 (Some(running), Some((netdev, ifindex)))
                     if running.netdev.mtu != netdev.mtu

@@ -128,14 +128,34 @@ impl Daemon {
             ));
         }
         // The file again, with the same command-line overrides as at start-up.
-        let mut new = self.cli.serve_config()?;
+        // Files already served are not opened again to check them: after the privilege
+        // drop the daemon may no longer be able to.
+        let open: Vec<(std::path::PathBuf, bool)> = self
+            .exports
+            .values()
+            .map(|e| (e.config.file.clone(), e.config.read_only))
+            .collect();
+        let mut new = self.cli.serve_config_reusing(&open)?;
         if new.control != self.config.control {
             warn!("the control socket path changed in the file; it takes effect at the next start");
             new.control = self.config.control.clone();
         }
         same_metrics_listen(&self.config, &new)?;
+        if new.user != self.config.user {
+            warn!("the user to run as changed in the file; it takes effect at the next start");
+            new.user = self.config.user.clone();
+        }
         super::check_limits(&new)?;
         let plan = Plan::new(&self.config, &new);
+        // Attaching needs privilege the daemon may have dropped: refuse before anything
+        // changes.
+        let attaching: Vec<&str> = plan
+            .interfaces_added
+            .iter()
+            .chain(&plan.interfaces_retuned)
+            .map(String::as_str)
+            .collect();
+        self.require_privilege(&attaching)?;
 
         // Validate: open every new backing store before anything changes.
         let mut opened = BTreeMap::new();
@@ -284,6 +304,8 @@ mod tests {
             control: None,
             stats_interval_s: 0,
             metrics_listen: None,
+            user: None,
+            state_dir: None,
             interfaces: interfaces
                 .iter()
                 .map(|n| (n.to_string(), interface(n)))

@@ -194,7 +194,9 @@ pub enum XdpError {
         source: io::Error,
     },
     /// Not privileged enough to load or attach.
-    #[error("{what}: permission denied; need root or CAP_NET_ADMIN+CAP_BPF ({source})")]
+    #[error(
+        "{what}: permission denied; need root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN ({source})"
+    )]
     PermissionDenied {
         /// The step that failed.
         what: &'static str,

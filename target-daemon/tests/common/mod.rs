@@ -108,7 +108,7 @@ impl Daemon {
     /// Spawns `command` with its stdout and stderr in fresh files of `dir`, and polls its
     /// stderr until `up` accepts it (`Ok`), the process exits, or `limit` passes (both `Err`,
     /// after the process is reaped).
-    fn spawn_until(
+    pub fn spawn_until(
         mut command: std::process::Command,
         dir: &TempDir,
         limit: Duration,
