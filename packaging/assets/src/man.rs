@@ -133,7 +133,23 @@ fn render(
     }
     see_also_section(&mut roff, see_also, notes.see_also);
     page.ours(&roff);
-    page.0
+    ascii_roff(&page.0)
+}
+
+/// The page with every non-ASCII character written as groff's `\[uXXXX]` escape: man(1)
+/// may run groff with an input encoding that is not UTF-8 (it warns "invalid input
+/// character" and drops the character), and help text may contain `…` or `→`.
+fn ascii_roff(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out.into_bytes()
 }
 
 /// A page being put together from clap_mangen's sections and ours. Each of clap_mangen's
@@ -245,6 +261,14 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_is_escaped() {
+        assert_eq!(
+            ascii_roff("MAC… → x".as_bytes()),
+            b"MAC\\[u2026] \\[u2192] x".to_vec()
+        );
+    }
+
+    #[test]
     fn sections_in_order() {
         let page = page("xblade");
         let headings: Vec<&str> = page
@@ -303,7 +327,9 @@ mod tests {
         let ctl = page("xbladectl");
         let see_also = ctl.split(".SH \"SEE ALSO\"").nth(1).unwrap();
         for sub in xblade::ctl::Args::command().get_subcommands() {
-            let reference = format!("\\fBxbladectl\\-{}\\fR(8)", sub.get_name());
+            // roff escapes every hyphen: `config-string` is written `config\-string`.
+            let name = sub.get_name().replace('-', "\\-");
+            let reference = format!("\\fBxbladectl\\-{name}\\fR(8)");
             assert!(see_also.contains(&reference), "{reference}: {see_also}");
         }
         assert!(see_also.contains("\\fBxblade\\fR(8)"), "{see_also}");
