@@ -38,6 +38,19 @@ pub fn human_duration(seconds: u64) -> String {
 
 /// Left-aligned columns two spaces apart, without trailing blanks.
 pub fn table(rows: &[Vec<String>]) -> String {
+    aligned_table(rows, Align::Left)
+}
+
+/// How the columns after the first are aligned (the first is always left-aligned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    /// Numbers: right-aligned.
+    Right,
+}
+
+/// Columns two spaces apart, each as wide as its widest cell, without trailing blanks.
+pub fn aligned_table(rows: &[Vec<String>], align: Align) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -55,9 +68,14 @@ pub fn table(rows: &[Vec<String>]) -> String {
             if c > 0 {
                 line.push_str("  ");
             }
-            line.push_str(cell);
             let pad = widths[c].saturating_sub(cell.chars().count());
-            line.extend(std::iter::repeat_n(' ', pad));
+            if c > 0 && align == Align::Right {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
         }
         out.push_str(line.trim_end());
         out.push('\n');

@@ -3,39 +3,12 @@
 
 use crate::control::{ExportStats, InterfaceStats, QueueStats, StatsReply};
 
-use super::format::{human_duration, human_size};
+use super::format::{aligned_table, human_duration, human_size, Align};
 
 /// A table whose first column is left-aligned and the others right-aligned (numbers), two
 /// spaces apart, without trailing blanks.
 pub fn number_table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            let pad = widths[c].saturating_sub(cell.chars().count());
-            if c == 0 {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                line.push_str("  ");
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    aligned_table(rows, Align::Right)
 }
 
 /// A latency in at most 6 characters: `850ns`, `24.6us`, `512us`, `1.25ms`, `3.00s`; `-`
