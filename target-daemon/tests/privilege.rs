@@ -1,8 +1,9 @@
 //! Least privilege (`user = "NAME"`, `--user NAME`): after the drop point every thread runs
 //! as the user with no capability, no_new_privs and the seccomp filter, and the daemon
 //! still does everything it should without privilege: serve, write state, answer
-//! xbladectl, reload an export onto an attached interface, refuse to attach a new one with
-//! what to do, and drain on SIGTERM with the summary.
+//! xbladectl (`stats` and `/metrics` counting exactly, an operator's mask list enforced by
+//! the XDP program and persisted), reload an export onto an attached interface, refuse to
+//! attach a new one with what to do, and drain on SIGTERM with the summary.
 
 mod common;
 
@@ -13,14 +14,143 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use aoe_initiator::RequestError;
 use aoe_proto::config::ConfigCommand;
-use aoe_proto::{Command as AoeCommand, Header, AOE_VERSION};
+use aoe_proto::{Command as AoeCommand, Header, Mac, AOE_VERSION};
 use common::{
-    config_frame, initiator_for, pattern, summary_count, wait_for, write_atomically, xbladectl,
-    ConfigFile, Daemon, ExportSpec, TempDir,
+    config_frame, initiator_for, metric, metrics_addr, pattern, scrape_metrics, summary_count,
+    wait_for, write_atomically, xbladectl, ConfigFile, Daemon, ExportSpec, TempDir,
 };
+use serde_json::Value;
 use xblade::privilege::ThreadPrivileges;
 use xblade_lab::{Lab, LabOptions};
+
+/// One-sector reads and writes of the client whose requests `stats` and `/metrics` must
+/// count exactly.
+const COUNTED_READS: u64 = 5;
+const COUNTED_WRITES: u64 = 3;
+/// How long that client waits for a reply: long enough never to retransmit (a
+/// retransmission would be a second request).
+const PATIENT_MS: u64 = 5000;
+/// How long a read waits to show that no reply comes.
+const SILENCE_MS: u64 = 1000;
+/// A host that is not the test's initiator, for the operator's mask list.
+const OTHER_HOST: Mac = Mac([0x02, 0x0e, 0x0e, 0x00, 0x00, 0x0e]);
+
+/// The counters the test moves on e1.0 and on the interface it is served on, as one view
+/// (`xbladectl stats` or `/metrics`) shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Counts {
+    reads: u64,
+    writes: u64,
+    other: u64,
+    read_bytes: u64,
+    written_bytes: u64,
+    /// The XDP program's verdicts (per-CPU map reads after the drop).
+    xdp_redirect: u64,
+    xdp_drop_acl: u64,
+    /// Frames the workers received, summed over the queues.
+    rx_frames: u64,
+}
+
+impl Counts {
+    /// What happened between `earlier` and `self`.
+    fn since(self, earlier: Counts) -> Counts {
+        Counts {
+            reads: self.reads - earlier.reads,
+            writes: self.writes - earlier.writes,
+            other: self.other - earlier.other,
+            read_bytes: self.read_bytes - earlier.read_bytes,
+            written_bytes: self.written_bytes - earlier.written_bytes,
+            xdp_redirect: self.xdp_redirect - earlier.xdp_redirect,
+            xdp_drop_acl: self.xdp_drop_acl - earlier.xdp_drop_acl,
+            rx_frames: self.rx_frames - earlier.rx_frames,
+        }
+    }
+}
+
+/// [`Counts`] from `xbladectl --json stats`, and the reply (for its list of queues).
+fn ctl_counts(lab: &Lab, socket: &Path, iface: &str) -> (Counts, Value) {
+    let (status, stdout, stderr) = xbladectl(lab, socket, &["--json", "stats"]);
+    assert!(status.success(), "xbladectl stats: {status}: {stderr}");
+    let reply: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("xbladectl stats: {e}: {stdout:?}"));
+    let n = |value: &Value| {
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a count: {value} in {reply}"))
+    };
+    let list = |key: &str| reply[key].as_array().cloned().unwrap_or_default();
+    let e = list("exports")
+        .into_iter()
+        .find(|e| e["name"] == "e1.0")
+        .unwrap_or_else(|| panic!("no e1.0 in {reply}"));
+    let i = list("interfaces")
+        .into_iter()
+        .find(|i| i["name"] == iface)
+        .unwrap_or_else(|| panic!("no {iface} in {reply}"));
+    let counts = Counts {
+        reads: n(&e["reads"]),
+        writes: n(&e["writes"]),
+        other: n(&e["other"]),
+        read_bytes: n(&e["read_bytes"]),
+        written_bytes: n(&e["written_bytes"]),
+        xdp_redirect: n(&i["xdp_redirect"]),
+        xdp_drop_acl: n(&i["xdp_drop_acl"]),
+        rx_frames: list("queues").iter().map(|q| n(&q["rx_frames"])).sum(),
+    };
+    (counts, reply)
+}
+
+/// [`Counts`] from a `/metrics` body, over the queues `reply` (from `xbladectl stats`)
+/// lists.
+fn metric_counts(body: &str, reply: &Value, iface: &str) -> Counts {
+    let n = |family: &str, labels: &[(&str, &str)]| {
+        let value = metric(body, family, labels)
+            .unwrap_or_else(|| panic!("no {family}{labels:?} in\n{body}"));
+        assert!(value >= 0.0 && value.fract() == 0.0, "{family} = {value}");
+        value as u64
+    };
+    let e10 = |family: &str, label: (&str, &str)| n(family, &[("export", "e1.0"), label]);
+    let xdp = |verdict: &str| {
+        n(
+            "xblade_xdp_frames_total",
+            &[("interface", iface), ("verdict", verdict)],
+        )
+    };
+    let queues = reply["queues"].as_array().cloned().unwrap_or_default();
+    Counts {
+        reads: e10("xblade_requests_total", ("op", "read")),
+        writes: e10("xblade_requests_total", ("op", "write")),
+        other: e10("xblade_requests_total", ("op", "other")),
+        read_bytes: e10("xblade_bytes_total", ("direction", "read")),
+        written_bytes: e10("xblade_bytes_total", ("direction", "write")),
+        xdp_redirect: xdp("redirect"),
+        xdp_drop_acl: xdp("drop_acl"),
+        rx_frames: queues
+            .iter()
+            .map(|q| {
+                let queue = q["queue"].to_string();
+                n(
+                    "xblade_queue_frames_total",
+                    &[("interface", iface), ("queue", &queue), ("direction", "rx")],
+                )
+            })
+            .sum(),
+    }
+}
+
+/// [`Counts`] in both views, which must agree (nothing is sent meanwhile).
+fn both_views(lab: &Lab, socket: &Path, metrics: std::net::SocketAddr, iface: &str) -> Counts {
+    let (ctl, reply) = ctl_counts(lab, socket, iface);
+    let body = scrape_metrics(lab, metrics);
+    assert_eq!(
+        metric_counts(&body, &reply, iface),
+        ctl,
+        "/metrics and xbladectl stats disagree:\n{body}\n{reply}"
+    );
+    ctl
+}
 
 /// A system user made for one test and removed after it, on every path.
 struct TestUser {
@@ -163,7 +293,10 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     let with_user = |config: &ConfigFile| {
         config.toml().replacen(
             "[defaults]\n",
-            &format!("[defaults]\nuser = \"{}\"\n", user.name),
+            &format!(
+                "[defaults]\nuser = \"{}\"\nmetrics_listen = \"127.0.0.1:0\"\n",
+                user.name
+            ),
             1,
         )
     };
@@ -206,6 +339,96 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     let (status, out, err) = xbladectl(&lab, &config.control, &["status"]);
     assert!(status.success() && out.contains("e1.0"), "{out}{err}");
 
+    // `stats` (XDP_STATISTICS, the XDP program's per-CPU counter map) and `/metrics`
+    // (accept4 on the listener opened before the drop) count exactly one client's
+    // requests: its discovery, and one frame per one-sector read and write.
+    let socket = &config.control;
+    let iface = lab.target_if();
+    let metrics = metrics_addr(&lab, socket);
+    let before = both_views(&lab, socket, metrics, iface);
+    let mut counted = initiator_for(&lab, lab.client_if(), 1, 0, PATIENT_MS, 0);
+    let mut sector = vec![0u8; 512];
+    for lba in 0..COUNTED_READS {
+        counted.read(lba, &mut sector).expect("counted read");
+    }
+    for lba in 0..COUNTED_WRITES {
+        let data = pattern(100 + lba, 6, 1);
+        counted.write(100 + lba, &data).expect("counted write");
+    }
+    assert_eq!(
+        counted.stats().retransmits,
+        0,
+        "a retransmission is a request"
+    );
+    let requests = 1 + COUNTED_READS + COUNTED_WRITES;
+    assert_eq!(
+        both_views(&lab, socket, metrics, iface).since(before),
+        Counts {
+            reads: COUNTED_READS,
+            writes: COUNTED_WRITES,
+            other: 1,
+            read_bytes: COUNTED_READS * 512,
+            written_bytes: COUNTED_WRITES * 512,
+            xdp_redirect: requests,
+            xdp_drop_acl: 0,
+            rx_frames: requests,
+        }
+    );
+
+    // The operator's mask list (BPF map update, state file written as the user): the
+    // initiator, not on it, gets no reply (the XDP program drops its one frame); cleared,
+    // it is served again.
+    let mut impatient = initiator_for(&lab, lab.client_if(), 1, 0, SILENCE_MS, 0);
+    let before = both_views(&lab, socket, metrics, iface);
+    let (status, out, err) = xbladectl(
+        &lab,
+        socket,
+        &["mask", "e1.0", "set", &OTHER_HOST.to_string()],
+    );
+    assert!(
+        status.success() && out.starts_with("e1.0: mask list changed\n"),
+        "mask set: {status}: {out}{err}\n{}",
+        daemon.log()
+    );
+    let mask_line = format!("mask {OTHER_HOST}\n");
+    assert!(
+        wait_for(Duration::from_secs(10), || fs::read_to_string(&state_file)
+            .is_ok_and(|t| t.contains(&mask_line))),
+        "the mask list is not in {}: {:?}",
+        state_file.display(),
+        fs::read_to_string(&state_file)
+    );
+    assert_eq!(fs::metadata(&state_file).unwrap().uid(), user.uid);
+    match impatient.read(0, &mut sector) {
+        Err(e) if matches!(e.request_error(), Some(RequestError::Timeout { .. })) => {}
+        other => panic!("a host not on the mask list must get no reply, got {other:?}"),
+    }
+    // Dropped by the XDP program, not by a worker (which would mean the map update failed
+    // and the list is enforced in userspace only).
+    assert_eq!(
+        both_views(&lab, socket, metrics, iface).since(before),
+        Counts {
+            xdp_drop_acl: 1,
+            ..Counts::default()
+        },
+        "the masked read was not dropped by the XDP program:\n{}",
+        daemon.log()
+    );
+    let (status, out, err) = xbladectl(&lab, socket, &["mask", "e1.0", "clear"]);
+    assert!(
+        status.success() && out.contains("mask         none: every host may use it"),
+        "mask clear: {status}: {out}{err}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || fs::read_to_string(&state_file)
+            .is_ok_and(|t| !t.contains("\nmask "))),
+        "the cleared mask list is still in {}",
+        state_file.display()
+    );
+    counted
+        .read(0, &mut sector)
+        .expect("served again once the list is cleared");
+
     // A reload adding an export on the attached interface: the user's file.
     config
         .exports
@@ -246,14 +469,19 @@ fn unprivileged_daemon_serves_reloads_refuses_attach_and_stops() {
     // SIGTERM: the drain and the summary, still under the filter.
     let exit = daemon.terminate(Duration::from_secs(30));
     assert!(exit.status.success(), "{exit:?}");
-    // Four rounds of four writes, four reads and a flush, every one counted.
+    // Four rounds of four writes, four reads and a flush, the counted client's reads and
+    // writes and its read once the mask list was cleared, every one counted.
     assert_eq!(
         (
             summary_count(&exit.stdout, "reads"),
             summary_count(&exit.stdout, "writes"),
             summary_count(&exit.stdout, "flushes")
         ),
-        (Some(16), Some(16), Some(4)),
+        (
+            Some(16 + COUNTED_READS + 1),
+            Some(16 + COUNTED_WRITES),
+            Some(4)
+        ),
         "summary: {}",
         exit.stdout
     );

@@ -1,8 +1,9 @@
 //! The numbers are true: known counts of every kind of request, sent over a namespace veth
 //! pair to two exports, come back exactly from `xbladectl stats --json` on the export (or
 //! queue, or interface) they belong to, and zeros elsewhere; the human tables show them;
-//! `xbladectl monitor` prints interval rates under a small load. Needs root; skips with a
-//! printed reason otherwise.
+//! `xbladectl monitor` prints interval rates under a small load; the daemon's `/metrics`
+//! endpoint reports exactly the same counts (each checked against the test's own, not only
+//! against the JSON). Needs root; skips with a printed reason otherwise.
 //!
 //! Where each request is counted:
 //! * per export: reads, writes and their bytes; other (flush, identify, Query Config, Mac
@@ -22,8 +23,9 @@ use std::time::Duration;
 use aoe_proto::ata::{self, AtaHeader};
 use aoe_proto::{Header, Mac, AOE_VERSION, MINOR_ANY};
 use common::{
-    ata_frame, config_frame, initiator_for, mask_frame, raw_frame, request_header, reserve_frame,
-    wait_for, xbladectl, ConfigFile, Daemon, ExportSpec, RawSocket, TempDir,
+    ata_frame, config_frame, initiator_for, mask_frame, metric, metrics_addr, raw_frame,
+    request_header, reserve_frame, scrape_metrics, wait_for, xbladectl, ConfigFile, Daemon,
+    ExportSpec, RawSocket, TempDir,
 };
 use serde_json::Value;
 use xblade_lab::{Lab, LabOptions};
@@ -42,6 +44,20 @@ const HOLDER: Mac = Mac([0x02, 0x5e, 0x00, 0x00, 0x00, 0x02]);
 /// retransmission would be a second request).
 const REPLY_MS: u64 = 5000;
 const WAIT: Duration = Duration::from_secs(20);
+
+// The raw frames that end per queue or per interface (see the module doc), and where.
+/// ATA requests cut short after the AoE header: the worker drops them as malformed.
+const MALFORMED_IN_WORKER: u64 = 3;
+/// The stranger's wildcard query: the worker drops it for e1.0's mask list.
+const MASKED_IN_WORKER: u64 = 1;
+/// The stranger's unicast reads to e1.0: the XDP program drops them (ACL).
+const XDP_DROP_ACL: u64 = 2;
+/// Frames too short for an AoE header: the XDP program drops them.
+const XDP_DROP_MALFORMED: u64 = 2;
+/// A request for a shelf.slot not served here: passed to the kernel.
+const XDP_PASS_OTHER_TARGET: u64 = 1;
+/// A response: passed to the kernel.
+const XDP_PASS_RESPONSE: u64 = 1;
 
 fn stats(lab: &Lab, config: &ConfigFile, exports: &[&str]) -> Value {
     let mut args = vec!["--json", "stats"];
@@ -101,6 +117,75 @@ fn expect(counts: [u64; 12]) -> Vec<(&'static str, u64)> {
     EXPORT_FIELDS.iter().copied().zip(counts).collect()
 }
 
+/// Where `/metrics` shows each of [`EXPORT_FIELDS`], in the same order: the family and the
+/// label beside `export` (none for the gauge and the histogram's count).
+const EXPORT_SERIES: [(&str, Option<(&str, &str)>); 12] = [
+    ("xblade_requests_total", Some(("op", "read"))),
+    ("xblade_requests_total", Some(("op", "write"))),
+    ("xblade_requests_total", Some(("op", "other"))),
+    ("xblade_bytes_total", Some(("direction", "read"))),
+    ("xblade_bytes_total", Some(("direction", "write"))),
+    ("xblade_errors_total", Some(("kind", "ata"))),
+    ("xblade_errors_total", Some(("kind", "aoe"))),
+    ("xblade_errors_total", Some(("kind", "disk"))),
+    ("xblade_refused_total", Some(("reason", "masked"))),
+    ("xblade_refused_total", Some(("reason", "reserved"))),
+    ("xblade_in_flight", None),
+    ("xblade_request_duration_seconds_count", None),
+];
+
+/// The sample `family{labels}` of a scrape as a count (a whole number, exactly).
+fn metric_count(body: &str, family: &str, labels: &[(&str, &str)]) -> u64 {
+    let value =
+        metric(body, family, labels).unwrap_or_else(|| panic!("no {family}{labels:?} in\n{body}"));
+    assert!(
+        value >= 0.0 && value.fract() == 0.0 && value < 2f64.powi(53),
+        "{family}{labels:?} = {value} is not a count"
+    );
+    value as u64
+}
+
+/// The [`EXPORT_FIELDS`] of export `name` as a scrape shows them.
+fn metric_counts(body: &str, name: &str) -> Vec<(&'static str, u64)> {
+    EXPORT_FIELDS
+        .iter()
+        .zip(EXPORT_SERIES)
+        .map(|(&field, (family, label))| {
+            let mut labels = vec![("export", name)];
+            labels.extend(label);
+            (field, metric_count(body, family, &labels))
+        })
+        .collect()
+}
+
+/// The sum over every queue (as the JSON lists them) of the per-queue sample
+/// `family{interface,queue,label}`.
+fn metric_queue_sum(body: &str, reply: &Value, family: &str, label: (&str, &str)) -> u64 {
+    reply["queues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no queues in {reply}"))
+        .iter()
+        .map(|q| {
+            let iface = q["interface"].as_str().expect("queue interface");
+            let queue = q["queue"].as_u64().expect("queue id").to_string();
+            metric_count(
+                body,
+                family,
+                &[("interface", iface), ("queue", &queue), label],
+            )
+        })
+        .sum()
+}
+
+/// `xblade_xdp_frames_total{interface,verdict}`.
+fn metric_xdp(body: &str, iface: &str, verdict: &str) -> u64 {
+    metric_count(
+        body,
+        "xblade_xdp_frames_total",
+        &[("interface", iface), ("verdict", verdict)],
+    )
+}
+
 /// The sum of a queue counter over every queue (`xsk.rx_dropped` for a nested one).
 fn queue_sum(reply: &Value, field: &str) -> u64 {
     reply["queues"]
@@ -147,12 +232,21 @@ fn every_request_is_counted_where_it_belongs() {
         ExportSpec::new(1, 1, dir.image("b.img", IMAGE_BYTES), &[&iface]),
     ];
     config.write();
-    let daemon = Daemon::start_config(&lab, &dir, &config.path, &["--stats-interval", "1"]);
+    let daemon = Daemon::start_config(
+        &lab,
+        &dir,
+        &config.path,
+        &["--stats-interval", "1", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = metrics_addr(&lab, &config.control);
 
-    // Before any request: every export counter is zero.
+    // Before any request: every export counter is zero, in both views.
     let zero = stats(&lab, &config, &[]);
     assert_eq!(export_counts(&zero, "e1.0"), expect([0; 12]));
     assert_eq!(export_counts(&zero, "e1.1"), expect([0; 12]));
+    let body = scrape_metrics(&lab, metrics);
+    assert_eq!(metric_counts(&body, "e1.0"), expect([0; 12]), "{body}");
+    assert_eq!(metric_counts(&body, "e1.1"), expect([0; 12]), "{body}");
     let generation = export(&zero, "e1.0")["generation"].clone();
 
     // ---- e1.0, through the initiator (one frame per request at MTU 1500) ----
@@ -227,7 +321,7 @@ fn every_request_is_counted_where_it_belongs() {
     assert!(refused.is_err(), "a reserved export served another host");
     // Three ATA requests cut short after the AoE header (malformed: counted per queue).
     let short = raw_frame(&request_header(target, me, CMD_ATA, 0x4000_2000), &[0u8; 4]);
-    for _ in 0..3 {
+    for _ in 0..MALFORMED_IN_WORKER {
         raw.send(&short);
     }
     // Two unicast reads from the stranger to e1.0: dropped by the XDP ACL.
@@ -238,7 +332,7 @@ fn every_request_is_counted_where_it_belongs() {
         cmd_status: ata::opcode::READ_SECTORS,
         lba_bytes: [1, 0, 0, 0xe0, 0, 0],
     };
-    for t in 0..2 {
+    for t in 0..XDP_DROP_ACL as u32 {
         raw.send(&ata_frame(
             &request_header(target, STRANGER, CMD_ATA, 0x4000_3000 + t),
             &read_header,
@@ -252,8 +346,9 @@ fn every_request_is_counted_where_it_belongs() {
     too_short[6..12].copy_from_slice(&me.0);
     too_short[12..14].copy_from_slice(&aoe_proto::ETHERTYPE_AOE.to_be_bytes());
     too_short[14] = AOE_VERSION << 4;
-    raw.send(&too_short);
-    raw.send(&too_short);
+    for _ in 0..XDP_DROP_MALFORMED {
+        raw.send(&too_short);
+    }
     let mut elsewhere = request_header(target, me, CMD_CONFIG, 0x4000_4000);
     elsewhere.minor = 5;
     raw.send(&config_frame(&elsewhere, 0, b""));
@@ -262,11 +357,11 @@ fn every_request_is_counted_where_it_belongs() {
     raw.send(&config_frame(&response, 0, b""));
 
     let counted = |reply: &Value| {
-        queue_sum(reply, "dropped_malformed") == 3
-            && interface_count(reply, &iface, "xdp_drop_acl") == 2
-            && interface_count(reply, &iface, "xdp_drop_malformed") == 2
-            && interface_count(reply, &iface, "xdp_pass_other_target") == 1
-            && interface_count(reply, &iface, "xdp_pass_response") == 1
+        queue_sum(reply, "dropped_malformed") == MALFORMED_IN_WORKER
+            && interface_count(reply, &iface, "xdp_drop_acl") == XDP_DROP_ACL
+            && interface_count(reply, &iface, "xdp_drop_malformed") == XDP_DROP_MALFORMED
+            && interface_count(reply, &iface, "xdp_pass_other_target") == XDP_PASS_OTHER_TARGET
+            && interface_count(reply, &iface, "xdp_pass_response") == XDP_PASS_RESPONSE
     };
     assert!(
         wait_for(WAIT, || counted(&stats(&lab, &config, &[]))),
@@ -274,24 +369,26 @@ fn every_request_is_counted_where_it_belongs() {
         stats(&lab, &config, &[])
     );
 
-    // ---- Every count, exactly ----
+    // ---- Every count, exactly (nothing is sent until the scrape below) ----
     let reply = stats(&lab, &config, &[]);
     // e1.0: 7 reads of 512 bytes, 4 writes of 1024; other = discovery, 2 flushes,
     // identify, Query Config, mask read, reserve read; 1 ATA error (past the end), 1 AoE
     // error (unknown command); 1 refused by the mask list (the stranger's wildcard query);
     // every answered request timed (the refused one is not answered).
+    let e10_counts = expect([7, 4, 7, 3584, 4096, 1, 1, 0, 1, 0, 0, 20]);
     assert_eq!(
         export_counts(&reply, "e1.0"),
-        expect([7, 4, 7, 3584, 4096, 1, 1, 0, 1, 0, 0, 20]),
+        e10_counts,
         "{}",
         export(&reply, "e1.0")
     );
     // e1.1: 3 reads; other = discovery, the stranger's wildcard query, HOLDER's
     // reservation; the refused read is an AoE error and refused by the reservation; the
     // wildcard reply is not timed (a fan-out reply).
+    let e11_counts = expect([3, 0, 3, 1536, 0, 0, 1, 0, 0, 1, 0, 6]);
     assert_eq!(
         export_counts(&reply, "e1.1"),
-        expect([3, 0, 3, 1536, 0, 0, 1, 0, 0, 1, 0, 6]),
+        e11_counts,
         "{}",
         export(&reply, "e1.1")
     );
@@ -308,7 +405,7 @@ fn every_request_is_counted_where_it_belongs() {
     );
     // Per queue: the worker's drops; every frame the XDP program redirected reached a
     // worker, and the kernel dropped none.
-    assert_eq!(queue_sum(&reply, "dropped_masked"), 1);
+    assert_eq!(queue_sum(&reply, "dropped_masked"), MASKED_IN_WORKER);
     assert_eq!(
         queue_sum(&reply, "rx_frames"),
         interface_count(&reply, &iface, "xdp_redirect"),
@@ -316,6 +413,74 @@ fn every_request_is_counted_where_it_belongs() {
     );
     assert_eq!(queue_sum(&reply, "xsk.rx_dropped"), 0);
     assert!(queue_sum(&reply, "busy_ns") > 0 && queue_sum(&reply, "idle_ns") > 0);
+
+    // ---- /metrics reports the same counts ----
+    let body = scrape_metrics(&lab, metrics);
+    assert_eq!(metric_counts(&body, "e1.0"), e10_counts, "{body}");
+    assert_eq!(metric_counts(&body, "e1.1"), e11_counts, "{body}");
+    for name in ["e1.0", "e1.1"] {
+        let labels = [("export", name), ("reason", "locked")];
+        assert_eq!(metric_count(&body, "xblade_refused_total", &labels), 0);
+        assert_eq!(export(&reply, name)["refused_locked"], 0);
+        // The +Inf bucket holds every timed request.
+        let labels = [("export", name), ("le", "+Inf")];
+        assert_eq!(
+            metric_count(&body, "xblade_request_duration_seconds_bucket", &labels),
+            export(&reply, name)["latency"]["count"].as_u64().unwrap(),
+            "{body}"
+        );
+    }
+    let worker_drops = |reason| {
+        metric_queue_sum(
+            &body,
+            &reply,
+            "xblade_worker_drops_total",
+            ("reason", reason),
+        )
+    };
+    assert_eq!(worker_drops("malformed"), MALFORMED_IN_WORKER, "{body}");
+    assert_eq!(worker_drops("masked"), MASKED_IN_WORKER, "{body}");
+    assert_eq!(
+        [
+            metric_xdp(&body, &iface, "drop_acl"),
+            metric_xdp(&body, &iface, "drop_malformed"),
+            metric_xdp(&body, &iface, "pass_other_target"),
+            metric_xdp(&body, &iface, "pass_response"),
+        ],
+        [
+            XDP_DROP_ACL,
+            XDP_DROP_MALFORMED,
+            XDP_PASS_OTHER_TARGET,
+            XDP_PASS_RESPONSE
+        ],
+        "{body}"
+    );
+    let redirected = metric_xdp(&body, &iface, "redirect");
+    assert_eq!(
+        redirected,
+        interface_count(&reply, &iface, "xdp_redirect"),
+        "{body}"
+    );
+    assert_eq!(
+        metric_queue_sum(
+            &body,
+            &reply,
+            "xblade_queue_frames_total",
+            ("direction", "rx")
+        ),
+        redirected,
+        "{body}"
+    );
+    assert_eq!(
+        metric_queue_sum(
+            &body,
+            &reply,
+            "xblade_xsk_drops_total",
+            ("reason", "rx_dropped")
+        ),
+        0,
+        "{body}"
+    );
 
     // One export only, and an unknown one.
     let only = stats(&lab, &config, &["e1.1"]);
@@ -420,6 +585,8 @@ fn every_request_is_counted_where_it_belongs() {
         "a replaced export gets a new generation"
     );
     assert_eq!(export_counts(&after, "e1.1"), expect([0; 12]), "{after}");
+    let body = scrape_metrics(&lab, metrics);
+    assert_eq!(metric_counts(&body, "e1.1"), expect([0; 12]), "{body}");
     assert_eq!(export(&after, "e1.0")["generation"], generation);
     assert!(
         export(&after, "e1.0")["reads"].as_u64() >= export(&before, "e1.0")["reads"].as_u64(),

@@ -965,3 +965,87 @@ pub fn open_flags_of(pid: i32, path: &Path) -> Vec<i32> {
     }
     flags
 }
+
+// ---- The Prometheus endpoint (stats.rs, privilege.rs) ----
+
+/// The address of the daemon's `/metrics` endpoint, from `xbladectl --json status`
+/// (`metrics_listen`: the bound address, the port chosen when it was 0).
+pub fn metrics_addr(lab: &Lab, socket: &Path) -> std::net::SocketAddr {
+    let (status, reply) = xbladectl_json(lab, socket, "status");
+    assert!(status.success(), "xbladectl status: {reply}");
+    reply["metrics_listen"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics_listen address in {reply}"))
+}
+
+/// `GET /metrics` from inside the lab's target namespace: the body of the `200 OK`.
+pub fn scrape_metrics(lab: &Lab, addr: std::net::SocketAddr) -> String {
+    use std::io::Write;
+    let limit = Duration::from_secs(10);
+    let mut stream = {
+        let _in_target = lab.enter_target_thread().expect("enter target namespace");
+        std::net::TcpStream::connect_timeout(&addr, limit).expect("connect to /metrics")
+    };
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: xblade\r\n\r\n")
+        .expect("send the request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {raw:?}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample `name{labels}` in a text exposition, whatever the order of its
+/// labels (`labels` must be all of them); `None` when there is no such sample.
+pub fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    want.sort();
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (found, mut labels) = match series.split_once('{') {
+                Some((found, rest)) => (found, parse_labels(rest.strip_suffix('}')?)?),
+                None => (series, Vec::new()),
+            };
+            labels.sort();
+            if found != name || labels != want {
+                return None;
+            }
+            value.parse().ok()
+        })
+}
+
+/// `k="v",k2="v2"` (values with `\\`, `\"` and `\n` escapes) as pairs; `None` if malformed.
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((key.to_owned(), value));
+        rest = after[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&after[end + 1..]);
+    }
+    Some(pairs)
+}
