@@ -2,6 +2,7 @@
 //! when the process dies), one AF_XDP socket, UMEM and worker thread per RX queue, and the
 //! commands that tell the workers which exports to serve.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -40,6 +41,8 @@ struct WorkerHandle {
     /// The socket's `XDP_STATISTICS`, read by the control plane; `None` if its descriptor
     /// could not be duplicated (logged).
     xsk_statistics: Option<XskStatisticsReader>,
+    /// Set once reading `XDP_STATISTICS` failed and was logged (the numbers then read 0).
+    xsk_statistics_failed: Cell<bool>,
 }
 
 /// What is left of an interface's workers once they stopped.
@@ -267,7 +270,19 @@ impl RunningInterface {
                 let xsk = w
                     .xsk_statistics
                     .as_ref()
-                    .and_then(|r| r.read().ok())
+                    .and_then(|r| match r.read() {
+                        Ok(st) => Some(st),
+                        Err(e) => {
+                            if !w.xsk_statistics_failed.replace(true) {
+                                warn!(
+                                    iface = %self.netdev.name,
+                                    queue = w.queue_id,
+                                    "cannot read the socket's drop counters, they read 0: {e}"
+                                );
+                            }
+                            None
+                        }
+                    })
                     .map(|st| XskStats {
                         rx_dropped: st.rx_dropped,
                         rx_invalid_descs: st.rx_invalid_descs,
@@ -412,6 +427,7 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
         handle: Some(handle),
         counters,
         xsk_statistics,
+        xsk_statistics_failed: Cell::new(false),
     })
 }
 
