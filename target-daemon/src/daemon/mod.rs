@@ -395,7 +395,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     error!("reload (control socket) failed, nothing changed: {e}");
-                    Reply::error(format!("reload failed, nothing changed: {e}"))
+                    Reply::error(format!("nothing changed: {e}"))
                 }
             },
             Request::Acl { exports } => self.acl(&exports),
