@@ -26,8 +26,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    initiator_for, metric, metrics_addr, scrape_metrics, xbladectl, ConfigFile, Daemon,
-    ExportSpec, TempDir,
+    initiator_for, metric, metrics_addr, scrape_metrics, xbladectl, ConfigFile, Daemon, ExportSpec,
+    TempDir,
 };
 use serde_json::Value;
 use xblade_lab::{Lab, LabOptions};
@@ -154,9 +154,8 @@ fn a_disk_requests_latency_splits_into_parts_that_add_up() {
             common::pipelined(&mut client, DEPTH, REQUESTS, write, |_| {}),
             REQUESTS
         );
-        let read = |c: &mut aoe_initiator::Initiator, i: u64| {
-            c.submit_read(i, 1, i).expect("submit read")
-        };
+        let read =
+            |c: &mut aoe_initiator::Initiator, i: u64| c.submit_read(i, 1, i).expect("submit read");
         let check = |c: &aoe_initiator::Completion<'_>| {
             assert!(c.data == &sector(c.user)[..], "{name}: lba {}", c.user)
         };
