@@ -234,6 +234,7 @@ fn a_disk_requests_latency_splits_into_parts_that_add_up() {
         .split_whitespace()
         .collect();
     let column = header.iter().position(|&h| h == "DISK-IO").expect("column");
+    eprintln!("{table}");
     for name in ["e1.0", "e1.1"] {
         let row: Vec<&str> = table
             .lines()
