@@ -29,7 +29,9 @@
 //! submission, completion to TX ring). Submission is stamped with one clock read per
 //! `io_uring_enter` that submits disk I/O (just before it: every SQE of the RX batch is
 //! handed to the kernel by that call), completion with one clock read per batch of reaped
-//! CQEs holding a disk completion (just after the reap, before any reply is built). So the
+//! CQEs holding a disk completion (at the batch's first disk completion, before any of its
+//! replies is built; only a control command reaped ahead of it in the same batch can come
+//! between the reap and the read). So the
 //! stamps are exact for the worker's view; what they cannot see is inside the kernel: the
 //! SQEs of one `io_uring_enter` are issued one after the other (the later ones' issue time,
 //! a few µs for a batch of 16, counts as the disk's), and a CQE posted while the worker was
