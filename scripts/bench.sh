@@ -67,7 +67,8 @@
 # latency of the requests of that run (warm-up included; the difference of two
 # `xbladectl --json stats` readings, taken on CPU 0 before and after the generator): end
 # to end (RX ring to TX ring), the disk's part (submission to completion) and xblade's
-# (the rest), each with count, mean, p50 and p99; the log prints it per run.
+# (the rest), each with count, mean, p50 and p99; the log prints it per run and the
+# report a table of its medians, with xblade's share of the end-to-end p50 and mean.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
