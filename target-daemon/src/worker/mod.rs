@@ -31,11 +31,12 @@
 //! handed to the kernel by that call), completion with one clock read per batch of reaped
 //! CQEs holding a disk completion (at the batch's first disk completion, before any of its
 //! replies is built; only a control command reaped ahead of it in the same batch can come
-//! between the reap and the read). So the
-//! stamps are exact for the worker's view; what they cannot see is inside the kernel: the
-//! SQEs of one `io_uring_enter` are issued one after the other (the later ones' issue time,
-//! a few µs for a batch of 16, counts as the disk's), and a CQE posted while the worker was
-//! busy elsewhere (e.g. in a TX `sendto`) is counted as the disk's until it is reaped. The
+//! between the reap and the read). Resolution: against the worker's view, none to speak of
+//! (every request of a batch is handed over, or picked up, by the same call, and the stamp
+//! is read next to that call, tens of ns away); what they cannot see is inside the kernel:
+//! the SQEs of one `io_uring_enter` are issued one after the other (the later ones' wait
+//! counts as the disk's; not measured), and a CQE posted while the worker was busy
+//! elsewhere (e.g. in a TX `sendto`) is counted as the disk's until it is reaped. The
 //! synchronous engine reads the clock before and after each call. Added per disk request
 //! (io_uring): a push on a preallocated list and a store at submission, a subtraction at
 //! completion, two more histogram records (a bucket index and three load/store pairs each)
