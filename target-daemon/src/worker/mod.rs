@@ -35,8 +35,9 @@
 //! (every request of a batch is handed over, or picked up, by the same call, and the stamp
 //! is read next to that call, tens of ns away); what they cannot see is inside the kernel:
 //! the SQEs of one `io_uring_enter` are issued one after the other (the later ones' wait
-//! counts as the disk's; not measured), and a CQE posted while the worker was busy
-//! elsewhere (e.g. in a TX `sendto`) is counted as the disk's until it is reaped. The
+//! counts as the disk's; not measured), and a completion the kernel has while the worker is
+//! busy elsewhere (e.g. in a TX `sendto`; with DEFER_TASKRUN it is not even posted until
+//! the worker next enters io_uring) counts as the disk's until it is reaped. The
 //! synchronous engine reads the clock before and after each call. Added per disk request
 //! (io_uring): a push on a preallocated list and a store at submission, a subtraction at
 //! completion, two more histogram records (a bucket index and three load/store pairs each)
