@@ -62,7 +62,13 @@
 # repetition is missing; the table shows both counts (err, reps). The binaries are copied
 # into OUT/bin before the first run, so a rebuild in the tree during the run changes
 # nothing; every run's JSON also has the target's memory after the run (VmRSS, VmHWM,
-# VmPin, VmLck from /proc/PID/status).
+# VmPin, VmLck from /proc/PID/status). Target kind xblade runs with a control socket
+# (--control, in OUT/runs), and each of its runs' JSON has target_split: xblade's own
+# latency of the requests of that run (warm-up included; the difference of two
+# `xbladectl --json stats` readings, taken on CPU 0 before and after the generator): end
+# to end (RX ring to TX ring), the disk's part (submission to completion) and xblade's
+# (the rest), each with count, mean, p50 and p99; the log prints it per run and the
+# report a table of its medians, with xblade's share of the end-to-end p50 and mean.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -111,10 +117,11 @@ cargo_run build --release --locked -p xblade -p xblade-bench
 OUT=${OUT:-$REPO/results/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/runs" "$OUT/bin"
 # Copies: other work in the tree may rebuild target/release while this runs.
-for b in xblade xblade-bench xblade-responder; do
+for b in xblade xbladectl xblade-bench xblade-responder; do
     cp "$REPO/target/release/$b" "$OUT/bin/$b"
 done
 XBLADE="$OUT/bin/xblade"
+XBLADECTL="$OUT/bin/xbladectl"
 BENCH="$OUT/bin/xblade-bench"
 RESPONDER="$OUT/bin/xblade-responder"
 XBLADE_PREV=""
@@ -130,7 +137,7 @@ DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
 # The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
 EXPORT_IMG_PREFIX="/dev/shm/xblade-bench-$$-e"
-TARGET_PID="" TARGET_LOG=/dev/null SCRAPER_PID="" SCRAPES=""
+TARGET_PID="" TARGET_LOG=/dev/null SCRAPER_PID="" SCRAPES="" TARGET_CONTROL=""
 cleanup() {
     set +e
     stop_target
@@ -173,7 +180,13 @@ stop_target() {
         kill -TERM "$TARGET_PID"
         wait "$TARGET_PID" 2>/dev/null || true
     fi
-    TARGET_PID=""
+    TARGET_PID="" TARGET_CONTROL=""
+}
+
+# target_stats: `xbladectl --json stats` of the running xblade (one with a control socket,
+# TARGET_CONTROL), read on CPU 0 with the load generator.
+target_stats() {
+    taskset -c 0 "$XBLADECTL" --socket "$TARGET_CONTROL" --json stats 2>/dev/null || echo null
 }
 
 # start_target LOGFILE CPUS COMMAND... (in the target namespace, on CPUS)
@@ -288,20 +301,50 @@ PY
 run_bench() {
     local name=$1 kind=$2 qd=$3 rpct=$4
     shift 4
-    local json="$OUT/runs/$name.json" rc=0 scrapes_before
+    local json="$OUT/runs/$name.json" rc=0 scrapes_before split_before=null split_after=null
     echo "$name" >>"$OUT/runs/expected.txt"
     scrapes_before=$(scrapes)
+    [ -n "$TARGET_CONTROL" ] && split_before=$(target_stats)
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
         --spin-us "$GEN_SPIN_US" --target-pid "$TARGET_PID" --quiet --json "$json" "$@" \
         >/dev/null 2>"$OUT/runs/$name.err" || rc=$?
     [ "$rc" -eq 0 ] || die "$name: xblade-bench exited $rc ($(tail -n 3 "$OUT/runs/$name.err" | tr '\n' ' ')); stopping, no table is made from a failed run"
     [ -s "$json" ] || die "$name: xblade-bench wrote no JSON ($json)"
+    [ -n "$TARGET_CONTROL" ] && split_after=$(target_stats)
     python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" \
-        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" <<'PY' || die "$name: cannot complete $json"
-import json, sys
+        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" "$split_before" "$split_after" <<'PY' || die "$name: cannot complete $json"
+import json, math, sys
 path, kind = sys.argv[1], sys.argv[2]
 report = json.load(open(path))
+before, after = json.loads(sys.argv[8]), json.loads(sys.argv[9])
+if before and after:
+    # The target's own latency split over the run (warm-up included): the difference of
+    # two `xbladectl stats` readings, quantiles as the daemon computes them (upper bound of
+    # the bucket holding rank ceil(q * count): at most 12.5 % above the exact value).
+    def delta(field):
+        b = {bound: n for bound, n in before["exports"][0][field]["buckets"]}
+        return [(bound, n - b.get(bound, 0)) for bound, n in after["exports"][0][field]["buckets"]]
+    def quantile(buckets, q):
+        total = sum(n for _, n in buckets)
+        rank, seen = max(1, math.ceil(q * total)), 0
+        for bound, n in buckets:
+            seen += n
+            if seen >= rank:
+                return bound
+        return 0
+    split = {}
+    for key, field in (("end_to_end", "latency"), ("disk", "disk_latency"), ("xblade", "xblade_latency")):
+        buckets = delta(field)
+        count = sum(n for _, n in buckets)
+        sum_ns = after["exports"][0][field]["sum_ns"] - before["exports"][0][field]["sum_ns"]
+        split[key] = {"count": count, "mean_ns": sum_ns // max(count, 1),
+                      "p50_ns": quantile(buckets, 0.5), "p99_ns": quantile(buckets, 0.99)}
+    report["target_split"] = split
+    us = lambda part, q: split[part][q] / 1000
+    print(f"  {kind} split: {split['disk']['count']} disk requests; end to end p50 {us('end_to_end', 'p50_ns'):.1f} us, "
+          f"p99 {us('end_to_end', 'p99_ns'):.1f} us; disk p50 {us('disk', 'p50_ns'):.1f} us, p99 {us('disk', 'p99_ns'):.1f} us; "
+          f"xblade p50 {us('xblade', 'p50_ns'):.1f} us, p99 {us('xblade', 'p99_ns'):.1f} us", file=sys.stderr)
 cpu = report.get("target_cpu")
 if cpu is None:
     sys.exit(f"{path}: no target_cpu (xblade-bench --target-pid)")
@@ -356,7 +399,10 @@ cases_for() {
                     # shellcheck disable=SC2086
                     start_target "$OUT/runs/$group-vblade-$rep.log" 1 vblade ${vflags//,/ } 1 0 "$IF_T" "$image" ;;
                 xblade)
-                    start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
+                    # A control socket (no per-request cost: the control thread's poll) so
+                    # that every run records xblade's own latency split (target_split).
+                    TARGET_CONTROL="$OUT/runs/$group-xblade-$rep.sock"
+                    start_target "$OUT/runs/$group-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --control "$TARGET_CONTROL" 1 0 "$IF_T" "$image" ;;
                 xblade-scraped)
                     start_target "$OUT/runs/$group-xblade-scraped-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --metrics-listen 127.0.0.1:0 1 0 "$IF_T" "$image"
                     start_scraper "$OUT/runs/$group-xblade-scraped-$rep" ;;

@@ -88,6 +88,8 @@ def bench_metrics(report):
         "p99_us": lat.get("p99_ns", 0) / 1e3,
         "p999_us": lat.get("p99_9_ns", 0) / 1e3,
         "cpu_us": (report.get("target_cpu") or {}).get("us_per_request"),
+        # xblade's own latency split of the run (bench.sh: target_split), when it has one.
+        "split": report.get("target_split"),
         "retransmits": errors.get("retransmits", 0),
         "errors": sum(errors.get(k, 0) for k in ("timeouts", "ata_errors", "aoe_errors", "bad_replies", "verify_failures"))
         + report.get("abandoned", 0) + (1 if report.get("interrupted") else 0),
@@ -209,6 +211,33 @@ def compare_table(summary, runs, base="xblade-prev", other="xblade",
     return lines
 
 
+def split_table(summary, runs):
+    """xblade's own latency split (target_split of its runs: RX ring to TX ring end to end,
+    the disk's part from submission to completion, xblade's part the rest), medians over
+    the repetitions; the last columns are xblade's part over the end-to-end time (p50 and
+    mean). Only cases whose every xblade run has disk requests."""
+    cases = sorted((c for (c, t), reps in runs.items() if t == "xblade"
+                    and all(r.get("split") and r["split"]["disk"]["count"] for r in reps)), key=case_key)
+    if not cases:
+        return []
+    lines = ["", "xblade's own latency split (end to end = RX ring to TX ring; disk = submission to "
+                 "completion; xblade = the rest), medians of the repetitions",
+             f"{'case':20} {'e2e p50/p99 us':>16} {'disk p50/p99 us':>16} {'xblade p50/p99 us':>18} "
+             f"{'xblade/e2e p50':>15} {'xblade/e2e mean':>16}"]
+    lines.append("-" * len(lines[-1]))
+    for case in cases:
+        reps = [r["split"] for r in runs[(case, "xblade")]]
+        m = {part: {k: med([r[part][k] for r in reps]) / 1e3 for k in ("p50_ns", "p99_ns", "mean_ns")}
+             for part in ("end_to_end", "disk", "xblade")}
+        p50_share = med([r["xblade"]["p50_ns"] / r["end_to_end"]["p50_ns"] for r in reps if r["end_to_end"]["p50_ns"]])
+        mean_share = med([r["xblade"]["mean_ns"] / r["end_to_end"]["mean_ns"] for r in reps if r["end_to_end"]["mean_ns"]])
+        summary[case]["xblade"]["split"] = {**m, "xblade_share_p50": p50_share, "xblade_share_mean": mean_share}
+        pair = lambda part: f"{fmt(m[part]['p50_ns'])} / {fmt(m[part]['p99_ns'])}"
+        lines.append(f"{case:20} {pair('end_to_end'):>16} {pair('disk'):>16} {pair('xblade'):>18} "
+                     f"{fmt(p50_share and p50_share * 100) + ' %':>15} {fmt(mean_share and mean_share * 100) + ' %':>16}")
+    return lines
+
+
 def check(out, runs, problems):
     """Every expected run has a JSON, no run has errors, every case has all repetitions."""
     expected_file = out / "runs" / "expected.txt"
@@ -299,7 +328,8 @@ def main():
         title="/metrics scraped every second (xblade-scraped) and not (xblade), same binary, "
               "same run, interleaved per repetition",
         labels=("plain", "scraped", "scr/plain", "plain/scr"), key="ratio_scraped_plain")
-    for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped):
+    for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped,
+                  split_table(summary, runs)):
         if extra:
             print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

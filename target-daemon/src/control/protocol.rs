@@ -48,7 +48,9 @@
 //!  "writes":800,"other":12,"read_bytes":1228800,"written_bytes":819200,"ata_errors":0,
 //!  "aoe_errors":1,"disk_errors":0,"refused_masked":0,"refused_reserved":0,"in_flight":2,
 //!  "latency":{"count":2012,"sum_ns":60360000,"p50_ns":24575,"p99_ns":57343,
-//!  "p999_ns":90111,"max_ns":88012,"buckets":[[20479,700],[24575,500],...]}}],
+//!  "p999_ns":90111,"max_ns":88012,"buckets":[[20479,700],[24575,500],...]},
+//!  "disk_latency":{"count":2000,"p50_ns":20479,"p99_ns":49151,...},
+//!  "xblade_latency":{"count":2000,"p50_ns":4095,"p99_ns":8191,...}}],
 //!  "queues":[{"interface":"eth1","queue":0,"rx_frames":2013,"tx_frames":2012,
 //!  "bounced":0,"merged":0,"dropped_malformed":1,...,"busy_ns":1200000,
 //!  "idle_ns":3598800000000,"xsk":{"rx_dropped":0,...}}],
@@ -271,6 +273,15 @@ pub struct ExportStats {
     /// Service latency, receive to reply, of every answered request (replies to a
     /// wildcard Query Config excepted: they wait for spare frames).
     pub latency: LatencyStats,
+    /// Of the requests that went to the disk (reads, writes and flushes of a file or
+    /// device; not the null backend): the disk's own part, submission to completion as the
+    /// worker sees them (the `io_uring_enter` that submits the operation to the CQE reaped,
+    /// or the synchronous call's start to its return).
+    pub disk_latency: LatencyStats,
+    /// Of the same requests: xblade's part, receipt to submission plus completion to reply.
+    /// Per request, `latency = disk_latency + xblade_latency` exactly; the three
+    /// histograms are recorded together, so the two parts' counts are equal.
+    pub xblade_latency: LatencyStats,
 }
 
 /// A latency distribution: a few quantiles for people, and the buckets themselves so that a
@@ -604,6 +615,18 @@ pub(crate) mod tests {
                     p999_ns: 90_111,
                     max_ns: 88_012,
                     buckets: vec![[20_479, 700], [24_575, 1300], [90_111, 12]],
+                },
+                disk_latency: LatencyStats {
+                    count: 2000,
+                    p50_ns: 20_479,
+                    p99_ns: 49_151,
+                    ..LatencyStats::default()
+                },
+                xblade_latency: LatencyStats {
+                    count: 2000,
+                    p50_ns: 4_095,
+                    p99_ns: 8_191,
+                    ..LatencyStats::default()
                 },
                 ..ExportStats::default()
             }],

@@ -1,7 +1,7 @@
 //! `xbladectl stats`: every counter of a [`StatsReply`] as tables, and the compact number
 //! formats `monitor` shares.
 
-use crate::control::{ExportStats, InterfaceStats, QueueStats, StatsReply};
+use crate::control::{ExportStats, InterfaceStats, LatencyStats, QueueStats, StatsReply};
 
 use super::format::{aligned_table, human_duration, human_size, Align};
 
@@ -76,8 +76,8 @@ pub fn busy_percent(busy_ns: u64, idle_ns: u64) -> String {
     format!("{:.1}%", busy_ns as f64 * 100.0 / total as f64)
 }
 
-fn latency_of(e: &ExportStats, ns: u64) -> String {
-    human_latency((e.latency.count > 0).then_some(ns))
+fn latency_of(latency: &LatencyStats, ns: u64) -> String {
+    human_latency((latency.count > 0).then_some(ns))
 }
 
 fn header(names: &[&str]) -> Vec<String> {
@@ -119,17 +119,35 @@ fn export_rows(exports: &[ExportStats]) -> String {
     }));
     let mut out = number_table(&rows);
     out.push('\n');
+    // End to end, then (of the requests that went to the disk) the disk's part and
+    // xblade's.
     let mut rows = vec![header(&[
-        "EXPORT", "ANSWERED", "P50", "P99", "P99.9", "MAX",
+        "EXPORT",
+        "ANSWERED",
+        "P50",
+        "P99",
+        "P99.9",
+        "MAX",
+        "DISK-IO",
+        "DISK:P50",
+        "DISK:P99",
+        "XBLADE:P50",
+        "XBLADE:P99",
     ])];
     rows.extend(exports.iter().map(|e| {
+        let (l, d, x) = (&e.latency, &e.disk_latency, &e.xblade_latency);
         vec![
             e.name.clone(),
-            e.latency.count.to_string(),
-            latency_of(e, e.latency.p50_ns),
-            latency_of(e, e.latency.p99_ns),
-            latency_of(e, e.latency.p999_ns),
-            latency_of(e, e.latency.max_ns),
+            l.count.to_string(),
+            latency_of(l, l.p50_ns),
+            latency_of(l, l.p99_ns),
+            latency_of(l, l.p999_ns),
+            latency_of(l, l.max_ns),
+            d.count.to_string(),
+            latency_of(d, d.p50_ns),
+            latency_of(d, d.p99_ns),
+            latency_of(x, x.p50_ns),
+            latency_of(x, x.p99_ns),
         ]
     }));
     out.push_str(&number_table(&rows));
@@ -288,8 +306,8 @@ mod tests {
              EXPORT  READS  WRITES  OTHER     READ    WRITTEN  ATA-ERR  AOE-ERR  DISK-ERR  MASKED  RESERVED  LOCKED  IN-FLIGHT\n\
              e1.0     1200     800     12  1.2 MiB  800.0 KiB        0        1         0       0         0       0          2\n\
              \n\
-             EXPORT  ANSWERED     P50     P99   P99.9     MAX\n\
-             e1.0        2012  24.6us  57.3us  90.1us  88.0us\n\
+             EXPORT  ANSWERED     P50     P99   P99.9     MAX  DISK-IO  DISK:P50  DISK:P99  XBLADE:P50  XBLADE:P99\n\
+             e1.0        2012  24.6us  57.3us  90.1us  88.0us     2000    20.5us    49.2us      4.09us      8.19us\n\
              \n\
              QUEUE   RX-FRAMES  TX-FRAMES  MALFORMED  NOT-FOR-US  RESPONSE  MISMATCH  NO-BUFFER  MASKED  BOUNCED  MERGED  BUSY\n\
              eth1:0       2013       2012          1           0         0         0          0       0        0       0  0.0%\n\

@@ -584,6 +584,7 @@ impl Daemon {
             counters: self.total_counters(),
             per_queue: &per_queue,
             latency: &self.retired.latency,
+            split: &self.stats.disk_split(),
             elapsed_s: self.started.elapsed().as_secs_f64(),
         };
         println!("{summary}");

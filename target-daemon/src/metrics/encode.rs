@@ -18,6 +18,8 @@
 //! | `xblade_refused_total` | counter | `export`, `reason` = `masked`, `reserved` |
 //! | `xblade_in_flight` | gauge | `export` |
 //! | `xblade_request_duration_seconds` | histogram | `export` |
+//! | `xblade_disk_duration_seconds` | histogram | `export` |
+//! | `xblade_service_overhead_seconds` | histogram | `export` |
 //! | `xblade_xdp_frames_total` | counter | `interface`, `verdict` |
 //! | `xblade_xsk_drops_total` | counter | `interface`, `queue`, `reason` (`struct xdp_statistics` field) |
 //! | `xblade_queue_frames_total` | counter | `interface`, `queue`, `direction` = `rx`, `tx` |
@@ -198,6 +200,24 @@ fn export_families(exports: &[ExportStats]) -> Vec<MetricFamily> {
             exports
                 .iter()
                 .map(|e| histogram(&[("export", &e.name)], &e.latency))
+                .collect(),
+        ),
+        family(
+            "xblade_disk_duration_seconds",
+            "Of requests that went to the disk: the disk's part, from submission to completion.",
+            MetricType::HISTOGRAM,
+            exports
+                .iter()
+                .map(|e| histogram(&[("export", &e.name)], &e.disk_latency))
+                .collect(),
+        ),
+        family(
+            "xblade_service_overhead_seconds",
+            "Of requests that went to the disk: xblade's part, receipt to submission plus completion to reply.",
+            MetricType::HISTOGRAM,
+            exports
+                .iter()
+                .map(|e| histogram(&[("export", &e.name)], &e.xblade_latency))
                 .collect(),
         ),
     ]
@@ -465,6 +485,20 @@ mod tests {
                         [20_000_000_000, 1],
                     ],
                 },
+                // 15 disk requests: 9 at <= 20 µs, 6 at <= 0.9 ms on the disk; xblade's
+                // part 12 at <= 4 µs, 3 at <= 10 µs.
+                disk_latency: LatencyStats {
+                    count: 15,
+                    sum_ns: 1_200_000,
+                    buckets: vec![[20_000, 9], [900_000, 6]],
+                    ..LatencyStats::default()
+                },
+                xblade_latency: LatencyStats {
+                    count: 15,
+                    sum_ns: 60_000,
+                    buckets: vec![[4_000, 12], [10_000, 3]],
+                    ..LatencyStats::default()
+                },
             }],
             queues: vec![QueueStats {
                 interface: "eth\"1\\".into(),
@@ -558,6 +592,56 @@ xblade_request_duration_seconds_bucket{export="e1.0",le="10"} 16
 xblade_request_duration_seconds_bucket{export="e1.0",le="+Inf"} 17
 xblade_request_duration_seconds_sum{export="e1.0"} 0.0015
 xblade_request_duration_seconds_count{export="e1.0"} 17
+# HELP xblade_disk_duration_seconds Of requests that went to the disk: the disk's part, from submission to completion.
+# TYPE xblade_disk_duration_seconds histogram
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.000005"} 0
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.00001"} 0
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.000025"} 9
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.00005"} 9
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.0001"} 9
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.00025"} 9
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.0005"} 9
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.001"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.0025"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.005"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.01"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.025"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.05"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.1"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.25"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="0.5"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="1"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="2.5"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="5"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="10"} 15
+xblade_disk_duration_seconds_bucket{export="e1.0",le="+Inf"} 15
+xblade_disk_duration_seconds_sum{export="e1.0"} 0.0012
+xblade_disk_duration_seconds_count{export="e1.0"} 15
+# HELP xblade_service_overhead_seconds Of requests that went to the disk: xblade's part, receipt to submission plus completion to reply.
+# TYPE xblade_service_overhead_seconds histogram
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.000005"} 12
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.00001"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.000025"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.00005"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.0001"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.00025"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.0005"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.001"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.0025"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.005"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.01"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.025"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.05"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.1"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.25"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="0.5"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="1"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="2.5"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="5"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="10"} 15
+xblade_service_overhead_seconds_bucket{export="e1.0",le="+Inf"} 15
+xblade_service_overhead_seconds_sum{export="e1.0"} 0.00006
+xblade_service_overhead_seconds_count{export="e1.0"} 15
 # HELP xblade_xdp_frames_total Frames the XDP program redirected to xblade, passed to the kernel or dropped, by verdict.
 # TYPE xblade_xdp_frames_total counter
 xblade_xdp_frames_total{interface="eth\"1\\",verdict="redirect"} 100

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use xblade_target::ExportKey;
 
 use super::export::{ExportCounters, ExportSnapshot};
+use super::histogram::HistogramSnapshot;
 
 /// The worker a counter block belongs to: interface name and RX queue.
 type WorkerId = (String, u32);
@@ -62,6 +63,24 @@ impl StatsRegistry {
         }
         (entry.generation, total)
     }
+
+    /// The disk's part and xblade's of every disk request, summed over every export still
+    /// registered (an export a reload removed or replaced took its counts with it).
+    pub fn disk_split(&self) -> DiskSplit {
+        let mut split = DiskSplit::default();
+        for block in self.exports.values().flat_map(|e| e.blocks.values()) {
+            split.disk.merge(&block.disk_latency.snapshot());
+            split.xblade.merge(&block.xblade_latency.snapshot());
+        }
+        split
+    }
+}
+
+/// A disk request's latency in two parts (see [`ExportCounters::disk_latency`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskSplit {
+    pub disk: HistogramSnapshot,
+    pub xblade: HistogramSnapshot,
 }
 
 #[cfg(test)]
@@ -77,6 +96,12 @@ mod tests {
         q0.add(|c| &c.reads, 2);
         q1.add(|c| &c.reads, 3);
         assert_eq!(r.read(key).1.reads, 5);
+        q0.disk_latency.record(100_000);
+        q1.disk_latency.record(200_000);
+        q1.xblade_latency.record(5_000);
+        let split = r.disk_split();
+        assert_eq!((split.disk.count(), split.disk.max_ns), (2, 200_000));
+        assert_eq!((split.xblade.count(), split.xblade.sum_ns), (1, 5_000));
         // The same worker again (re-attached): the same block.
         assert!(Arc::ptr_eq(&q0, &r.counters_for(key, 7, "eth0", 0)));
         // A new version of the export starts at zero.

@@ -19,6 +19,9 @@ pub(super) struct InFlight {
     /// The packet's address in the UMEM (as the RX descriptor gave it).
     packet_addr: u64,
     started_ns: u64,
+    /// When the I/O was submitted (stamped just before the `io_uring_enter` that submits
+    /// it, or before the synchronous call); a merged I/O's leader holds it for all.
+    submitted_ns: u64,
     bounce: Bounce,
     /// The bounce buffer slot, when `bounce` is not [`Bounce::None`].
     bounce_slot: u32,
@@ -183,6 +186,9 @@ impl Worker {
             }
         }
         leader.vector_count = run.len();
+        if sync_fd.is_some() {
+            leader.submitted_ns = self.now_ns();
+        }
         leader.member_count = run.len() - 1;
         let kind = leader.io.kind;
         let offset = leader.io.offset_bytes;
@@ -197,9 +203,11 @@ impl Worker {
         if let Some(fd) = sync_fd {
             // SAFETY: as below; the call returns before anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, kind, vector, run.len(), offset) };
-            self.complete_io(leader_index, result);
+            let completed_ns = self.now_ns();
+            self.complete_io(leader_index, result, completed_ns);
             return true;
         }
+        self.unstamped.push(leader_index);
         // SAFETY: every iovec names a frame one of the members owns, inside the registered
         // region; nothing else touches them until the leader's completion is reaped; the
         // iovec array lives in the in-flight table, never reallocated, until then.
@@ -218,6 +226,7 @@ impl Worker {
             io,
             packet_addr: head.addr,
             started_ns,
+            submitted_ns: 0,
             bounce: Bounce::None,
             bounce_slot: 0,
             extra: [0; MAX_FRAGS - 1],
@@ -266,7 +275,8 @@ impl Worker {
                     unsafe { std::ptr::write_bytes(piece.iov_base.cast::<u8>(), 0, piece.iov_len) };
                 }
             }
-            self.finish_io(flight, true);
+            // The null backend: no disk, no split.
+            self.finish_io(flight, true, None);
             return;
         };
         if !self.choose_vector(&mut flight, io_mode) {
@@ -279,6 +289,9 @@ impl Worker {
             self.frames.recycle(head.addr);
             return;
         }
+        if sync_fd.is_some() {
+            flight.submitted_ns = self.now_ns();
+        }
         let slot = &mut self.in_flight[index as usize];
         debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
         let stored = slot.insert(flight);
@@ -290,9 +303,11 @@ impl Worker {
             // SAFETY: as for the io_uring operations below; the call returns before
             // anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, io.kind, vector, count, offset) };
-            self.complete_io(index, result);
+            let completed_ns = self.now_ns();
+            self.complete_io(index, result, completed_ns);
             return;
         }
+        self.unstamped.push(index);
         match io.kind {
             IoKind::Flush => self.ring.push_fdatasync(file, user_data),
             // SAFETY: the buffers are frames this request owns, or its bounce buffer, all
@@ -433,8 +448,24 @@ impl Worker {
         true
     }
 
-    /// Handles the completion of the I/O of head frame `index` with io_uring result `result`.
-    pub(super) fn complete_io(&mut self, index: u32, result: i32) {
+    /// Stamps the disk I/O queued since the last submission as submitted now: one clock
+    /// read, none when no disk I/O was queued. Called just before the submission.
+    pub(super) fn stamp_submissions(&mut self) {
+        if self.unstamped.is_empty() {
+            return;
+        }
+        let now_ns = self.now_ns();
+        for &index in &self.unstamped {
+            if let Some(flight) = &mut self.in_flight[index as usize] {
+                flight.submitted_ns = now_ns;
+            }
+        }
+        self.unstamped.clear();
+    }
+
+    /// Handles the completion of the I/O of head frame `index` with io_uring result
+    /// `result`, seen by the worker at `completed_ns`.
+    pub(super) fn complete_io(&mut self, index: u32, result: i32, completed_ns: u64) {
         let Some(flight) = self
             .in_flight
             .get_mut(index as usize)
@@ -447,8 +478,9 @@ impl Worker {
             return;
         };
         self.in_flight_count -= 1;
+        let disk_ns = Some(completed_ns.saturating_sub(flight.submitted_ns));
         if flight.member_count > 0 {
-            self.complete_merged(flight, result);
+            self.complete_merged(flight, result, disk_ns);
             return;
         }
         let io = flight.io;
@@ -484,11 +516,12 @@ impl Worker {
             }
             self.counters.add(|c| &c.bounced, 1);
         }
-        self.finish_io(flight, done);
+        self.finish_io(flight, done, disk_ns);
     }
 
-    /// A merged I/O finished: each member succeeded if the transfer covered its range.
-    fn complete_merged(&mut self, leader: InFlight, result: i32) {
+    /// A merged I/O finished: each member succeeded if the transfer covered its range; each
+    /// spent the leader's `disk_ns` on the disk.
+    fn complete_merged(&mut self, leader: InFlight, result: i32, disk_ns: Option<u64>) {
         let transferred = u64::try_from(result).unwrap_or(0);
         let mut covered_end = u64::from(leader.io.len_bytes);
         let members = leader.members;
@@ -496,7 +529,7 @@ impl Worker {
         let mut failed = 0u64;
         let leader_done = transferred >= covered_end;
         failed += u64::from(!leader_done);
-        self.finish_io(leader, leader_done);
+        self.finish_io(leader, leader_done, disk_ns);
         for &index in &members[..member_count] {
             let Some(member) = self
                 .in_flight
@@ -513,7 +546,7 @@ impl Worker {
             covered_end += u64::from(member.io.len_bytes);
             let done = transferred >= covered_end;
             failed += u64::from(!done);
-            self.finish_io(member, done);
+            self.finish_io(member, done, disk_ns);
         }
         if failed > 0 {
             // Counted per request, like the ATA errors the initiators see.
@@ -526,7 +559,8 @@ impl Worker {
     }
 
     /// Builds and queues the reply of a finished I/O, and releases the frames it held.
-    fn finish_io(&mut self, flight: InFlight, done: bool) {
+    /// `disk_ns`: submission to completion, for I/O that went to the disk.
+    fn finish_io(&mut self, flight: InFlight, done: bool, disk_ns: Option<u64>) {
         if flight.bounce != Bounce::None {
             self.frames.push_bounce(flight.bounce_slot);
         }
@@ -539,6 +573,7 @@ impl Worker {
         let answered = Answered {
             started_ns: flight.started_ns,
             export: self.exports.stats_tag(flight.export),
+            disk_ns,
         };
         self.exports.io_done(&mut self.ring, flight.export);
         if done {

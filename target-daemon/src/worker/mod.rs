@@ -23,6 +23,29 @@
 //! handed it with the `Serve` command (requests by kind, bytes, errors, refusals, requests
 //! in flight, latency from RX ring to TX ring). Plain loads and stores on atomics: the
 //! control plane reads them at any moment, nothing is locked or allocated per frame.
+//!
+//! The latency of a request that goes to the disk is split in two: the disk's part, from
+//! submission to completion as the worker sees them, and xblade's, the rest (RX ring to
+//! submission, completion to TX ring). Submission is stamped with one clock read per
+//! `io_uring_enter` that submits disk I/O (just before it: every SQE of the RX batch is
+//! handed to the kernel by that call), completion with one clock read per batch of reaped
+//! CQEs holding a disk completion (at the batch's first disk completion, before any of its
+//! replies is built; only a control command reaped ahead of it in the same batch can come
+//! between the reap and the read). Resolution: against the worker's view, none to speak of
+//! (every request of a batch is handed over, or picked up, by the same call, and the stamp
+//! is read next to that call, tens of ns away); what they cannot see is inside the kernel:
+//! the SQEs of one `io_uring_enter` are issued one after the other (the later ones' wait
+//! counts as the disk's; not measured), and a completion the kernel has while the worker is
+//! busy elsewhere (e.g. in a TX `sendto`; with DEFER_TASKRUN it is not even posted until
+//! the worker next enters io_uring) counts as the disk's until it is reaped. The
+//! synchronous engine reads the clock before and after each call. Added per disk request
+//! (io_uring): a push on a preallocated list and a store at submission, a subtraction at
+//! completion, two more histogram records (a bucket index and three load/store pairs each)
+//! at transmission: roughly 50 instructions by reading the code (not counted with a tool),
+//! and no clock read of its own beyond the two per batch; synchronous engine: two clock
+//! reads (vDSO, tens of ns each) per request. An A/B against the binary before (bench.sh
+//! tmpfs and disk groups, QD16) shows no resolvable change in CPU per request
+//! (docs/PERFORMANCE.md, "Where a disk request's time goes").
 
 mod exports;
 mod fanout;
@@ -185,6 +208,8 @@ struct PendingTx {
 struct Answered {
     started_ns: u64,
     export: StatsTag,
+    /// Submission to completion, for a request that went to the disk.
+    disk_ns: Option<u64>,
 }
 
 /// A packet being received: descriptors up to the one without XDP_PKT_CONTD.
@@ -229,6 +254,9 @@ struct Worker {
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
     in_flight: Vec<Option<InFlight>>,
     in_flight_count: u32,
+    /// Head frames of the disk I/O queued on the ring since the last submission, whose
+    /// `submitted_ns` the next submission stamps (capacity: every frame, never grows).
+    unstamped: Vec<u32>,
     rx_chain: RxChain,
     /// Merge adjacent requests of an RX batch into one disk operation.
     merge: bool,
@@ -333,6 +361,7 @@ impl Worker {
             busy_since_ns: 0,
             in_flight: vec![None; frame_count as usize],
             in_flight_count: 0,
+            unstamped: Vec::with_capacity(frame_count as usize),
             rx_chain: RxChain {
                 descs: [empty; MAX_FRAGS],
                 len: 0,
@@ -473,6 +502,7 @@ impl Worker {
                 progressed = true;
                 // Start the batch's disk I/O before transmitting: with veth, the `sendto`
                 // below also runs the initiator's receive and can take tens of µs.
+                self.stamp_submissions();
                 self.submit()?;
             }
             self.refill()?;
@@ -600,6 +630,8 @@ impl Worker {
     /// Handles every io_uring completion: disk I/O, socket readiness, commands.
     fn reap_ring(&mut self) -> Result<bool, WorkerError> {
         let n = self.ring.reap(&mut self.completions);
+        // Read once, at the first disk completion of the batch.
+        let mut completed_ns = None;
         for i in 0..n {
             let c = self.completions[i];
             match c.user_data {
@@ -615,7 +647,10 @@ impl Worker {
                     }
                     self.take_commands()?;
                 }
-                index => self.complete_io(index as u32, c.result),
+                index => {
+                    let at_ns = *completed_ns.get_or_insert_with(|| self.now_ns());
+                    self.complete_io(index as u32, c.result, at_ns);
+                }
             }
         }
         Ok(n > 0)
@@ -733,6 +768,7 @@ impl Worker {
                 let answered = Answered {
                     started_ns: now_ns,
                     export: self.exports.stats_tag(slot),
+                    disk_ns: None,
                 };
                 self.recycle_extras(extras);
                 self.queue_tx(head.addr, len, 0, Some(answered));
@@ -806,6 +842,12 @@ impl Worker {
                 self.latency.record(latency_ns);
                 if let Some(stats) = self.exports.stats_of(request.export) {
                     stats.latency.record(latency_ns);
+                    if let Some(disk_ns) = request.disk_ns {
+                        stats.disk_latency.record(disk_ns);
+                        stats
+                            .xblade_latency
+                            .record(latency_ns.saturating_sub(disk_ns));
+                    }
                 }
             }
         }
