@@ -80,6 +80,13 @@ impl RunningInterface {
         let ifindex = xsk::ifindex(&netdev.name)?;
         let umem_config = Geometry::umem_config(config.frames);
         let mut xdp = XdpProgram::attach(&netdev.name, config.xdp_mode)?;
+        if config.napi_busy_poll.is_some() && xdp.mode() == AttachedMode::Generic {
+            warn!(
+                iface = %netdev.name,
+                "napi_busy_poll_us has no effect with generic (skb) XDP: AF_XDP sockets get \
+                 no NAPI context to poll; use xdp_mode = \"native\""
+            );
+        }
         let sockets = bind_sockets(config, &netdev, ifindex, &umem_config, &mut xdp)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_sectors = sockets.max_sectors;
@@ -384,6 +391,7 @@ fn warn_on_drops(ifname: &str, report: &WorkerReport) {
 fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, DaemonError> {
     let queue_id = setup.queue_id;
     let bind_mode = setup.socket.bind_mode();
+    let napi_busy_poll = setup.socket.napi_busy_poll();
     let xsk_statistics = match setup.socket.statistics_reader() {
         Ok(reader) => Some(reader),
         Err(e) => {
@@ -418,7 +426,33 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
             )));
         }
     }
-    info!(iface = ifname, queue_id, %bind_mode, "worker serving");
+    match napi_busy_poll {
+        // Read back from the kernel (getsockopt) after setting.
+        Some(st) => {
+            info!(
+                iface = ifname,
+                queue_id,
+                %bind_mode,
+                napi_prefer_busy_poll = st.prefer,
+                napi_busy_poll_us = st.busy_poll_us,
+                napi_busy_poll_budget = st.budget,
+                napi_id = st.napi_id,
+                "worker serving"
+            );
+            if st.napi_id == 0 {
+                warn!(
+                    iface = ifname,
+                    queue_id,
+                    %bind_mode,
+                    "napi busy polling has no NAPI context to poll on this socket \
+                     (SO_INCOMING_NAPI_ID 0): since Linux 6.13 only zero-copy sockets get \
+                     one, so in copy mode (veth, generic XDP, drivers without zero-copy) \
+                     the worker's busy-poll calls poll nothing; unset napi_busy_poll_us"
+                );
+            }
+        }
+        None => info!(iface = ifname, queue_id, %bind_mode, "worker serving"),
+    }
     Ok(WorkerHandle {
         queue_id,
         commands,
@@ -465,6 +499,7 @@ fn bind_sockets(
     let options = BindOptions {
         multi_buffer: want_multi_buffer,
         need_wakeup: config.tuning.need_wakeup,
+        napi_busy_poll: config.napi_busy_poll,
     };
     let mut bound = Vec::new();
     for queue_id in 0..queue_count {
