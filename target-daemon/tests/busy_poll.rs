@@ -14,7 +14,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{have_program, initiator, pattern, Daemon, TempDir};
+use common::{have_program, initiator, pattern, xbladectl, xbladectl_json, Daemon, TempDir};
 use xblade_lab::{Lab, LabOptions};
 
 const IMAGE_BYTES: u64 = 16 << 20;
@@ -66,8 +66,11 @@ fn napi_busy_polling_sets_the_options_and_drives_the_socket_from_the_worker() {
     drop(client);
     assert!(daemon.terminate(Duration::from_secs(10)).status.success());
 
+    let control = dir.0.join("control.sock");
+    let control_arg = control.to_str().expect("utf-8 path");
     let mut args = base.to_vec();
     args.extend(["--napi-busy-poll-us", "20", "--napi-busy-poll-budget", "64"]);
+    args.extend(["--control", control_arg]);
     let daemon = Daemon::start(&lab, &dir, &image, &args);
     let log = daemon.log();
     let serving: Vec<&str> = log
@@ -93,6 +96,27 @@ fn napi_busy_polling_sets_the_options_and_drives_the_socket_from_the_worker() {
         log.contains("napi busy polling has no NAPI context to poll"),
         "copy mode is reported as such: {log}"
     );
+
+    let (status, reply) = xbladectl_json(&lab, &control, "status");
+    assert!(status.success(), "{reply}");
+    let iface = &reply["interfaces"][0];
+    assert_eq!(
+        (
+            iface["napi_busy_poll_us"].as_u64(),
+            iface["napi_busy_poll_budget"].as_u64(),
+            iface["napi_busy_poll_queues_with_napi"].as_u64()
+        ),
+        (Some(20), Some(64), Some(0)),
+        "{reply}"
+    );
+    let (status, text, _) = xbladectl(&lab, &control, &["status"]);
+    assert!(status.success());
+    let line = format!(
+        "{}: NAPI busy polling 20 µs, budget 64; NAPI context on 0 of 1 queues (a socket \
+         without one polls nothing: copy mode)",
+        lab.target_if()
+    );
+    assert!(text.contains(&line), "{text}");
 
     let mut client = initiator(&lab, 1000, 4);
     let driven = recvfrom_calls(daemon.pid(), &dir, window);

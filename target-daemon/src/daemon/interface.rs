@@ -22,7 +22,9 @@ use crate::worker::{
     self, ChangeSender, Geometry, WorkerCommand, WorkerError, WorkerReport, WorkerSetup,
 };
 use crate::xdp::{AttachedMode, XdpProgram};
-use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket, XskStatisticsReader};
+use crate::xsk::{
+    self, BindOptions, NapiBusyPollState, UmemConfig, UmemRegion, XskSocket, XskStatisticsReader,
+};
 
 use super::export::RunningExport;
 use super::DaemonError;
@@ -43,6 +45,8 @@ struct WorkerHandle {
     xsk_statistics: Option<XskStatisticsReader>,
     /// Set once reading `XDP_STATISTICS` failed and was logged (the numbers then read 0).
     xsk_statistics_failed: Cell<bool>,
+    /// The socket's preferred busy-polling options as read back at start; `None`: off.
+    napi_busy_poll: Option<NapiBusyPollState>,
 }
 
 /// What is left of an interface's workers once they stopped.
@@ -172,6 +176,18 @@ impl RunningInterface {
 
     pub fn queue_count(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Preferred busy polling as the first queue's socket holds it (every socket gets the
+    /// same settings), and how many sockets have a NAPI context to poll; `None`: off.
+    pub fn napi_busy_poll(&self) -> Option<(NapiBusyPollState, u32)> {
+        let first = self.workers.first()?.napi_busy_poll?;
+        let with_napi = self
+            .workers
+            .iter()
+            .filter(|w| w.napi_busy_poll.is_some_and(|st| st.napi_id != 0))
+            .count() as u32;
+        Some((first, with_napi))
     }
 
     /// Serves `exports` (new ones, or new versions of served ones) from now on, and announces
@@ -462,6 +478,7 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
         counters,
         xsk_statistics,
         xsk_statistics_failed: Cell::new(false),
+        napi_busy_poll,
     })
 }
 
