@@ -153,7 +153,9 @@ pub struct Cli {
     /// and SO_BUSY_POLL_BUDGET on every socket, and have the workers drive the NIC's NAPI
     /// processing from their own loop (a recvfrom or sendto on the socket every iteration)
     /// instead of leaving it to interrupts and softirqs. xblade never blocks on the socket,
-    /// so any non-zero value turns it on; 0 (the default) leaves it off. Needs CAP_NET_ADMIN
+    /// so any non-zero value turns it on; 0 (the default) leaves it off. It polls something
+    /// only on a zero-copy socket (a NIC whose driver has AF_XDP zero-copy; never veth or
+    /// generic XDP): xblade logs napi_id=0 and warns otherwise. Needs CAP_NET_ADMIN
     /// at start-up. On a real NIC also set /sys/class/net/IFACE/napi_defer_hard_irqs (e.g. 2)
     /// and gro_flush_timeout (e.g. 200000 ns), or interrupts keep firing: see
     /// docs/PERFORMANCE.md, "Preferred busy polling". Pairs with --busy-poll or --spin-us.
