@@ -20,7 +20,11 @@
 #   --out DIR      where JSON results, the table and the latency CDF plot go
 #                  (default results/bench-DATE)
 #   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation,
-#                  exports (default: all of them)
+#                  exports,napi (default: all of them). napi: AF_XDP preferred busy polling
+#                  (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
+#                  binary without it, at xblade's default wait (spin 50 us) and with
+#                  --busy-poll, tmpfs reads and writes at QD 1 and 16, the four
+#                  configurations interleaved in every repetition
 #   --compare-bin PATH  another xblade binary (e.g. a build of the previous main) run as
 #                  target kind xblade-prev in the tmpfs, disk and jumbo groups, with the
 #                  same command line, right before xblade in every repetition (prev,
@@ -74,7 +78,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 
-REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports" GEN_SPIN_US=50
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
 COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
@@ -99,7 +103,7 @@ need_root "bench.sh"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 kind_wanted() { [[ ",$KINDS," == *",$1,"* ]]; }
 for g in ${ONLY//,/ }; do
-    case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports) ;; *) die "unknown group $g (see --help)" ;; esac
+    case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
     case $k in vblade|xblade-prev|xblade|ceiling|fio) ;; *) die "unknown target kind $k (see --help)" ;; esac
@@ -440,7 +444,7 @@ cat >"$OUT/settings.json" <<JSON
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
 
-if want tmpfs || want null || want jumbo || want queues || want ablation; then
+if want tmpfs || want null || want jumbo || want queues || want ablation || want napi; then
     log "tmpfs image: 512 MiB, allocated"
     dd if=/dev/zero of="$SHM_IMG" bs=1M count=512 status=none
 fi
@@ -551,6 +555,29 @@ if want ablation; then
             verify_pass "ablation-$name-$rep"
             run_bench "ablation-read-qd64-$name-$rep" xblade 64 100
             run_bench "ablation-write-qd64-$name-$rep" xblade 64 0
+            stop_target
+        done
+    done
+fi
+
+if want napi; then
+    # On veth the sockets are copy mode, which since Linux 6.13 has no NAPI id: the option
+    # then only adds the worker's recvfrom per loop pass. This measures what that costs
+    # here; on a zero-copy NIC it is where the NAPI poll runs (docs/PERFORMANCE.md).
+    log "napi busy polling: xblade with and without --napi-busy-poll-us, tmpfs, QD 1 and 16"
+    lab 1500 1
+    variants=("default:" "napi:--napi-busy-poll-us 20 --napi-busy-poll-budget 64"
+              "busypoll:--busy-poll" "busypoll-napi:--busy-poll --napi-busy-poll-us 20 --napi-busy-poll-budget 64")
+    for rep in $(seq "$REPEAT"); do
+        for v in "${variants[@]}"; do
+            name=${v%%:*} flags=${v#*:}
+            # shellcheck disable=SC2086
+            start_target "$OUT/runs/napi-$name-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" $flags 1 0 "$IF_T" "$SHM_IMG"
+            verify_pass "napi-$name-$rep"
+            for qd in 1 16; do
+                run_bench "ablation-read-qd$qd-$name-$rep" xblade "$qd" 100
+                run_bench "ablation-write-qd$qd-$name-$rep" xblade "$qd" 0
+            done
             stop_target
         done
     done

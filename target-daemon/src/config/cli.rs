@@ -13,6 +13,7 @@ use super::model::{
     ConfigSource, ExportConfig, InterfaceConfig, IoEngine, ServeConfig, StateLocation, TuningFlags,
 };
 use crate::xdp::XdpAttachMode;
+use crate::xsk::NapiBusyPoll;
 
 /// AoE r11 target: exports FILE as AoE shelf SHELF, slot SLOT on network interface IFACE, or
 /// serves everything a configuration file describes.
@@ -148,6 +149,27 @@ pub struct Cli {
     #[arg(long, default_value_t = file::DEFAULT_SPIN_US, value_name = "MICROSECONDS")]
     pub spin_us: u32,
 
+    /// AF_XDP preferred busy polling: set SO_PREFER_BUSY_POLL, SO_BUSY_POLL = MICROSECONDS
+    /// and SO_BUSY_POLL_BUDGET on every socket, and have the workers drive the NIC's NAPI
+    /// processing from their own loop (a recvfrom or sendto on the socket every iteration)
+    /// instead of leaving it to interrupts and softirqs. xblade never blocks on the socket,
+    /// so any non-zero value turns it on; 0 (the default) leaves it off. It polls something
+    /// only on a zero-copy socket (a NIC whose driver has AF_XDP zero-copy; never veth or
+    /// generic XDP): xblade logs napi_id=0 and warns otherwise. Needs CAP_NET_ADMIN
+    /// at start-up. On a real NIC also set /sys/class/net/IFACE/napi_defer_hard_irqs (e.g. 2)
+    /// and gro_flush_timeout (e.g. 200000 ns), or interrupts keep firing: see
+    /// docs/PERFORMANCE.md, "Preferred busy polling". Pairs with --busy-poll or --spin-us.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(i64::from(*file::NAPI_BUSY_POLL_US_RANGE.start())..=i64::from(*file::NAPI_BUSY_POLL_US_RANGE.end())))]
+    pub napi_busy_poll_us: u32,
+
+    /// Packets one busy-poll pass may process (SO_BUSY_POLL_BUDGET); only with
+    /// --napi-busy-poll-us.
+    #[arg(long, value_name = "PACKETS", requires = "napi_busy_poll_us",
+          default_value_t = file::DEFAULT_NAPI_BUSY_POLL_BUDGET,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub napi_busy_poll_budget: u16,
+
     /// Serve only the first N RX queues (default: all). Frames steered to other queues are
     /// lost, so use this only with a NIC configured accordingly.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -225,7 +247,7 @@ A minimal configuration file:
   interfaces = [\"eth1\", \"eth2\"]";
 
 /// The arguments `--config` excludes: the export and interface ones, which the file carries.
-const CONFIG_CONFLICTS: [&str; 26] = [
+const CONFIG_CONFLICTS: [&str; 28] = [
     "shelf",
     "slot",
     "iface",
@@ -248,6 +270,8 @@ const CONFIG_CONFLICTS: [&str; 26] = [
     "no_pin",
     "spin_us",
     "busy_poll",
+    "napi_busy_poll_us",
+    "napi_busy_poll_budget",
     "tune_no_need_wakeup",
     "tune_no_fixed",
     "tune_no_merge",
@@ -338,6 +362,10 @@ impl Cli {
             spin_us: self.spin_us,
             busy_poll: self.busy_poll,
             pin: !self.no_pin,
+            napi_busy_poll: (self.napi_busy_poll_us > 0).then_some(NapiBusyPoll {
+                busy_poll_us: self.napi_busy_poll_us,
+                budget: self.napi_busy_poll_budget,
+            }),
             tuning: TuningFlags {
                 need_wakeup: !self.tune_no_need_wakeup,
                 defer_taskrun: !self.tune_no_defer_taskrun,
@@ -563,6 +591,10 @@ mod tests {
             "--spin-us",
             "7",
             "--busy-poll",
+            "--napi-busy-poll-us",
+            "20",
+            "--napi-busy-poll-budget",
+            "32",
             "--no-pin",
             "--tune-no-fixed",
             "--tune-no-merge",
@@ -597,6 +629,10 @@ mod tests {
                     spin_us: 7,
                     busy_poll: true,
                     pin: false,
+                    napi_busy_poll: Some(NapiBusyPoll {
+                        busy_poll_us: 20,
+                        budget: 32,
+                    }),
                     tuning: TuningFlags {
                         need_wakeup: true,
                         defer_taskrun: true,
@@ -667,6 +703,25 @@ mod tests {
             (4096, 64, 50, true, None)
         );
         assert_eq!(iface.tuning, TuningFlags::default());
+        assert_eq!(iface.napi_busy_poll, None, "off unless asked");
+        let budget_alone = parse(&["--napi-busy-poll-budget", "64", "1", "0", "eth0", "f"]);
+        assert!(budget_alone.is_err(), "a budget needs --napi-busy-poll-us");
+        let zero_budget = parse(&[
+            "--napi-busy-poll-us",
+            "20",
+            "--napi-busy-poll-budget",
+            "0",
+            "1",
+            "0",
+            "eth0",
+            "f",
+        ]);
+        assert!(zero_budget.is_err());
+        let off = parse(&["--napi-busy-poll-us", "0", "1", "0", "eth0", "f"])
+            .unwrap()
+            .serve_config()
+            .unwrap();
+        assert_eq!(off.interfaces["eth0"].napi_busy_poll, None);
         let config = parse(&["--no-state", "1", "0", "eth0", "f"])
             .unwrap()
             .serve_config()

@@ -20,6 +20,8 @@
 //! busy_poll = false
 //! pin = true
 //! queues = 2                  # default: all
+//! napi_busy_poll_us = 0       # AF_XDP preferred busy polling (default 0: off; e.g. 20)
+//! napi_busy_poll_budget = 64  #   packets per busy-poll pass (with napi_busy_poll_us)
 //!
 //! [interfaces.eth1]           # per-interface overrides of the interface defaults
 //! xdp_mode = "native"
@@ -64,6 +66,7 @@ use super::model::{
 use crate::backend::NULL_PREFIX;
 use crate::netdev::Netdev;
 use crate::xdp::XdpAttachMode;
+use crate::xsk::NapiBusyPoll;
 
 /// The control socket of a configuration file that names none.
 pub const DEFAULT_CONTROL: &str = "/run/xblade/control.sock";
@@ -77,6 +80,15 @@ pub const DEFAULT_FRAMES: u32 = 4096;
 pub const DEFAULT_BATCH: u32 = 64;
 /// Microseconds of polling after the last work.
 pub const DEFAULT_SPIN_US: u32 = 50;
+
+/// Packets per preferred busy-poll pass (`SO_BUSY_POLL_BUDGET`) unless configured.
+pub const DEFAULT_NAPI_BUSY_POLL_BUDGET: u16 = 64;
+
+/// Allowed `SO_BUSY_POLL` values in µs (0: off). AF_XDP never blocks, so any non-zero value
+/// only turns busy polling on; the bound keeps typos out.
+pub const NAPI_BUSY_POLL_US_RANGE: RangeInclusive<u32> = 0..=1_000_000;
+/// Allowed `SO_BUSY_POLL_BUDGET` values (the kernel takes up to U16_MAX).
+pub const NAPI_BUSY_POLL_BUDGET_RANGE: RangeInclusive<u16> = 1..=u16::MAX;
 
 /// Allowed UMEM frame counts per RX queue (and a power of two).
 pub const FRAMES_RANGE: RangeInclusive<u32> = 64..=32768;
@@ -248,6 +260,8 @@ struct RawDefaults {
     spin_us: Option<u32>,
     busy_poll: Option<bool>,
     pin: Option<bool>,
+    napi_busy_poll_us: Option<Spanned<i64>>,
+    napi_busy_poll_budget: Option<Spanned<i64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -260,6 +274,8 @@ struct RawInterface {
     spin_us: Option<u32>,
     busy_poll: Option<bool>,
     pin: Option<bool>,
+    napi_busy_poll_us: Option<Spanned<i64>>,
+    napi_busy_poll_budget: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +571,9 @@ struct Tuning {
     spin_us: u32,
     busy_poll: bool,
     pin: bool,
+    /// `SO_BUSY_POLL` in µs; 0: preferred busy polling off.
+    napi_busy_poll_us: u32,
+    napi_busy_poll_budget: u16,
 }
 
 impl Tuning {
@@ -581,6 +600,28 @@ impl Tuning {
         t.spin_us = raw.spin_us.unwrap_or(t.spin_us);
         t.busy_poll = raw.busy_poll.unwrap_or(t.busy_poll);
         t.pin = raw.pin.unwrap_or(t.pin);
+        if let Some(us) = &raw.napi_busy_poll_us {
+            t.napi_busy_poll_us =
+                at.int(us, s, "napi_busy_poll_us", NAPI_BUSY_POLL_US_RANGE, false)?;
+        }
+        if let Some(budget) = &raw.napi_busy_poll_budget {
+            t.napi_busy_poll_budget = at.int(
+                budget,
+                s,
+                "napi_busy_poll_budget",
+                NAPI_BUSY_POLL_BUDGET_RANGE,
+                false,
+            )?;
+            if t.napi_busy_poll_us == 0 {
+                return Err(at.invalid(
+                    budget.span(),
+                    s,
+                    "napi_busy_poll_budget",
+                    "has no effect while napi_busy_poll_us is 0 (off): set napi_busy_poll_us \
+                     too (e.g. 20), or leave the budget out",
+                ));
+            }
+        }
         Ok(t)
     }
 
@@ -594,6 +635,10 @@ impl Tuning {
             spin_us: self.spin_us,
             busy_poll: self.busy_poll,
             pin: self.pin,
+            napi_busy_poll: (self.napi_busy_poll_us > 0).then_some(NapiBusyPoll {
+                busy_poll_us: self.napi_busy_poll_us,
+                budget: self.napi_busy_poll_budget,
+            }),
             tuning: TuningFlags::default(),
         }
     }
@@ -607,6 +652,8 @@ const BUILTIN_TUNING: Tuning = Tuning {
     spin_us: DEFAULT_SPIN_US,
     busy_poll: false,
     pin: true,
+    napi_busy_poll_us: 0,
+    napi_busy_poll_budget: DEFAULT_NAPI_BUSY_POLL_BUDGET,
 };
 
 fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), ConfigError> {
@@ -649,6 +696,8 @@ fn parse_located(path: &Path, text: &str) -> Result<(ServeConfig, Origins), Conf
             spin_us: d.spin_us,
             busy_poll: d.busy_poll,
             pin: d.pin,
+            napi_busy_poll_us: d.napi_busy_poll_us.clone(),
+            napi_busy_poll_budget: d.napi_busy_poll_budget.clone(),
         },
     )?;
     let mut tunings = BTreeMap::new();
@@ -937,10 +986,12 @@ spin_us = 10
 busy_poll = true
 pin = false
 queues = 2
+napi_busy_poll_us = 20
 
 [interfaces.eth1]
 xdp_mode = "native"
 frames = 8192
+napi_busy_poll_budget = 128
 
 [interfaces.eth2]
 queues = 4
@@ -948,6 +999,7 @@ batch = 128
 spin_us = 0
 busy_poll = false
 pin = true
+napi_busy_poll_us = 0
 
 [[export]]
 shelf = 1
@@ -978,7 +1030,21 @@ state = false
         let config = parse_ok(FULL);
         let e10 = ExportKey::new(1, 0);
         let elast = ExportKey::new(65534, 254);
-        let iface = |name: &str, xdp_mode, queues, frames, batch, spin_us, busy_poll, pin| {
+        let napi = |busy_poll_us, budget| {
+            Some(NapiBusyPoll {
+                busy_poll_us,
+                budget,
+            })
+        };
+        let iface = |name: &str,
+                     xdp_mode,
+                     queues,
+                     frames,
+                     batch,
+                     spin_us,
+                     busy_poll,
+                     pin,
+                     napi_busy_poll| {
             InterfaceConfig {
                 name: name.to_owned(),
                 xdp_mode,
@@ -988,6 +1054,7 @@ state = false
                 spin_us,
                 busy_poll,
                 pin,
+                napi_busy_poll,
                 tuning: TuningFlags::default(),
             }
         };
@@ -1008,6 +1075,7 @@ state = false
                     10,
                     true,
                     false,
+                    napi(20, 128),
                 ),
                 iface(
                     "eth2",
@@ -1018,6 +1086,7 @@ state = false
                     0,
                     false,
                     true,
+                    None,
                 ),
                 iface(
                     "eth3",
@@ -1028,6 +1097,7 @@ state = false
                     10,
                     true,
                     false,
+                    napi(20, DEFAULT_NAPI_BUSY_POLL_BUDGET),
                 ),
             ]
             .into_iter()
@@ -1113,6 +1183,7 @@ state = false
                 spin_us: DEFAULT_SPIN_US,
                 busy_poll: false,
                 pin: true,
+                napi_busy_poll: None,
                 tuning: TuningFlags::default(),
             }
         );
@@ -1206,6 +1277,59 @@ state = false
             None,
             "x",
             "unknown key",
+        );
+    }
+
+    #[test]
+    fn napi_busy_poll_keys_are_checked_where_written() {
+        const EXPORT: &str =
+            "[[export]]\nshelf = 1\nslot = 1\nfile = \"f\"\ninterfaces = [\"a\"]\n";
+        let on = parse_ok(&format!(
+            "[interfaces.a]\nnapi_busy_poll_us = 50\nnapi_busy_poll_budget = 16\n{EXPORT}"
+        ));
+        assert_eq!(
+            on.interfaces["a"].napi_busy_poll,
+            Some(NapiBusyPoll {
+                busy_poll_us: 50,
+                budget: 16
+            })
+        );
+        let off = parse_ok(&format!("[defaults]\nnapi_busy_poll_us = 0\n{EXPORT}"));
+        assert_eq!(off.interfaces["a"].napi_busy_poll, None);
+        assert_invalid(
+            &format!("[defaults]\nnapi_busy_poll_us = -1\n{EXPORT}"),
+            2,
+            Some("defaults"),
+            "napi_busy_poll_us",
+            "out of range (0-1000000)",
+        );
+        assert_invalid(
+            &format!("[interfaces.a]\nnapi_busy_poll_us = 5\nnapi_busy_poll_budget = 0\n{EXPORT}"),
+            3,
+            Some("interface a"),
+            "napi_busy_poll_budget",
+            "out of range (1-65535)",
+        );
+        assert_invalid(
+            &format!("[defaults]\nnapi_busy_poll_us = 5\nnapi_busy_poll_budget = 65536\n{EXPORT}"),
+            3,
+            Some("defaults"),
+            "napi_busy_poll_budget",
+            "out of range (1-65535)",
+        );
+        assert_invalid(
+            &format!("[interfaces.a]\nnapi_busy_poll_budget = 64\n{EXPORT}"),
+            2,
+            Some("interface a"),
+            "napi_busy_poll_budget",
+            "set napi_busy_poll_us too",
+        );
+        assert_invalid(
+            &format!("[defaults]\nnapi_busy_poll_us = true\n{EXPORT}"),
+            2,
+            Some("defaults"),
+            "napi_busy_poll_us",
+            "expected an integer",
         );
     }
 

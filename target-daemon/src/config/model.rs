@@ -9,6 +9,7 @@ use aoe_proto::Mac;
 use xblade_target::ExportKey;
 
 use crate::xdp::XdpAttachMode;
+use crate::xsk::NapiBusyPoll;
 
 /// Everything one xblade process serves.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +56,9 @@ pub struct InterfaceConfig {
     pub busy_poll: bool,
     /// Pin worker N to CPU N mod CPUs.
     pub pin: bool,
+    /// AF_XDP preferred busy polling of the interface's NAPI contexts by the workers
+    /// (`napi_busy_poll_us`, `napi_busy_poll_budget`); `None`: off (the default).
+    pub napi_busy_poll: Option<NapiBusyPoll>,
     pub tuning: TuningFlags,
 }
 

@@ -40,7 +40,8 @@
 //!  "file":"/srv/vol0.img","size_sectors":2097152,"interfaces":["eth1"],
 //!  "read_only":false,"state":"serving"}],"interfaces":[{"name":"eth1","state":"up",
 //!  "mac":"02:00:00:00:00:01","mtu":9000,"sectors_per_frame":17,"queues":4,
-//!  "xdp_mode":"native","exports":1}]}
+//!  "xdp_mode":"native","exports":1,"napi_busy_poll_us":null,"napi_busy_poll_budget":null,
+//!  "napi_busy_poll_queues_with_napi":null}]}
 //! {"ok":true,"cmd":"reload","added":["e1.2"],"removed":[],"changed":["e1.0"],
 //!  "unchanged":3,"interfaces_attached":[],"interfaces_detached":[]}
 //! {"ok":true,"cmd":"stats","version":"0.1.0","pid":4242,"uptime_ns":3600000000000,
@@ -198,6 +199,14 @@ pub struct InterfaceStatus {
     pub queues: u32,
     /// `native` or `generic` once attached.
     pub xdp_mode: Option<String>,
+    /// AF_XDP preferred busy polling: `SO_BUSY_POLL` in µs as read back from the kernel;
+    /// absent when off.
+    pub napi_busy_poll_us: Option<u32>,
+    /// `SO_BUSY_POLL_BUDGET` as set; absent when off.
+    pub napi_busy_poll_budget: Option<u16>,
+    /// With busy polling on: how many of the queues' sockets have a NAPI context to poll
+    /// (`SO_INCOMING_NAPI_ID` non-zero; 0 in copy mode since Linux 6.13).
+    pub napi_busy_poll_queues_with_napi: Option<u32>,
     /// How many exports are served on it.
     pub exports: u32,
 }
@@ -569,6 +578,9 @@ pub(crate) mod tests {
                     queues: 4,
                     xdp_mode: Some("native".into()),
                     exports: 1,
+                    napi_busy_poll_us: Some(20),
+                    napi_busy_poll_budget: Some(64),
+                    napi_busy_poll_queues_with_napi: Some(0),
                 },
                 InterfaceStatus {
                     name: "eth2".into(),

@@ -157,8 +157,31 @@ pub fn format_status(status: &StatusReply) -> String {
         .to_vec()];
         rows.extend(status.interfaces.iter().map(interface_row));
         out.push_str(&table(&rows));
+        for i in &status.interfaces {
+            out.push_str(&napi_busy_poll_line(i));
+        }
     }
     out
+}
+
+/// `eth1: NAPI busy polling ...` for an interface that has it on; empty otherwise.
+fn napi_busy_poll_line(i: &InterfaceStatus) -> String {
+    let Some(us) = i.napi_busy_poll_us else {
+        return String::new();
+    };
+    let budget = i
+        .napi_busy_poll_budget
+        .map_or("?".to_owned(), |b| b.to_string());
+    let with_napi = i.napi_busy_poll_queues_with_napi.unwrap_or(0);
+    let note = if with_napi < i.queues {
+        " (a socket without one polls nothing: copy mode)"
+    } else {
+        ""
+    };
+    format!(
+        "{}: NAPI busy polling {us} µs, budget {budget}; NAPI context on {with_napi} of {} queues{note}\n",
+        i.name, i.queues
+    )
 }
 
 pub fn format_reload(reload: &ReloadReply) -> String {
@@ -253,6 +276,9 @@ mod tests {
                     queues: 4,
                     xdp_mode: Some("native".into()),
                     exports: 2,
+                    napi_busy_poll_us: Some(20),
+                    napi_busy_poll_budget: Some(64),
+                    napi_busy_poll_queues_with_napi: Some(4),
                 },
                 InterfaceStatus {
                     name: "eth2".into(),
@@ -273,7 +299,8 @@ mod tests {
              \n\
              INTERFACE  STATE   MAC                MTU   SECTORS/FRAME  QUEUES  XDP     EXPORTS\n\
              eth1       up      02:00:00:00:00:01  9000  17             4       native  2\n\
-             eth2       absent  -                  -     -              0       -       1\n"
+             eth2       absent  -                  -     -              0       -       1\n\
+             eth1: NAPI busy polling 20 µs, budget 64; NAPI context on 4 of 4 queues\n"
         );
     }
 

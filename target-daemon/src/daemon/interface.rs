@@ -22,7 +22,9 @@ use crate::worker::{
     self, ChangeSender, Geometry, WorkerCommand, WorkerError, WorkerReport, WorkerSetup,
 };
 use crate::xdp::{AttachedMode, XdpProgram};
-use crate::xsk::{self, BindOptions, UmemConfig, UmemRegion, XskSocket, XskStatisticsReader};
+use crate::xsk::{
+    self, BindOptions, NapiBusyPollState, UmemConfig, UmemRegion, XskSocket, XskStatisticsReader,
+};
 
 use super::export::RunningExport;
 use super::DaemonError;
@@ -43,6 +45,8 @@ struct WorkerHandle {
     xsk_statistics: Option<XskStatisticsReader>,
     /// Set once reading `XDP_STATISTICS` failed and was logged (the numbers then read 0).
     xsk_statistics_failed: Cell<bool>,
+    /// The socket's preferred busy-polling options as read back at start; `None`: off.
+    napi_busy_poll: Option<NapiBusyPollState>,
 }
 
 /// What is left of an interface's workers once they stopped.
@@ -80,6 +84,13 @@ impl RunningInterface {
         let ifindex = xsk::ifindex(&netdev.name)?;
         let umem_config = Geometry::umem_config(config.frames);
         let mut xdp = XdpProgram::attach(&netdev.name, config.xdp_mode)?;
+        if config.napi_busy_poll.is_some() && xdp.mode() == AttachedMode::Generic {
+            warn!(
+                iface = %netdev.name,
+                "napi_busy_poll_us has no effect with generic (skb) XDP: AF_XDP sockets get \
+                 no NAPI context to poll; use xdp_mode = \"native\""
+            );
+        }
         let sockets = bind_sockets(config, &netdev, ifindex, &umem_config, &mut xdp)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_sectors = sockets.max_sectors;
@@ -165,6 +176,18 @@ impl RunningInterface {
 
     pub fn queue_count(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Preferred busy polling as the first queue's socket holds it (every socket gets the
+    /// same settings), and how many sockets have a NAPI context to poll; `None`: off.
+    pub fn napi_busy_poll(&self) -> Option<(NapiBusyPollState, u32)> {
+        let first = self.workers.first()?.napi_busy_poll?;
+        let with_napi = self
+            .workers
+            .iter()
+            .filter(|w| w.napi_busy_poll.is_some_and(|st| st.napi_id != 0))
+            .count() as u32;
+        Some((first, with_napi))
     }
 
     /// Serves `exports` (new ones, or new versions of served ones) from now on, and announces
@@ -384,6 +407,7 @@ fn warn_on_drops(ifname: &str, report: &WorkerReport) {
 fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, DaemonError> {
     let queue_id = setup.queue_id;
     let bind_mode = setup.socket.bind_mode();
+    let napi_busy_poll = setup.socket.napi_busy_poll();
     let xsk_statistics = match setup.socket.statistics_reader() {
         Ok(reader) => Some(reader),
         Err(e) => {
@@ -418,7 +442,33 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
             )));
         }
     }
-    info!(iface = ifname, queue_id, %bind_mode, "worker serving");
+    match napi_busy_poll {
+        // Read back from the kernel (getsockopt) after setting.
+        Some(st) => {
+            info!(
+                iface = ifname,
+                queue_id,
+                %bind_mode,
+                napi_prefer_busy_poll = st.prefer,
+                napi_busy_poll_us = st.busy_poll_us,
+                napi_busy_poll_budget = st.budget,
+                napi_id = st.napi_id,
+                "worker serving"
+            );
+            if st.napi_id == 0 {
+                warn!(
+                    iface = ifname,
+                    queue_id,
+                    %bind_mode,
+                    "napi busy polling has no NAPI context to poll on this socket \
+                     (SO_INCOMING_NAPI_ID 0): since Linux 6.13 only zero-copy sockets get \
+                     one, so in copy mode (veth, generic XDP, drivers without zero-copy) \
+                     the worker's busy-poll calls poll nothing; unset napi_busy_poll_us"
+                );
+            }
+        }
+        None => info!(iface = ifname, queue_id, %bind_mode, "worker serving"),
+    }
     Ok(WorkerHandle {
         queue_id,
         commands,
@@ -428,6 +478,7 @@ fn spawn_worker(mut setup: WorkerSetup, ifname: &str) -> Result<WorkerHandle, Da
         counters,
         xsk_statistics,
         xsk_statistics_failed: Cell::new(false),
+        napi_busy_poll,
     })
 }
 
@@ -465,6 +516,7 @@ fn bind_sockets(
     let options = BindOptions {
         multi_buffer: want_multi_buffer,
         need_wakeup: config.tuning.need_wakeup,
+        napi_busy_poll: config.napi_busy_poll,
     };
     let mut bound = Vec::new();
     for queue_id in 0..queue_count {

@@ -294,6 +294,7 @@ mod tests {
             spin_us: 50,
             busy_poll: false,
             pin: true,
+            napi_busy_poll: None,
             tuning: TuningFlags::default(),
         }
     }

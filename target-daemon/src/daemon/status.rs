@@ -46,6 +46,9 @@ impl Daemon {
             .iter()
             .map(|(name, slot)| match &slot.running {
                 Some(r) => InterfaceStatus {
+                    napi_busy_poll_us: r.napi_busy_poll().map(|(st, _)| st.busy_poll_us),
+                    napi_busy_poll_budget: r.napi_busy_poll().map(|(st, _)| st.budget),
+                    napi_busy_poll_queues_with_napi: r.napi_busy_poll().map(|(_, n)| n),
                     name: name.clone(),
                     state: "up".to_owned(),
                     mac: Some(r.netdev.mac.to_string()),

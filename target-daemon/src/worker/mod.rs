@@ -235,6 +235,11 @@ struct Worker {
     last_activity_ns: u64,
     /// Kick TX only when the kernel asks (XDP_USE_NEED_WAKEUP), else after every batch.
     kick_on_need_only: bool,
+    /// Preferred busy polling is set on the socket: the worker itself drives the NAPI
+    /// context, with a `recvfrom` on every pass of its loop and a `sendto` after every TX
+    /// batch whatever the need_wakeup flags say (af_xdp.rst, "Busy polling"; the xdpsock
+    /// sample's `-B`). Interrupts and softirqs stay deferred while it does.
+    drive_napi: bool,
     /// Most kicks per TX batch (the frame count over the kernel's smallest budget).
     tx_kick_limit: u32,
     command_fd: RawFd,
@@ -337,6 +342,7 @@ impl Worker {
             len: 0,
             options: 0,
         };
+        let drive_napi = setup.socket.napi_busy_poll().is_some();
         let mut worker = Worker {
             queue_id,
             socket: setup.socket,
@@ -349,6 +355,7 @@ impl Worker {
             spin_ns: u64::from(setup.spin_us) * 1000,
             last_activity_ns: 0,
             kick_on_need_only: tuning.need_wakeup,
+            drive_napi,
             tx_kick_limit: frame_count / 8 + 1,
             command_fd: setup.command_fd,
             commands: setup.commands,
@@ -852,7 +859,7 @@ impl Worker {
             }
         }
         tx.submit(reserved);
-        let kick = !self.kick_on_need_only || tx.needs_wakeup();
+        let kick = self.drive_napi || !self.kick_on_need_only || tx.needs_wakeup();
         self.tx_pending.drain(..reserved as usize);
         self.tx_outstanding += reserved;
         self.counters.add(|c| &c.tx_frames, u64::from(reserved));
@@ -902,7 +909,8 @@ impl Worker {
     fn refill(&mut self) -> Result<(), WorkerError> {
         let fill = self.socket.fill();
         let twice = self.frames.fill(fill);
-        let wake = fill.needs_wakeup();
+        // Busy polling: this recvfrom is what runs the NAPI poll (RX and TX completions).
+        let wake = self.drive_napi || fill.needs_wakeup();
         if twice > 0 {
             self.counters.add(|c| &c.frame_anomalies, twice);
             warn!(

@@ -12,6 +12,7 @@
 //! 3. fill the fill ring with free frames, then loop: RX ring → process → TX ring → kick →
 //!    completion ring → fill ring.
 
+mod busy_poll;
 mod ring;
 mod socket;
 mod umem;
@@ -23,6 +24,7 @@ use std::{
     path::PathBuf,
 };
 
+pub use busy_poll::{BusyPollOption, NapiBusyPoll, NapiBusyPollState};
 pub use ring::{CompRing, ConsumerRing, FillRing, ProducerRing, RxRing, TxRing};
 pub use socket::{
     BindMode, BindOptions, Kick, Rings, XskSocket, XskStatistics, XskStatisticsReader,
@@ -176,6 +178,42 @@ pub enum XskError {
     GetSockOpt {
         /// The option.
         option: &'static str,
+        /// The errno.
+        source: io::Error,
+    },
+    /// Setting a busy-polling option was refused for lack of privilege.
+    #[error(
+        "setting {option} on the AF_XDP socket was refused: {source}; SO_PREFER_BUSY_POLL \
+         and a SO_BUSY_POLL_BUDGET above 8 (and, on older kernels, SO_BUSY_POLL above \
+         net.core.busy_read = {busy_read}) need CAP_NET_ADMIN: start xblade as root or with \
+         CAP_NET_ADMIN (it sets them before dropping privileges), or leave \
+         napi_busy_poll_us unset",
+        busy_read = busy_read_us.map_or_else(|| "?".to_owned(), |us| format!("{us} µs"))
+    )]
+    BusyPollDenied {
+        /// The option refused.
+        option: BusyPollOption,
+        /// `net.core.busy_read` (`/proc/sys/net/core/busy_read`), if readable.
+        busy_read_us: Option<u32>,
+        /// The errno.
+        source: io::Error,
+    },
+    /// The kernel has no (preferred) busy polling.
+    #[error(
+        "this kernel does not know {option}: {source}; preferred busy polling needs Linux \
+         5.11 or later built with CONFIG_NET_RX_BUSY_POLL: leave napi_busy_poll_us unset"
+    )]
+    BusyPollUnsupported {
+        /// The option refused.
+        option: BusyPollOption,
+        /// The errno (ENOPROTOOPT).
+        source: io::Error,
+    },
+    /// A busy-polling option failed otherwise.
+    #[error("setsockopt({option}) on the AF_XDP socket failed: {source}")]
+    BusyPoll {
+        /// The option.
+        option: BusyPollOption,
         /// The errno.
         source: io::Error,
     },

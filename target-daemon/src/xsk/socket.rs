@@ -8,6 +8,7 @@ use std::{
 };
 
 use super::{
+    busy_poll::{self, NapiBusyPoll, NapiBusyPollState},
     ring::{CompRing, FillRing, RxRing, TxRing},
     UmemConfig, UmemRegion, XskError,
 };
@@ -94,6 +95,9 @@ pub struct BindOptions {
     /// `XDP_USE_NEED_WAKEUP`: the kernel says when it needs a syscall to make progress, so
     /// an idle or busy application makes none otherwise. Off only to measure what it buys.
     pub need_wakeup: bool,
+    /// Preferred busy polling (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`,
+    /// `SO_BUSY_POLL_BUDGET`), set once the socket is bound; `None`: off.
+    pub napi_busy_poll: Option<NapiBusyPoll>,
 }
 
 impl Default for BindOptions {
@@ -101,6 +105,7 @@ impl Default for BindOptions {
         Self {
             multi_buffer: false,
             need_wakeup: true,
+            napi_busy_poll: None,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct XskSocket {
     queue_id: u32,
     bind_mode: BindMode,
     multi_buffer: bool,
+    /// The busy-polling options as read back from the kernel; `None`: not set.
+    napi_busy_poll: Option<NapiBusyPollState>,
 }
 
 // SAFETY: the ring pointers point into mappings owned by this struct, which have no thread
@@ -149,7 +156,9 @@ impl XskSocket {
     /// As [`XskSocket::new`]; with `multi_buffer` it first asks for `XDP_USE_SG`, so that a
     /// packet larger than one frame arrives (and may be sent) as a chain of descriptors
     /// linked by `XDP_PKT_CONTD`. Kernels or drivers without it bind without;
-    /// [`XskSocket::multi_buffer`] says what was granted.
+    /// [`XskSocket::multi_buffer`] says what was granted. With `napi_busy_poll` it sets the
+    /// preferred busy-polling options once bound ([`NapiBusyPoll`]) and keeps what the kernel
+    /// reports back ([`XskSocket::napi_busy_poll`]).
     pub fn with_options(
         ifindex: u32,
         queue_id: u32,
@@ -325,6 +334,10 @@ impl XskSocket {
         }
         let bind_mode = query_bind_mode(fd.as_fd())?;
         tracing::debug!(ifname = %ifname, queue_id, mode = %bind_mode, "AF_XDP socket bound");
+        let napi_busy_poll = match &options.napi_busy_poll {
+            Some(wanted) => Some(busy_poll::apply(fd.as_fd(), wanted)?),
+            None => None,
+        };
 
         Ok(Self {
             fill,
@@ -337,7 +350,14 @@ impl XskSocket {
             queue_id,
             bind_mode,
             multi_buffer: granted_sg,
+            napi_busy_poll,
         })
+    }
+
+    /// The preferred busy-polling options as the kernel holds them (read back after
+    /// setting); `None` when [`BindOptions::napi_busy_poll`] was.
+    pub fn napi_busy_poll(&self) -> Option<NapiBusyPollState> {
+        self.napi_busy_poll
     }
 
     /// Whether the socket was bound with `XDP_USE_SG` (multi-buffer packets).
