@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod epoll;
 pub mod eventfd;
 pub mod metrics;
 pub mod netdev;

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 
 use super::client::os_message;
 use super::protocol::{decode_request, encode_line, Reply, Request};
+use crate::epoll::Epoll;
 
 /// The most clients connected at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -219,7 +220,7 @@ impl Conn {
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
-    epoll: OwnedFd,
+    epoll: Epoll,
     conns: Vec<Conn>,
     /// (st_dev, st_ino) of the socket file we created.
     identity: (u64, u64),
@@ -279,21 +280,6 @@ fn is_live(path: &Path) -> io::Result<bool> {
         Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => Ok(true),
         Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => Ok(false),
         _ => Err(e),
-    }
-}
-
-fn epoll_ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events,
-        u64: fd as u64,
-    };
-    // SAFETY: `event` is a valid epoll_event for the duration of the call; both descriptors
-    // are owned by the caller.
-    let rc = unsafe { libc::epoll_ctl(epoll, op, fd, &mut event) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -366,20 +352,10 @@ impl ControlServer {
         listener
             .set_nonblocking(true)
             .map_err(setup("set non-blocking"))?;
-        // SAFETY: plain syscall; the result is checked and owned at once.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(setup("epoll_create1")(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            listener.as_raw_fd(),
-            libc::EPOLLIN as u32,
-        )
-        .map_err(setup("epoll_ctl"))?;
+        let epoll = Epoll::new().map_err(setup("epoll_create1"))?;
+        epoll
+            .add(listener.as_raw_fd(), libc::EPOLLIN as u32)
+            .map_err(setup("epoll_ctl"))?;
         Ok(ControlServer {
             path,
             listener,
@@ -416,14 +392,11 @@ impl ControlServer {
             let keep = conn.service(handler) && {
                 let wanted = conn.wanted_events();
                 wanted == conn.events
-                    || epoll_ctl(
-                        self.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_MOD,
-                        conn.stream.as_raw_fd(),
-                        wanted,
-                    )
-                    .map(|()| conn.events = wanted)
-                    .is_ok()
+                    || self
+                        .epoll
+                        .modify(conn.stream.as_raw_fd(), wanted)
+                        .map(|()| conn.events = wanted)
+                        .is_ok()
             };
             if keep {
                 i += 1;
@@ -437,12 +410,7 @@ impl ControlServer {
     fn forget(&self, conn: &Conn) {
         // Closing the descriptor would remove it too; this keeps the set exact even if the
         // descriptor were ever duplicated.
-        let _ = epoll_ctl(
-            self.epoll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            conn.stream.as_raw_fd(),
-            0,
-        );
+        let _ = self.epoll.delete(conn.stream.as_raw_fd());
     }
 
     fn accept_all(&mut self) {
@@ -491,14 +459,7 @@ impl ControlServer {
                 conn.flush();
                 continue;
             }
-            if epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                conn.stream.as_raw_fd(),
-                conn.events,
-            )
-            .is_ok()
-            {
+            if self.epoll.add(conn.stream.as_raw_fd(), conn.events).is_ok() {
                 self.conns.push(conn);
             }
         }

@@ -16,9 +16,10 @@
 //! `accept` or `read` needs a way to be woken at shutdown; one more descriptor in the
 //! control loop's `poll` needs neither.
 
+use crate::epoll::Epoll;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -215,7 +216,7 @@ fn answer(route: Route, body: &mut dyn FnMut() -> Result<String, String>) -> Vec
 pub struct MetricsServer {
     listener: TcpListener,
     local_addr: SocketAddr,
-    epoll: OwnedFd,
+    epoll: Epoll,
     conns: Vec<Conn>,
     limits: Limits,
     /// Whether the last accept failed (to log a persistent failure once).
@@ -228,21 +229,6 @@ impl std::fmt::Debug for MetricsServer {
             .field("local_addr", &self.local_addr)
             .field("connections", &self.conns.len())
             .finish()
-    }
-}
-
-fn epoll_ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events,
-        u64: fd as u64,
-    };
-    // SAFETY: `event` is a valid epoll_event for the duration of the call; both descriptors
-    // are owned by the caller and open.
-    let rc = unsafe { libc::epoll_ctl(epoll, op, fd, &mut event) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -265,20 +251,10 @@ impl MetricsServer {
             .set_nonblocking(true)
             .map_err(setup("set non-blocking"))?;
         let local_addr = listener.local_addr().map_err(setup("getsockname"))?;
-        // SAFETY: plain syscall; the result is checked and owned at once.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(setup("epoll_create1")(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
-        epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            listener.as_raw_fd(),
-            libc::EPOLLIN as u32,
-        )
-        .map_err(setup("epoll_ctl"))?;
+        let epoll = Epoll::new().map_err(setup("epoll_create1"))?;
+        epoll
+            .add(listener.as_raw_fd(), libc::EPOLLIN as u32)
+            .map_err(setup("epoll_ctl"))?;
         Ok(MetricsServer {
             listener,
             local_addr,
@@ -320,14 +296,11 @@ impl MetricsServer {
             let keep = conn.service(now, &mut body) && {
                 let wanted = conn.wanted_events();
                 wanted == conn.events
-                    || epoll_ctl(
-                        self.epoll.as_raw_fd(),
-                        libc::EPOLL_CTL_MOD,
-                        conn.stream.as_raw_fd(),
-                        wanted,
-                    )
-                    .map(|()| conn.events = wanted)
-                    .is_ok()
+                    || self
+                        .epoll
+                        .modify(conn.stream.as_raw_fd(), wanted)
+                        .map(|()| conn.events = wanted)
+                        .is_ok()
             };
             if keep {
                 i += 1;
@@ -335,12 +308,7 @@ impl MetricsServer {
                 let conn = self.conns.swap_remove(i);
                 // Closing the descriptor removes it from the set too; this keeps the set
                 // exact even if the descriptor were ever duplicated.
-                let _ = epoll_ctl(
-                    self.epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    conn.stream.as_raw_fd(),
-                    0,
-                );
+                let _ = self.epoll.delete(conn.stream.as_raw_fd());
             }
         }
     }
@@ -385,14 +353,7 @@ impl MetricsServer {
                 deadline: now + self.limits.timeout,
                 events: libc::EPOLLIN as u32,
             };
-            if epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                conn.stream.as_raw_fd(),
-                conn.events,
-            )
-            .is_ok()
-            {
+            if self.epoll.add(conn.stream.as_raw_fd(), conn.events).is_ok() {
                 self.conns.push(conn);
             }
         }
