@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use aoe_proto::reserve::{rcmd, ReserveHeader};
 use aoe_proto::{Header, Mac, FLAG_ERROR, MAJOR_ANY, MINOR_ANY, MIN_FRAME_LEN};
 use common::{
     ata_frame, child_pids, config_frame, have_program, initiator, mask_frame, open_flags_of,
-    pattern, request_header, reserve_frame, summary_count, wait_for, Daemon, TempDir,
+    pattern, request_header, reserve_frame, summary_count, wait_for, Daemon, Mount, TempDir,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -660,48 +660,6 @@ fn a_blast_of_malformed_frames_leaves_the_daemon_serving_and_the_data_intact() {
 // ---------------------------------------------------------------------------------------
 // Disk errors
 
-/// A mounted file system at a directory, unmounted on drop (lazily if still busy).
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(args: &[&str], source: &Path, at: &Path) -> Mount {
-        fs::create_dir_all(at).expect("mount point");
-        let out = Command::new("mount")
-            .args(args)
-            .arg(source)
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount {args:?} {source:?}: {out:?}");
-        Mount(at.to_owned())
-    }
-
-    /// Unmounts now (and not again on drop).
-    fn unmount(mut self) {
-        self.umount();
-        self.0 = PathBuf::new();
-    }
-
-    fn umount(&self) {
-        if self.0.as_os_str().is_empty() {
-            return;
-        }
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        self.umount();
-    }
-}
-
 fn ata_error(err: &aoe_initiator::InitiatorError) -> Option<(u8, u8)> {
     match err.request_error() {
         Some(RequestError::Ata { status, error }) => Some((*status, *error)),
@@ -733,10 +691,22 @@ fn a_full_file_system_fails_io_uring_writes_with_ata_abort_too() {
     full_file_system("enospcu", "uring", ", io_uring");
 }
 
+#[test]
+fn a_full_file_system_fails_mapped_writes_with_ata_abort_too() {
+    require_root!();
+    // Mapped, a write into a hole the full tmpfs cannot fill raises SIGBUS: the daemon must
+    // survive it, answer ABRT and go on with pwritev.
+    let log = full_file_system("enospcm", "mmap", ", mmap");
+    assert!(
+        log.contains("lost pages under its mapping"),
+        "the fall-back from the mapping is logged:\n{log}"
+    );
+}
+
 /// Writes 12 MiB into an image on an 8 MiB tmpfs with `--io-engine ENGINE` (the daemon must
 /// log `logged`, the engine it uses): the writes beyond the space fail with ATA ABRT, the
-/// rest reads back, and the daemon keeps serving.
-fn full_file_system(name: &str, engine: &str, logged: &str) {
+/// rest reads back, and the daemon keeps serving. Returns the daemon's log.
+fn full_file_system(name: &str, engine: &str, logged: &str) -> String {
     let lab = Lab::new(name, LabOptions::default()).expect("lab");
     let dir = TempDir::new(name);
     let mnt = Mount::new(
@@ -835,6 +805,7 @@ fn full_file_system(name: &str, engine: &str, logged: &str) {
     assert_eq!(two, pattern(lba, 2, 2));
     client.identify().expect("identify");
 
+    let log = daemon.log();
     let exit = daemon.terminate(Duration::from_secs(10));
     assert!(exit.status.success(), "{exit:?}");
     // Failed disk I/O is counted per request (a retransmitted request may fail twice).
@@ -852,6 +823,7 @@ fn full_file_system(name: &str, engine: &str, logged: &str) {
         exit.stdout
     );
     drop(mnt);
+    log
 }
 
 #[test]

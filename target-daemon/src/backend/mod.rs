@@ -16,6 +16,11 @@ use std::path::{Path, PathBuf};
 
 use aoe_proto::SECTOR_SIZE;
 
+pub mod mapped;
+mod sigbus;
+
+use mapped::{MapError, MappedWindow};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{}: no such file (create it first, e.g. `truncate -s 1G {}`)", .0.display(), .0.display())]
@@ -35,6 +40,10 @@ pub enum BackendError {
         length_sectors: u64,
         file_sectors: u64,
     },
+    #[error("{}: io_engine mmap needs a file on tmpfs or ramfs (a page fault on this file would wait for its disk); use auto or uring", .0.display())]
+    MapNeedsMemory(PathBuf),
+    #[error("{}: mapping the export window failed: {source}", .path.display())]
+    Map { path: PathBuf, source: MapError },
     #[error("null backend: '{0}' is not a size (e.g. null:64G)")]
     BadNullSize(String),
     #[error("{}: {what} failed: {source}", .path.display())]
@@ -86,6 +95,10 @@ pub struct Backend {
     pub is_block_device: bool,
     /// The file lives in memory (tmpfs, ramfs): its I/O never waits for a device.
     pub memory_backed: bool,
+    /// Every byte of the file has storage (st_blocks covers its size): no holes.
+    pub fully_allocated: bool,
+    /// The export window mapped into the process, for the mapped engine.
+    mapping: Option<MappedWindow>,
 }
 
 impl Backend {
@@ -188,6 +201,10 @@ impl Backend {
             offset_sectors,
             is_block_device,
             memory_backed: false,
+            fully_allocated: is_block_device
+                || std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512)
+                    >= file_size_bytes,
+            mapping: None,
         }
         .with_memory_backed())
     }
@@ -213,12 +230,42 @@ impl Backend {
             offset_sectors: 0,
             is_block_device: false,
             memory_backed: true,
+            fully_allocated: true,
+            mapping: None,
         })
     }
 
     /// The descriptor io_uring registers; `None` for the null backend.
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.file.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Maps the export window for the mapped engine ([`mapped`]): memory-backed files only.
+    /// A fully allocated file is pre-faulted.
+    pub fn map_window(&mut self, writable: bool) -> Result<(), BackendError> {
+        let file = match &self.file {
+            Some(file) if self.memory_backed => file,
+            _ => return Err(BackendError::MapNeedsMemory(self.path.clone())),
+        };
+        let sector = SECTOR_SIZE as u64;
+        let window = MappedWindow::map(
+            file,
+            self.offset_sectors * sector,
+            self.size_sectors * sector,
+            writable,
+            self.fully_allocated,
+        )
+        .map_err(|source| BackendError::Map {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.mapping = Some(window);
+        Ok(())
+    }
+
+    /// The mapped export window, when the mapped engine serves this backend.
+    pub fn mapping(&self) -> Option<&MappedWindow> {
+        self.mapping.as_ref()
     }
 }
 

@@ -130,10 +130,12 @@ pub struct Cli {
     #[arg(long, default_value_t = file::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
-    /// How disk I/O is issued: io_uring; sync (preadv/pwritev on the worker thread); or
-    /// auto: sync for memory-backed files (tmpfs, whose I/O io_uring would hand to a
-    /// helper thread, a context switch per request), io_uring for everything else.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "sync"])]
+    /// How disk I/O is issued: io_uring; sync (preadv/pwritev on the worker thread); mmap
+    /// (tmpfs and ramfs only: the export window mapped into xblade, a read or write is a
+    /// memcpy, no system call); or auto: for memory-backed files mmap when the file has no
+    /// holes, else sync (io_uring would hand their I/O to a helper thread, a context
+    /// switch per request), io_uring for everything else.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "sync", "mmap"])]
     pub io_engine: String,
 
     /// Busy-poll: workers spin on their rings instead of sleeping when idle (lowest latency;
@@ -349,6 +351,7 @@ impl Cli {
             io_engine: match self.io_engine.as_str() {
                 "uring" => IoEngine::Uring,
                 "sync" => IoEngine::Sync,
+                "mmap" => IoEngine::Mmap,
                 _ => IoEngine::Auto,
             },
             state,

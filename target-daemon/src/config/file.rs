@@ -12,7 +12,7 @@
 //! read_only = false
 //! sync = false
 //! locked = false              # true: mask list and config string are the operator's alone
-//! io_engine = "auto"          # auto | uring | sync
+//! io_engine = "auto"          # auto | uring | sync | mmap
 //! xdp_mode = "auto"           # interface defaults: xdp_mode, queues, frames, batch,
 //! frames = 4096               #   spin_us, busy_poll, pin
 //! batch = 64
@@ -303,6 +303,7 @@ enum RawIoEngine {
     Auto,
     Uring,
     Sync,
+    Mmap,
 }
 
 impl From<RawIoEngine> for IoEngine {
@@ -311,6 +312,7 @@ impl From<RawIoEngine> for IoEngine {
             RawIoEngine::Auto => IoEngine::Auto,
             RawIoEngine::Uring => IoEngine::Uring,
             RawIoEngine::Sync => IoEngine::Sync,
+            RawIoEngine::Mmap => IoEngine::Mmap,
         }
     }
 }

@@ -139,10 +139,14 @@ impl ExportConfig {
 /// How disk I/O is issued for an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoEngine {
-    /// Synchronous for memory-backed files (tmpfs), io_uring otherwise.
+    /// Memory-backed files (tmpfs): mapped when fully allocated, else synchronous;
+    /// io_uring otherwise.
     Auto,
     Uring,
     Sync,
+    /// The export window mapped into the process: a read or write is a memcpy
+    /// (memory-backed files only).
+    Mmap,
 }
 
 /// Where an export keeps the state initiators set (config string, mask list, reservation).

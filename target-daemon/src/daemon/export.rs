@@ -26,7 +26,9 @@ pub(super) struct RunningExport {
     /// shares its state.
     pub target: Target,
     pub state_file: Option<StateFile>,
-    /// Disk I/O on the worker thread (memory-backed files) rather than through io_uring.
+    /// Disk I/O on the worker thread (memory-backed files) rather than through io_uring:
+    /// memcpy through the backend's mapping when it has one, else preadv/pwritev (also
+    /// the mapping's fallback).
     pub sync_io: bool,
     /// Tells this version of the export from the ones before it (each opened version has a
     /// new one): its counters restart at zero.
@@ -44,7 +46,7 @@ impl RunningExport {
         previous: Option<&RunningExport>,
     ) -> Result<RunningExport, DaemonError> {
         let key = config.key;
-        let backend = open_backend(config)?;
+        let mut backend = open_backend(config)?;
         let target_config = TargetConfig {
             major: key.major(),
             minor: key.minor(),
@@ -75,11 +77,7 @@ impl RunningExport {
                 target
             }
         };
-        let sync_io = match config.io_engine {
-            IoEngine::Sync => backend.io_mode != IoMode::Null,
-            IoEngine::Uring => false,
-            IoEngine::Auto => backend.memory_backed && backend.io_mode != IoMode::Null,
-        };
+        let sync_io = choose_engine(config, &mut backend)?;
         Ok(RunningExport {
             config: config.clone(),
             backend: Arc::new(backend),
@@ -162,7 +160,11 @@ impl RunningExport {
 
     /// A one-line description of the I/O path, for the log.
     pub fn io_description(&self) -> String {
-        let engine = if self.sync_io { "sync" } else { "io_uring" };
+        let engine = match (self.sync_io, self.backend.mapping().is_some()) {
+            (true, true) => "mmap",
+            (true, false) => "sync",
+            (false, _) => "io_uring",
+        };
         match (self.backend.io_mode, &self.backend.buffered_reason) {
             (IoMode::Direct { mem_align }, _) => format!(
                 "O_DIRECT{} (mem_align {mem_align}), {engine}",
@@ -172,6 +174,31 @@ impl RunningExport {
             (IoMode::Buffered, None) => format!("buffered, {engine}"),
             (IoMode::Null, _) => "null backend: reads return zeros, writes are discarded".into(),
         }
+    }
+}
+
+/// Decides how the worker reaches `backend` (mapping it for the mapped engine). Returns
+/// whether its I/O is synchronous (mapped or preadv/pwritev) rather than io_uring.
+fn choose_engine(config: &ExportConfig, backend: &mut Backend) -> Result<bool, DaemonError> {
+    let has_store = backend.io_mode != IoMode::Null;
+    match config.io_engine {
+        IoEngine::Sync => Ok(has_store),
+        IoEngine::Uring => Ok(false),
+        IoEngine::Mmap => {
+            backend.map_window(!config.read_only)?;
+            Ok(true)
+        }
+        IoEngine::Auto if has_store && backend.memory_backed => {
+            // A sparse file stays with preadv/pwritev: mapped, a read of a hole would
+            // allocate it, and a write into one on a full file system raises SIGBUS.
+            if backend.fully_allocated {
+                if let Err(e) = backend.map_window(!config.read_only) {
+                    warn!(export = %config.key, "{e}; using preadv/pwritev instead");
+                }
+            }
+            Ok(true)
+        }
+        IoEngine::Auto => Ok(false),
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use xblade_target::{ExportKey, ExportTable, Route, Target};
 
+use crate::backend::mapped::MappedWindow;
 use crate::backend::{Backend, IoMode};
 use crate::stats::ExportCounters;
 use crate::uring::{FileRef, Ring, UringError};
@@ -46,8 +47,18 @@ pub(super) struct Export {
     /// Removed or replaced: no new requests; freed when `in_flight` reaches 0.
     retiring: bool,
     pub stats: Arc<ExportCounters>,
-    /// Keeps the descriptors above open while the worker may use them.
-    _backend: Arc<Backend>,
+    /// The mapped window is served: the backend has one, and it was not poisoned when
+    /// this worker last looked (then the export falls back to `sync_fd`).
+    pub mapped: bool,
+    /// Keeps the descriptors above (and the mapping) alive while the worker may use them.
+    backend: Arc<Backend>,
+}
+
+impl Export {
+    /// The mapped window, while it serves this export.
+    pub fn mapping(&self) -> Option<&MappedWindow> {
+        self.backend.mapping().filter(|_| self.mapped)
+    }
 }
 
 /// Why an export could not be served.
@@ -130,7 +141,8 @@ impl Exports {
             in_flight: 0,
             retiring: false,
             stats: served.stats,
-            _backend: served.backend,
+            mapped: served.backend.mapping().is_some(),
+            backend: served.backend,
         });
         if let Some(old) = self.table.insert(key, slot) {
             self.retire_slot(ring, old);
@@ -201,6 +213,14 @@ impl Exports {
         match self.slab.get(slot as usize).and_then(Option::as_ref) {
             Some(export) => export,
             None => panic!("export slot {slot} is empty"),
+        }
+    }
+
+    /// The export in `slot` stops using its mapped window (poisoned): preadv/pwritev from
+    /// now on.
+    pub fn stop_mapping(&mut self, slot: u32) {
+        if let Some(export) = self.slab.get_mut(slot as usize).and_then(Option::as_mut) {
+            export.mapped = false;
         }
     }
 

@@ -103,8 +103,10 @@ impl Worker {
             && (io.kind == IoKind::Write
                 || (io.kind == IoKind::Read
                     && io.reply_len as usize <= self.frames.map.room_after(head.addr)));
-        let io_mode = self.exports.get(export).io_mode;
-        if self.merge && single_frame && io_mode != IoMode::Null && io.kind != IoKind::Flush {
+        let e = self.exports.get(export);
+        // A mapped transfer is a memcpy: merging would save nothing.
+        let mergeable = e.io_mode != IoMode::Null && e.mapping().is_none();
+        if self.merge && single_frame && mergeable && io.kind != IoKind::Flush {
             self.merge_batch.push(Mergeable {
                 export,
                 index,
@@ -279,6 +281,10 @@ impl Worker {
             self.finish_io(flight, true, None);
             return;
         };
+        if io.kind != IoKind::Flush && self.exports.get(export).mapping().is_some() {
+            self.transfer_mapped(flight);
+            return;
+        }
         if !self.choose_vector(&mut flight, io_mode) {
             // No bounce buffer free: drop the request (the initiator retransmits it).
             self.exports.io_done(&mut self.ring, export);
@@ -446,6 +452,40 @@ impl Worker {
             flight.vector_count = 1;
         }
         true
+    }
+
+    /// The mapped engine: copies a planned read or write between its frames and the
+    /// export's mapped window, and answers it. When the window turns out poisoned (the file
+    /// lost pages under it), the request fails and the export falls back to preadv/pwritev.
+    fn transfer_mapped(&mut self, flight: InFlight) {
+        let export = self.exports.get(flight.export);
+        let Some(window) = export.mapping() else {
+            debug_assert!(false, "start_io checked the mapping");
+            self.finish_io(flight, false, None);
+            return;
+        };
+        let io = flight.io;
+        let submitted_ns = self.now_ns();
+        // SAFETY: the pieces lie in frames this request owns (planned by plan_read or
+        // plan_write), which nothing else touches until its reply is queued below.
+        let done = unsafe {
+            match io.kind {
+                IoKind::Read => window.read_into(io.offset_bytes, flight.pieces()),
+                _ => window.write_from(io.offset_bytes, flight.pieces()),
+            }
+        };
+        let disk_ns = self.now_ns().saturating_sub(submitted_ns);
+        if !done {
+            self.counters.add(|c| &c.io_errors, 1);
+            if window.poisoned() {
+                let key = export.target.key();
+                self.exports.stop_mapping(flight.export);
+                warn!(queue_id = self.queue_id, export = %key,
+                    "the backing file lost pages under its mapping (truncated, or a hole on a full file system); \
+                     answered with an ATA error, serving this export with preadv/pwritev from now on");
+            }
+        }
+        self.finish_io(flight, done, Some(disk_ns));
     }
 
     /// Stamps the disk I/O queued since the last submission as submitted now: one clock

@@ -1049,3 +1049,48 @@ fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
     }
     Some(pairs)
 }
+
+/// A mounted file system at a directory, unmounted on drop (lazily if still busy).
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    pub fn new(args: &[&str], source: &Path, at: &Path) -> Mount {
+        fs::create_dir_all(at).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .arg(source)
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount {args:?} {source:?}: {out:?}");
+        Mount(at.to_owned())
+    }
+
+    /// Unmounts now (and not again on drop).
+    pub fn unmount(mut self) {
+        self.umount();
+        self.0 = PathBuf::new();
+    }
+
+    fn umount(&self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
+        let ok = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.umount();
+    }
+}
