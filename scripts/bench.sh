@@ -230,7 +230,7 @@ cpu0_busy_frac() {
 # standing in for the load generator during xblade's disk run of the same case (the
 # emulated virtio disk completes more slowly while the other vCPU runs). Measured here on
 # 2026-12-03 (1 KiB, QD16 and 64, --gen-spin-us 50, machine otherwise idle): CPU 0 is only
-# 36-49 % busy during xblade's disk runs, not 100 % (the generator sleeps in ppoll once no
+# 33-49 % busy during xblade's disk runs, not 100 % (the generator sleeps in ppoll once no
 # reply came for 50 us, and the disk's replies come in bursts), so a pure busy loop would
 # overstate the contention: fio 1 KiB random reads QD16 on CPU 1 that day gave 54k-67k
 # IOPS with CPU 0 idle, 44k-58k with a pure busy loop, 52k-62k with CPU 0 held at 37-44 %
@@ -241,8 +241,10 @@ cpu0_busy_frac() {
 # loop moves every 0.1 s by half of what CPU 0's measured busy fraction so far is off
 # FRACTION. The feedback takes in what else runs there (the kernel's own work, about 5 %
 # even with fio alone, and the wake-ups the sleeps cost): a fixed duty cycle at FRACTION
-# came out 7-10 points above it, this within about 2. No network, no I/O. The fio-contended
-# run records what CPU 0 really did (cpu0_busy_frac) next to the xblade run's.
+# came out 7-10 points above it, this 1-3.4 points above. It sleeps about 2k times a
+# second, the generator during xblade's disk runs 1.4k-4.2k (voluntary context switches).
+# No network, no I/O. The fio-contended run records what CPU 0 really did (cpu0_busy_frac)
+# next to the xblade run's.
 # stop_cpu0_load ends it; so does cleanup, on every exit path. Its command line names it:
 # `pgrep -af cpu0-load`.
 CPU0_LOAD_PY='

@@ -121,7 +121,7 @@ def fio_metrics(report):
         "cdf": [],
         "rss_kib": None, "hwm_kib": None, "pin_kib": None,
         "balance": None, "exports": None,
-        # CPU 0's busy fraction while fio ran (bench.sh adds it; busy loop or idle).
+        # CPU 0's busy fraction while fio ran (bench.sh adds it; loaded or idle).
         "cpu0_busy_frac": report.get("cpu0_busy_frac"),
     }
 
@@ -269,8 +269,8 @@ def check(out, runs, problems):
     except (OSError, ValueError, KeyError) as e:
         problems.append(f"settings.json: no repeat count ({e})")
         repeat = None
-    # The contended fio ceiling is fair only if CPU 0 is as busy as in the targets' runs:
-    # in its cases, every run must say how busy CPU 0 was.
+    # The contended fio ceiling is fair only if CPU 0 is as busy as in xblade's run: in its
+    # cases, every run must say how busy CPU 0 was.
     contended_cases = {case for case, target in runs if target == "fio-contended"}
     for (case, target), reps in sorted(runs.items()):
         if repeat is not None and len(reps) != repeat:
@@ -332,8 +332,8 @@ def main():
             r = pair["xblade"]["iops"] / pair["fio"]["iops"]
             pair["ratio_xblade_fio"] = r
             lines.append(f"{'':28} {'xblade/raw fio':22} {r:>24.2f}x  (CPU 0 idle: busy {pct(pair['fio']['cpu0_busy_frac'])})")
-        # Another load on the machine shows as CPU 0 busier than meant (the duty cycle itself
-        # ends up a few points above its target: its wake-ups' kernel work).
+        # Another load on the machine shows as CPU 0 busier than meant (bench.sh's load holds
+        # CPU 0 within a few points of the xblade run's fraction on an otherwise idle machine).
         off = [f"{label} {pct(got)} where {pct(want)} was meant" for label, got, want in (
             ("fio-contended", (pair.get("fio-contended") or {}).get("cpu0_busy_frac"),
              (pair.get("xblade") or {}).get("cpu0_busy_frac")),
