@@ -3,7 +3,9 @@
 # pair between two throwaway network namespaces, with the same image and the same load
 # generator (xblade-bench), and prints one table: IOPS, MB/s, p50/p99/p99.9 latency, target
 # CPU time per request, and the xblade/vblade ratio. Also the two ceilings that bound any
-# ratio: raw fio on the disk (for the O_DIRECT cases) and the load generator against
+# ratio: raw fio on the disk (for the O_DIRECT cases; twice: with CPU 0 idle, and with CPU 0
+# as busy as the load generator keeps it during xblade's run, since this VM's emulated disk
+# completes more slowly while the other vCPU runs) and the load generator against
 # xblade-responder, which answers at once from no storage (for the tmpfs and MTU 9000
 # cases); the null backend, 1 vs 2 queues, what each fast-path mechanism buys
 # (ablations), the same load spread over many exports of one process (exports), and the
@@ -18,7 +20,8 @@
 #                  spread, min..max)
 #   --duration S   measured seconds per run (default 5; 1 s warm-up before each)
 #   --out DIR      where JSON results, the table and the latency CDF plot go
-#                  (default results/bench-DATE)
+#                  (default results/bench-DATE); a new or empty directory (a non-empty one
+#                  is refused: another run's results there would spoil this run's report)
 #   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation,
 #                  exports,napi (default: all of them). napi: AF_XDP preferred busy polling
 #                  (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
@@ -30,8 +33,15 @@
 #                  same command line, right before xblade in every repetition (prev,
 #                  current, prev, current, ...); the report puts the two side by side
 #   --kinds KINDS  only these target kinds in the tmpfs, disk and jumbo groups
-#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,fio; default all).
-#                  E.g. --kinds xblade-prev,xblade for a regression check alone
+#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,fio,fio-contended;
+#                  default all). E.g. --kinds xblade-prev,xblade for a regression check
+#                  alone. fio and fio-contended are the disk group's ceilings, run right
+#                  after the targets in every repetition: raw fio on CPU 1 (the target's)
+#                  with CPU 0 idle, and the same fio while CPU 0 carries a duty-cycled
+#                  busy loop, for fio's whole run, at the busy fraction CPU 0 had during
+#                  the xblade run of the same case and repetition (so fio-contended needs
+#                  xblade). Every run records CPU 0's busy fraction (cpu0_busy_frac, from
+#                  /proc/stat) and the table shows it (CPU0), so the two can be compared
 #   --qds LIST     queue depths of the tmpfs and disk groups (default 1,16,64)
 #   --export-counts LIST  exports group: numbers of exports (default 1,8,64). One xblade
 #                  process from a generated --config file (pin = false, frames 4096, one
@@ -79,7 +89,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
-COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
+COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -106,8 +116,16 @@ for g in ${ONLY//,/ }; do
     case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
-    case $k in vblade|xblade-prev|xblade|ceiling|fio) ;; *) die "unknown target kind $k (see --help)" ;; esac
+    case $k in vblade|xblade-prev|xblade|ceiling|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
 done
+if want disk && kind_wanted fio-contended && ! kind_wanted xblade; then
+    die "--kinds fio-contended loads CPU 0 as busy as it was in the xblade run of the same case: add xblade to --kinds"
+fi
+# Results of another run in the same directory would make the report refuse this run's
+# table (their runs are not in this run's expected.txt, or add repetitions): refuse now.
+if [ -n "$OUT" ] && [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
+    die "--out $OUT is not empty (another run's results?): give a new or empty directory, or leave --out out for results/bench-DATE"
+fi
 if [ -n "$COMPARE_BIN" ]; then
     [ -x "$COMPARE_BIN" ] || die "--compare-bin $COMPARE_BIN: not an executable"
 fi
@@ -141,15 +159,20 @@ DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
 # The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
 EXPORT_IMG_PREFIX="/dev/shm/xblade-bench-$$-e"
-TARGET_PID="" TARGET_LOG=/dev/null SCRAPER_PID="" SCRAPES="" TARGET_CONTROL=""
+TARGET_PID="" TARGET_LOG=/dev/null SCRAPER_PID="" SCRAPES="" TARGET_CONTROL="" CPU0_LOAD_PID=""
 cleanup() {
     set +e
+    stop_cpu0_load
     stop_target
     ip netns del "$NS_T" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
     rm -f "$SHM_IMG" "$DISK_IMG" "$EXPORT_IMG_PREFIX"*.img
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# Ctrl-C or kill: stop here (the EXIT trap cleans up). A trap that only cleaned up would let
+# the script carry on with the next run once the current command returned, and end with 0.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # make_lab MTU RXQUEUES
 make_lab() {
@@ -185,6 +208,88 @@ stop_target() {
         wait "$TARGET_PID" 2>/dev/null || true
     fi
     TARGET_PID="" TARGET_CONTROL=""
+}
+
+# cpu0_jiffies: CPU 0's "BUSY TOTAL" jiffies so far, from /proc/stat. Busy is everything but
+# idle and iowait (user, nice, system, irq, softirq, steal); guest and guest_nice are left
+# out of the sum, the kernel already counts them in user and nice.
+cpu0_jiffies() {
+    awk '$1 == "cpu0" { total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; print total - $5 - $6, total }' /proc/stat
+}
+
+# cpu0_busy_frac BEFORE AFTER: CPU 0's busy fraction between two cpu0_jiffies readings
+# (0.0000 to 1.0000).
+cpu0_busy_frac() {
+    awk -v before="$1" -v after="$2" 'BEGIN {
+        split(before, b); split(after, a)
+        if (a[2] <= b[2]) { print "cpu0_busy_frac: no time passed between the readings" > "/dev/stderr"; exit 1 }
+        printf "%.4f\n", (a[1] - b[1]) / (a[2] - b[2]) }'
+}
+
+# start_cpu0_load FRACTION: the load on CPU 0 under which fio-contended measures the disk,
+# standing in for the load generator during xblade's disk run of the same case (the
+# emulated virtio disk completes more slowly while the other vCPU runs). Measured here on
+# 2026-12-03 (1 KiB, QD16 and 64, --gen-spin-us 50, machine otherwise idle): CPU 0 is only
+# 33-49 % busy during xblade's disk runs, not 100 % (the generator sleeps in ppoll once no
+# reply came for 50 us, and the disk's replies come in bursts), so a pure busy loop would
+# overstate the contention: fio 1 KiB random reads QD16 on CPU 1 that day gave 54k-67k
+# IOPS with CPU 0 idle, 44k-58k with a pure busy loop, 52k-62k with CPU 0 held at 37-44 %
+# (the disk drifts between runs by about as much). So CPU 0 is held at FRACTION (the busy
+# fraction measured in that xblade run, the same count as cpu0_jiffies): spin 100 us at a
+# time (the order of the generator's own stretches: it spins 50 us past its last reply),
+# sleep in between, with the spin share of each 0.1 s paced to a duty that a feedback
+# loop moves every 0.1 s by half of what CPU 0's measured busy fraction so far is off
+# FRACTION. The feedback takes in what else runs there (the kernel's own work, about 5 %
+# even with fio alone, and the wake-ups the sleeps cost): a fixed duty cycle at FRACTION
+# came out 7-10 points above it, this 1-3.4 points above. It sleeps about 2k times a
+# second, the generator during xblade's disk runs 1.4k-4.2k (voluntary context switches).
+# No network, no I/O. The fio-contended run records what CPU 0 really did (cpu0_busy_frac)
+# next to the xblade run's.
+# stop_cpu0_load ends it; so does cleanup, on every exit path. Its command line names it:
+# `pgrep -af cpu0-load`.
+CPU0_LOAD_PY='
+import sys, time
+target = float(sys.argv[1])
+burst_s = 100e-6
+window_s = 0.1
+
+def cpu0_jiffies():
+    """CPU 0 busy and total jiffies, counted as bench.sh cpu0_jiffies counts them."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith("cpu0 "):
+                v = [int(x) for x in line.split()[1:9]]
+                return sum(v) - v[3] - v[4], sum(v)
+
+busy0, total0 = cpu0_jiffies()
+duty = target
+window_start = time.perf_counter()
+spun_s = 0.0
+while True:
+    began = now = time.perf_counter()
+    while now - began < burst_s or spun_s + (now - began) < duty * (now - window_start):
+        now = time.perf_counter()
+    spun_s += now - began
+    time.sleep(burst_s * (1 - duty) / duty)
+    if now - window_start >= window_s:
+        busy, total = cpu0_jiffies()
+        if total > total0:
+            duty = min(1.0, max(0.01, duty + 0.5 * (target - (busy - busy0) / (total - total0))))
+        window_start, spun_s = time.perf_counter(), 0.0
+'
+start_cpu0_load() {
+    awk -v f="$1" 'BEGIN { exit !(f > 0 && f <= 1) }' \
+        || die "CPU 0 load: busy fraction $1 is not in (0, 1] (the xblade run it copies measured no load?)"
+    taskset -c 0 python3 -c "$CPU0_LOAD_PY" "$1" xblade-bench-cpu0-load &
+    CPU0_LOAD_PID=$!
+}
+
+stop_cpu0_load() {
+    if [ -n "$CPU0_LOAD_PID" ]; then
+        kill "$CPU0_LOAD_PID" 2>/dev/null || true
+        wait "$CPU0_LOAD_PID" 2>/dev/null || true
+    fi
+    CPU0_LOAD_PID=""
 }
 
 # target_stats: `xbladectl --json stats` of the running xblade (one with a control socket,
@@ -299,25 +404,29 @@ PY
 # run_bench NAME TARGETKIND QD READPCT [EXTRA BENCH ARGS...]: one measured run of the load
 # generator on CPU 0 against the running target; JSON into runs/, with the target's CPU time
 # in the measured window (xblade-bench --target-pid reads /proc/PID/stat at its start and
-# end), its memory after the run and what it reported about itself. A failed generator or
+# end), its memory after the run, what it reported about itself and CPU 0's busy fraction
+# while the generator ran (cpu0_busy_frac: the contention fio-contended has to match, on the
+# disk). A failed generator or
 # a missing JSON stops the benchmark. Every expected run is listed in runs/expected.txt, so
 # the report can refuse a missing one.
 run_bench() {
     local name=$1 kind=$2 qd=$3 rpct=$4
     shift 4
-    local json="$OUT/runs/$name.json" rc=0 scrapes_before split_before=null split_after=null
+    local json="$OUT/runs/$name.json" rc=0 scrapes_before split_before=null split_after=null cpu0_before cpu0_busy
     echo "$name" >>"$OUT/runs/expected.txt"
     scrapes_before=$(scrapes)
     [ -n "$TARGET_CONTROL" ] && split_before=$(target_stats)
+    cpu0_before=$(cpu0_jiffies)
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
         --spin-us "$GEN_SPIN_US" --target-pid "$TARGET_PID" --quiet --json "$json" "$@" \
         >/dev/null 2>"$OUT/runs/$name.err" || rc=$?
+    cpu0_busy=$(cpu0_busy_frac "$cpu0_before" "$(cpu0_jiffies)") || die "$name: cannot measure CPU 0's busy fraction"
     [ "$rc" -eq 0 ] || die "$name: xblade-bench exited $rc ($(tail -n 3 "$OUT/runs/$name.err" | tr '\n' ' ')); stopping, no table is made from a failed run"
     [ -s "$json" ] || die "$name: xblade-bench wrote no JSON ($json)"
     [ -n "$TARGET_CONTROL" ] && split_after=$(target_stats)
     python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" \
-        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" "$split_before" "$split_after" <<'PY' || die "$name: cannot complete $json"
+        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" "$split_before" "$split_after" "$cpu0_busy" <<'PY' || die "$name: cannot complete $json"
 import json, math, sys
 path, kind = sys.argv[1], sys.argv[2]
 report = json.load(open(path))
@@ -355,6 +464,7 @@ if cpu is None:
 cpu["kind"] = kind
 report["target_mem"] = json.loads(sys.argv[3])
 report["target_reported"] = json.loads(sys.argv[4])
+report["cpu0_busy_frac"] = float(sys.argv[10])
 if kind == "xblade-scraped":
     scrapes, seconds = int(sys.argv[5]), int(sys.argv[6]) + int(sys.argv[7])
     report["metrics_scrapes"] = scrapes
@@ -364,23 +474,45 @@ json.dump(report, open(path, "w"), indent=1)
 PY
 }
 
-# fio_run NAME RW QD BS: raw fio io_uring O_DIRECT on the disk image, CPU 1.
+# fio_run NAME RW QD BS [CPU0_LOAD_FRACTION]: raw fio io_uring O_DIRECT on the disk image,
+# CPU 1. With a fraction, CPU 0 carries a load that keeps it that busy (start_cpu0_load)
+# from before fio starts until it has ended, warm-up included. The JSON gets CPU 0's busy
+# fraction over fio's run (cpu0_busy_frac) and the load's target (cpu0_load_frac, or null).
 fio_run() {
-    local name=$1 rw=$2 qd=$3 bs=$4
+    local name=$1 rw=$2 qd=$3 bs=$4 load_frac=${5:-} json="$OUT/runs/$1.json" cpu0_before cpu0_busy
     echo "$name" >>"$OUT/runs/expected.txt"
+    if [ -n "$load_frac" ]; then start_cpu0_load "$load_frac"; fi
+    cpu0_before=$(cpu0_jiffies)
     taskset -c 1 fio --name=raw --filename="$DISK_IMG" --direct=1 --ioengine=io_uring \
         --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$DURATION" --ramp_time="$WARMUP" \
         --time_based --norandommap --randrepeat=0 --output-format=json \
-        --output="$OUT/runs/$name.json" >/dev/null || die "$name: fio failed"
+        --output="$json" >/dev/null || die "$name: fio failed"
+    cpu0_busy=$(cpu0_busy_frac "$cpu0_before" "$(cpu0_jiffies)") || die "$name: cannot measure CPU 0's busy fraction"
+    stop_cpu0_load
+    python3 - "$json" "$cpu0_busy" "${load_frac:-null}" <<'PY' || die "$name: cannot add cpu0_busy_frac to $json"
+import json, sys
+path = sys.argv[1]
+report = json.load(open(path))
+report["cpu0_busy_frac"] = float(sys.argv[2])
+report["cpu0_load_frac"] = json.loads(sys.argv[3])
+json.dump(report, open(path, "w"), indent=1)
+PY
+}
+
+# cpu0_busy_of JSON: the cpu0_busy_frac a run recorded.
+cpu0_busy_of() {
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cpu0_busy_frac"])' "$1" \
+        || die "no cpu0_busy_frac in $1"
 }
 
 XBLADE_ARGS=(--no-state --no-pin)
-# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [ceiling|fio]: vblade, xblade-prev (with
-# --compare-bin) and xblade, one after the other, at every QD, reads then writes. The last
-# argument adds, in the same repetition (so a drift of the machine over time hits all
+# cases_for GROUP IMAGE VBLADE_FLAGS(comma) QDS [EXTRA KINDS]: vblade, xblade-prev (with
+# --compare-bin) and xblade, one after the other, at every QD, reads then writes. The
+# extra kinds add, in the same repetition (so a drift of the machine over time hits all
 # alike), the bound on every ratio over vblade: "ceiling" runs xblade-responder, which
 # answers at once from no storage (the load generator's own limit); "fio" runs raw fio on
-# the image (the disk's own limit). --kinds leaves some out.
+# the image (the disk's own limit) with CPU 0 idle, "fio-contended" the same with CPU 0
+# busy, as the load generator keeps it during the targets' runs. --kinds leaves some out.
 cases_for() {
     local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
     local kinds=vblade
@@ -391,10 +523,16 @@ cases_for() {
     for rep in $(seq "$REPEAT"); do
         for target in $kinds; do
             kind_wanted "${target%-scraped}" || continue
-            if [ "$target" = fio ]; then
+            if [ "$target" = fio ] || [ "$target" = fio-contended ]; then
                 for qd in $qds; do
-                    fio_run "$group-read-qd$qd-fio-$rep" randread "$qd" 1k
-                    fio_run "$group-write-qd$qd-fio-$rep" randwrite "$qd" 1k
+                    for op in read write; do
+                        # fio-contended: CPU 0 as busy as in this case's xblade run, just before.
+                        local load_frac=""
+                        if [ "$target" = fio-contended ]; then
+                            load_frac=$(cpu0_busy_of "$OUT/runs/$group-$op-qd$qd-xblade-$rep.json")
+                        fi
+                        fio_run "$group-$op-qd$qd-$target-$rep" "rand$op" "$qd" 1k "$load_frac"
+                    done
                 done
                 continue
             fi
@@ -438,6 +576,7 @@ cat >"$OUT/settings.json" <<JSON
  "cpu_model": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
+ "fio_contended_load": "fio on CPU 1 while CPU 0 runs a duty-cycled busy loop (100 us bursts) at the busy fraction CPU 0 had in the xblade run of the same case and repetition, warm-up included",
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
  "xblade_help": $(python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))' < <("$XBLADE" --help 2>&1)),
  "generator_spin_us": $GEN_SPIN_US,
@@ -484,10 +623,10 @@ if want qd1; then
 fi
 
 if want disk; then
-    log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling"
+    log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling (CPU 0 idle, and busy)"
     dd if=/dev/zero of="$DISK_IMG" bs=1M count=1024 oflag=direct status=none
     lab 1500 1
-    cases_for disk "$DISK_IMG" "-d" "$QDS" fio
+    cases_for disk "$DISK_IMG" "-d" "$QDS" "fio fio-contended"
 fi
 
 if want null; then

@@ -4,7 +4,10 @@ ratios xblade/vblade measured in the same run, summary.json, and a latency CDF p
 With an exports group, a table of the same load over 1..N exports of one process (IOPS
 relative to one export, memory); with --compare-bin, the previous build (xblade-prev) and
 this one side by side; with --scrape-metrics, xblade with /metrics scraped every second
-(xblade-scraped) and without, side by side.
+(xblade-scraped) and without, side by side. On the disk, two ceilings: raw fio with CPU 0
+idle (fio) and with CPU 0 as busy as the load generator kept it in xblade's run of the same
+case (fio-contended, the fair one: this VM's disk is slower while the other vCPU runs); the
+table's CPU0 column is CPU 0's busy fraction during each run, to compare them.
 
     python3 scripts/bench_report.py RESULTS_DIR
 
@@ -12,8 +15,9 @@ Refuses (exit 1, a list of problems on stderr, no table, no summary.json) a run 
 any measurement has errors (timeouts, ATA/AoE errors, bad replies, verify failures,
 unanswered requests, an interrupted run, a fio error), a run bench.sh expected
 (runs/expected.txt) has no readable JSON, or a case has fewer or more repetitions than
-settings.json's "repeat". The table prints both: err (errors over all repetitions) and
-reps (repetitions).
+settings.json's "repeat", or a run of a case with fio-contended has no CPU 0 busy fraction
+(cpu0_busy_frac). The table prints both: err (errors over all repetitions) and reps
+(repetitions).
 """
 import json
 import math
@@ -43,10 +47,10 @@ def load_runs(runs_dir, problems):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling)-(\d+)$", name)
         if not m:
             continue
-        metrics = fio_metrics(data) if m.group(2) == "fio" else bench_metrics(data)
+        metrics = fio_metrics(data) if m.group(2).startswith("fio") else bench_metrics(data)
         table[(m.group(1), m.group(2), m.group(3))].append(metrics)
     # Two load generators in one repetition add up (queues cases).
     merged = defaultdict(list)
@@ -65,7 +69,7 @@ def load_runs(runs_dir, problems):
                 "errors": sum(p["errors"] for p in parts),
                 "cdf": [],
                 "rss_kib": None, "hwm_kib": None, "pin_kib": None,
-                "balance": None, "exports": None,
+                "balance": None, "exports": None, "cpu0_busy_frac": None,
             })
     return merged
 
@@ -82,6 +86,8 @@ def bench_metrics(report):
         "pin_kib": mem.get("VmPin_kib"),
         "balance": balance.get("max_over_min"),
         "exports": (report.get("config") or {}).get("exports", 1),
+        # CPU 0's busy fraction while the generator ran (bench.sh: cpu0_busy_frac).
+        "cpu0_busy_frac": report.get("cpu0_busy_frac"),
         "iops": res["iops"],
         "mb_s": res["mb_per_s"],
         "p50_us": lat.get("p50_ns", 0) / 1e3,
@@ -115,7 +121,14 @@ def fio_metrics(report):
         "cdf": [],
         "rss_kib": None, "hwm_kib": None, "pin_kib": None,
         "balance": None, "exports": None,
+        # CPU 0's busy fraction while fio ran (bench.sh adds it; loaded or idle).
+        "cpu0_busy_frac": report.get("cpu0_busy_frac"),
     }
+
+
+# How far (absolute) CPU 0's busy fraction in a fio run may be from the one meant (the
+# xblade run's for fio-contended, none for fio) before the report warns.
+CPU0_BUSY_TOLERANCE = 0.10
 
 
 def med(values):
@@ -132,6 +145,10 @@ def spread(values):
 
 def fmt(v, digits=1):
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def pct(fraction):
+    return "-" if fraction is None else f"{fraction * 100:.0f}%"
 
 
 def case_key(case):
@@ -252,9 +269,15 @@ def check(out, runs, problems):
     except (OSError, ValueError, KeyError) as e:
         problems.append(f"settings.json: no repeat count ({e})")
         repeat = None
+    # The contended fio ceiling is fair only if CPU 0 is as busy as in xblade's run: in its
+    # cases, every run must say how busy CPU 0 was.
+    contended_cases = {case for case, target in runs if target == "fio-contended"}
     for (case, target), reps in sorted(runs.items()):
         if repeat is not None and len(reps) != repeat:
             problems.append(f"{case} {target}: {len(reps)} repetitions, expected {repeat}")
+        if case in contended_cases and any(r["cpu0_busy_frac"] is None for r in reps):
+            problems.append(f"{case} {target}: a run without CPU 0's busy fraction (cpu0_busy_frac), "
+                            "which the fio-contended ceiling is compared by; re-run with this bench.sh")
         errors = sum(r["errors"] for r in reps)
         if errors:
             problems.append(f"{case} {target}: {errors} errors (timeouts, ATA/AoE errors, bad replies, "
@@ -275,39 +298,59 @@ def main():
         sys.exit(1)
     summary = {}
     lines = []
-    header = f"{'case':28} {'target':17} {'IOPS median [min..max]':>30} {'MB/s':>8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'CPU us/req':>10} {'retx':>6} {'err':>4} {'reps':>4}"
+    header = f"{'case':28} {'target':17} {'IOPS median [min..max]':>30} {'MB/s':>8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'CPU us/req':>10} {'CPU0':>5} {'retx':>6} {'err':>4} {'reps':>4}"
     lines.append(header)
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "ceiling": 5}.get(t, 6 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6}.get(t, 7 if t != "default" else 0))
         for target in targets:
             reps = runs[(case, target)]
-            row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us")}
+            row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us", "cpu0_busy_frac")}
             row["retransmits"] = sum(r["retransmits"] for r in reps)
             row["errors"] = sum(r["errors"] for r in reps)
             row["iops_spread"] = [min(r["iops"] for r in reps), max(r["iops"] for r in reps)]
             row["repetitions"] = len(reps)
             summary.setdefault(case, {})[target] = row
             iops = f"{row['iops']:.0f}{spread([r['iops'] for r in reps])}"
-            lines.append(f"{case:28} {target:17} {iops:>30} {fmt(row['mb_s']):>8} {fmt(row['p50_us']):>9} {fmt(row['p99_us']):>9} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} {row['retransmits']:>6} {row['errors']:>4} {row['repetitions']:>4}")
+            lines.append(f"{case:28} {target:17} {iops:>30} {fmt(row['mb_s']):>8} {fmt(row['p50_us']):>9} {fmt(row['p99_us']):>9} {fmt(row['p999_us']):>9} {fmt(row['cpu_us'], 2):>10} {pct(row['cpu0_busy_frac']):>5} {row['retransmits']:>6} {row['errors']:>4} {row['repetitions']:>4}")
         pair = summary[case]
         if "xblade" in pair and "vblade" in pair and pair["vblade"]["iops"]:
             x, v = pair["xblade"], pair["vblade"]
             ratio = {"iops": x["iops"] / v["iops"], "p99": (x["p99_us"] / v["p99_us"]) if v["p99_us"] else None}
             pair["ratio_xblade_vblade"] = ratio
             lines.append(f"{'':28} {'xblade/vblade':17} {ratio['iops']:>29.2f}x {'':8} {'':9} {fmt(ratio['p99'], 2) + 'x':>9}")
+        # The disk's ceiling: first fio with CPU 0 as busy as in xblade's run (the fair one:
+        # this VM's disk is slower then), then plain fio with CPU 0 idle; CPU 0's busy
+        # fractions (medians) next to them, which say whether each run had the load it claims.
+        if "xblade" in pair and "fio-contended" in pair and pair["fio-contended"]["iops"]:
+            r = pair["xblade"]["iops"] / pair["fio-contended"]["iops"]
+            pair["ratio_xblade_fio_contended"] = r
+            busy = f"CPU 0 busy: xblade {pct(pair['xblade']['cpu0_busy_frac'])}, fio {pct(pair['fio-contended']['cpu0_busy_frac'])}"
+            lines.append(f"{'':28} {'xblade/fio (contended)':22} {r:>24.2f}x  ({busy})")
         if "xblade" in pair and "fio" in pair and pair["fio"]["iops"]:
             r = pair["xblade"]["iops"] / pair["fio"]["iops"]
             pair["ratio_xblade_fio"] = r
-            lines.append(f"{'':28} {'xblade/raw fio':17} {r:>29.2f}x")
+            lines.append(f"{'':28} {'xblade/raw fio':22} {r:>24.2f}x  (CPU 0 idle: busy {pct(pair['fio']['cpu0_busy_frac'])})")
+        # Another load on the machine shows as CPU 0 busier than meant (bench.sh's load holds
+        # CPU 0 within a few points of the xblade run's fraction on an otherwise idle machine).
+        off = [f"{label} {pct(got)} where {pct(want)} was meant" for label, got, want in (
+            ("fio-contended", (pair.get("fio-contended") or {}).get("cpu0_busy_frac"),
+             (pair.get("xblade") or {}).get("cpu0_busy_frac")),
+            ("fio", (pair.get("fio") or {}).get("cpu0_busy_frac"), 0.0))
+            if got is not None and want is not None and abs(got - want) > CPU0_BUSY_TOLERANCE]
+        if off:
+            lines.append(f"{'':28} warning: CPU 0 not as meant ({'; '.join(off)}): another load on "
+                         "the machine? Then the disk ceilings here are not the ones claimed")
         # The most any target could show against vblade in this run: the disk's own rate
-        # (fio) or the load generator's own rate (the instant responder), over vblade's.
-        for bound, label in (("fio", "raw fio/vblade"), ("ceiling", "ceiling/vblade")):
+        # (fio, either) or the load generator's own rate (the instant responder), over vblade's.
+        for bound, key, label in (("fio-contended", "ratio_fio_contended_vblade", "fio (contended)/vblade"),
+                                  ("fio", "ratio_fio_vblade", "raw fio/vblade"),
+                                  ("ceiling", "ratio_ceiling_vblade", "ceiling/vblade")):
             if bound in pair and "vblade" in pair and pair["vblade"]["iops"]:
                 r = pair[bound]["iops"] / pair["vblade"]["iops"]
-                pair[f"ratio_{bound}_vblade"] = r
-                lines.append(f"{'':28} {label:17} {r:>29.2f}x  (the most any target can show here)")
+                pair[key] = r
+                lines.append(f"{'':28} {label:22} {r:>24.2f}x  (the most any target can show here)")
         if "xblade" in pair and "ceiling" in pair and pair["ceiling"]["iops"]:
             r = pair["xblade"]["iops"] / pair["ceiling"]["iops"]
             pair["ratio_xblade_ceiling"] = r
