@@ -33,8 +33,13 @@
 #                  same command line, right before xblade in every repetition (prev,
 #                  current, prev, current, ...); the report puts the two side by side
 #   --kinds KINDS  only these target kinds in the tmpfs, disk and jumbo groups
-#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,fio,fio-contended;
-#                  default all). E.g. --kinds xblade-prev,xblade for a regression check
+#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,ceiling-ram,fio,
+#                  fio-contended; default all). ceiling and ceiling-ram are the tmpfs and
+#                  jumbo groups' ceilings: xblade-responder answering at once with zeros
+#                  (no data moved), and the same answering from a populated RAM image of
+#                  the tmpfs image's size (xblade-responder --ram --populate: the data
+#                  copied from memory of its own, as any target that serves an image
+#                  must). E.g. --kinds xblade-prev,xblade for a regression check
 #                  alone. fio and fio-contended are the disk group's ceilings, run right
 #                  after the targets in every repetition: raw fio on CPU 1 (the target's)
 #                  with CPU 0 idle, and the same fio while CPU 0 carries a duty-cycled
@@ -89,7 +94,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
-COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
+COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -116,7 +121,7 @@ for g in ${ONLY//,/ }; do
     case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
-    case $k in vblade|xblade-prev|xblade|ceiling|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
+    case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
 done
 if want disk && kind_wanted fio-contended && ! kind_wanted xblade; then
     die "--kinds fio-contended loads CPU 0 as busy as it was in the xblade run of the same case: add xblade to --kinds"
@@ -510,7 +515,8 @@ XBLADE_ARGS=(--no-state --no-pin)
 # --compare-bin) and xblade, one after the other, at every QD, reads then writes. The
 # extra kinds add, in the same repetition (so a drift of the machine over time hits all
 # alike), the bound on every ratio over vblade: "ceiling" runs xblade-responder, which
-# answers at once from no storage (the load generator's own limit); "fio" runs raw fio on
+# answers at once from no storage (the load generator's own limit), "ceiling-ram" the same
+# answering from a populated RAM image as large as IMAGE (the data moved, nothing else); "fio" runs raw fio on
 # the image (the disk's own limit) with CPU 0 idle, "fio-contended" the same with CPU 0
 # busy, as the load generator keeps it during the targets' runs. --kinds leaves some out.
 cases_for() {
@@ -552,6 +558,9 @@ cases_for() {
                     start_target "$OUT/runs/$group-xblade-prev-$rep.log" 1 "$XBLADE_PREV" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" "$image" ;;
                 ceiling)
                     start_target "$OUT/runs/$group-ceiling-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 "$IF_T" ;;
+                ceiling-ram)
+                    start_target "$OUT/runs/$group-ceiling-ram-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 \
+                        --ram --populate --size-sectors $(( $(stat -c %s "$image") / 512 )) "$IF_T" ;;
             esac
             # The instant responder stores nothing: no data to verify.
             [ "$target" = ceiling ] || verify_pass "$group-$target-$rep"
@@ -591,7 +600,7 @@ fi
 if want tmpfs; then
     log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
     lab 1500 1
-    cases_for tmpfs "$SHM_IMG" "" "$QDS" ceiling
+    cases_for tmpfs "$SHM_IMG" "" "$QDS" "ceiling ceiling-ram"
 fi
 
 if want qd1; then
@@ -646,7 +655,7 @@ fi
 if want jumbo; then
     log "MTU 9000: 17 sectors per frame"
     lab 9000 1
-    cases_for jumbo "$SHM_IMG" "" "16" ceiling
+    cases_for jumbo "$SHM_IMG" "" "16" "ceiling ceiling-ram"
 fi
 
 if want queues; then
@@ -680,7 +689,7 @@ if want queues; then
 fi
 
 if want ablation; then
-    log "ablations: xblade tmpfs reads, QD 64, one mechanism switched off at a time"
+    log "ablations: xblade tmpfs reads and writes, QD 64 (and 16 for event mode), one mechanism switched off at a time"
     lab 1500 1
     variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "event-mode:--spin-us 0" "no-need-wakeup:--tune-no-need-wakeup"
               "uring-engine:--io-engine uring" "no-merge:--tune-no-merge" "unpinned:UNPINNED")
@@ -694,6 +703,12 @@ if want ablation; then
             verify_pass "ablation-$name-$rep"
             run_bench "ablation-read-qd64-$name-$rep" xblade 64 100
             run_bench "ablation-write-qd64-$name-$rep" xblade 64 0
+            # Event mode's cost at QD 16, against vblade's in the tmpfs group (issue #10's
+            # CPU goal), with the default next to it.
+            if [ "$name" = default ] || [ "$name" = event-mode ]; then
+                run_bench "ablation-read-qd16-$name-$rep" xblade 16 100
+                run_bench "ablation-write-qd16-$name-$rep" xblade 16 0
+            fi
             stop_target
         done
     done

@@ -47,7 +47,7 @@ def load_runs(runs_dir, problems):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling-ram|ceiling)-(\d+)$", name)
         if not m:
             continue
         metrics = fio_metrics(data) if m.group(2).startswith("fio") else bench_metrics(data)
@@ -303,7 +303,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6}.get(t, 7 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7}.get(t, 8 if t != "default" else 0))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us", "cpu0_busy_frac")}
@@ -355,6 +355,12 @@ def main():
             r = pair["xblade"]["iops"] / pair["ceiling"]["iops"]
             pair["ratio_xblade_ceiling"] = r
             lines.append(f"{'':28} {'xblade/ceiling':17} {r:>29.2f}x")
+        # The responder that moves the data (a populated RAM image): what serving real data
+        # costs on this link, before any storage work.
+        if "xblade" in pair and "ceiling-ram" in pair and pair["ceiling-ram"]["iops"]:
+            r = pair["xblade"]["iops"] / pair["ceiling-ram"]["iops"]
+            pair["ratio_xblade_ceiling_ram"] = r
+            lines.append(f"{'':28} {'xblade/ceiling-ram':17} {r:>29.2f}x")
         if case.startswith("ablation") and "default" in pair:
             base = pair["default"]["iops"]
             for target, row in pair.items():

@@ -48,6 +48,10 @@ pub struct ResponderConfig {
     pub capacity_sectors: u64,
     /// Keep written data and return it (else reads return zeros and writes are discarded).
     pub ram: bool,
+    /// With `ram`: touch every page of the image at start, so that reads copy from memory
+    /// of their own (as a target serving an image does) rather than from the one shared
+    /// zero page the kernel maps for memory never written.
+    pub populate_ram: bool,
     /// Flip one data byte in every Nth read reply (0: never).
     pub corrupt_read_every: u64,
     /// Ignore every Nth ATA request (0: never).
@@ -67,6 +71,7 @@ impl ResponderConfig {
             slot,
             capacity_sectors,
             ram: false,
+            populate_ram: false,
             corrupt_read_every: 0,
             drop_every: 0,
             buffer_count: 256,
@@ -136,7 +141,15 @@ impl Replier {
     /// (without aborting) when the RAM image is too large or cannot be allocated.
     pub fn new(cfg: ResponderConfig, own: Mac, spf: u8) -> io::Result<Replier> {
         let bytes = cfg.ram_bytes()?;
-        let ram = zeroed(bytes)?;
+        let mut ram = zeroed(bytes)?;
+        if cfg.populate_ram {
+            for page in ram.chunks_mut(4096) {
+                // SAFETY: a valid, aligned pointer to the page's first byte. Volatile, so
+                // the store is not dropped as redundant on memory known to be zero: the
+                // write fault is the point (the page gets a frame of its own).
+                unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+            }
+        }
         Ok(Replier {
             cfg,
             own,

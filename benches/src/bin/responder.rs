@@ -49,6 +49,12 @@ struct Cli {
     #[arg(long)]
     ram: bool,
 
+    /// With --ram: touch every page of the image at start, so that reads copy from memory
+    /// of their own, as a target serving a real image does, instead of the kernel's one
+    /// shared zero page (a cache-hot copy). The bound for targets that serve data.
+    #[arg(long, requires = "ram")]
+    populate: bool,
+
     /// Buffer count advertised in the Query Config reply (requests an initiator may keep
     /// in flight).
     #[arg(long, value_name = "N", default_value_t = 256,
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<()> {
     let mut cfg = ResponderConfig::new(cli.shelf, cli.slot, cli.size_sectors);
     cfg.ram = cli.ram;
+    cfg.populate_ram = cli.populate;
     cfg.buffer_count = cli.buffer_count;
     cfg.spin = std::time::Duration::from_micros(cli.spin_us);
     // Before any socket: a bad size is a usage error, whatever the privileges.
