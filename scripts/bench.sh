@@ -66,6 +66,10 @@
 #                  how many scrapes succeeded in its window, and fails below one per second
 #                  minus one. The report puts the two side by side (scraped/plain ratio)
 #
+# Environment: XBLADE_BENCH_DISK_DIR (default /var/tmp) holds the disk image,
+# XBLADE_BENCH_SHM_DIR (default /dev/shm) the tmpfs image (e.g. a tmpfs mounted
+# huge=within_size, whose mapping xblade's mmap engine then gets in 2 MiB pages).
+#
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, the generator's spin, CPU placement (target on CPU 1, load on CPU 0),
 # and what the target itself reported: xblade's XDP mode ("xdp=" in its log) and AF_XDP
@@ -159,7 +163,8 @@ fi
 
 ID="xbb$$"
 NS_T="$ID-t" NS_C="$ID-c" IF_T="${ID}t" IF_C="${ID}c"
-SHM_IMG="/dev/shm/xblade-bench-$$.img"
+# XBLADE_BENCH_SHM_DIR: another tmpfs for the tmpfs image (e.g. one mounted huge=within_size).
+SHM_IMG="${XBLADE_BENCH_SHM_DIR:-/dev/shm}/xblade-bench-$$.img"
 DISK_DIR=${XBLADE_BENCH_DISK_DIR:-/var/tmp}
 DISK_IMG="$DISK_DIR/xblade-bench-$$.img"
 # The exports group: one image per export, /dev/shm/xblade-bench-PID-eN.img.
