@@ -133,8 +133,8 @@ pub struct Cli {
     /// How disk I/O is issued: io_uring; sync (preadv/pwritev on the worker thread); mmap
     /// (tmpfs and ramfs only: the export window mapped into xblade, a read or write is a
     /// memcpy, no system call); or auto: for memory-backed files mmap when the file has no
-    /// holes, else sync (io_uring would hand their I/O to a helper thread, a context
-    /// switch per request), io_uring for everything else.
+    /// holes and -s is not given, else sync (io_uring would hand their I/O to a helper
+    /// thread, a context switch per request), io_uring for everything else.
     #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "sync", "mmap"])]
     pub io_engine: String,
 

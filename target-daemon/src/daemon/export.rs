@@ -190,8 +190,9 @@ fn choose_engine(config: &ExportConfig, backend: &mut Backend) -> Result<bool, D
         }
         IoEngine::Auto if has_store && backend.memory_backed => {
             // A sparse file stays with preadv/pwritev: mapped, a read of a hole would
-            // allocate it, and a write into one on a full file system raises SIGBUS.
-            if backend.fully_allocated {
+            // allocate it, and a write into one on a full file system raises SIGBUS. So
+            // does an export with O_DSYNC writes (`sync`), which a memcpy would not honour.
+            if backend.fully_allocated && !config.sync {
                 if let Err(e) = backend.map_window(!config.read_only) {
                     warn!(export = %config.key, "{e}; using preadv/pwritev instead");
                 }

@@ -49,7 +49,7 @@ pub(super) struct Export {
     pub stats: Arc<ExportCounters>,
     /// The mapped window is served: the backend has one, and it was not poisoned when
     /// this worker last looked (then the export falls back to `sync_fd`).
-    pub mapped: bool,
+    mapped: bool,
     /// Keeps the descriptors above (and the mapping) alive while the worker may use them.
     backend: Arc<Backend>,
 }
