@@ -279,6 +279,8 @@ struct Worker {
     tx_outstanding: u32,
     completions: Vec<Completion>,
     draining_since: Option<Instant>,
+    /// Frames are taken off the RX ring: until the loop pass in which draining began.
+    rx_open: bool,
     /// While draining: the transmissions outstanding and since when that count has not
     /// changed.
     drain_tx_watch: Option<(u32, Instant)>,
@@ -390,6 +392,7 @@ impl Worker {
                 2 * frame_count as usize + 4
             ],
             draining_since: None,
+            rx_open: true,
             drain_tx_watch: None,
         };
         for served in setup.exports {
@@ -505,12 +508,18 @@ impl Worker {
         loop {
             let mut progressed = self.reap_ring()?;
             progressed |= self.reap_tx_completions();
-            if self.draining_since.is_none() && self.receive() {
+            // Draining, one more batch is taken off the RX ring (the pass right after the
+            // stop command): requests sent before the stop are answered; later ones wait
+            // for the initiator's retransmission elsewhere.
+            if self.rx_open && self.receive() {
                 progressed = true;
                 // Start the batch's disk I/O before transmitting: with veth, the `sendto`
                 // below also runs the initiator's receive and can take tens of µs.
                 self.stamp_submissions();
                 self.submit()?;
+            }
+            if self.draining_since.is_some() {
+                self.rx_open = false;
             }
             self.refill()?;
             progressed |= self.run_fanouts();
