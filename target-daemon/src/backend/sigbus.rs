@@ -22,7 +22,7 @@
 //! finds the mark set when it looks afterwards.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 /// Most windows registered at once; a window beyond it is not mapped (its export uses the
 /// synchronous engine).
@@ -49,7 +49,9 @@ const FREE: Window = Window {
 static WINDOWS: [Window; MAX_GUARDED] = [FREE; MAX_GUARDED];
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
-static INSTALL: Once = Once::new();
+/// The outcome of the one installation attempt (an errno on failure), so that a failure
+/// is reported to every later registration too, not only the first.
+static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
 
 /// A registered window; unregistered on drop (before the caller unmaps it).
 #[derive(Debug)]
@@ -102,8 +104,7 @@ impl Drop for Guard {
 
 /// Installs the handler once, remembering the disposition it replaces.
 fn install() -> Result<(), GuardError> {
-    let mut result = Ok(());
-    INSTALL.call_once(|| {
+    let outcome = INSTALLED.get_or_init(|| {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         PAGE_SIZE.store(usize::try_from(page).unwrap_or(4096), Ordering::Relaxed);
@@ -112,21 +113,24 @@ fn install() -> Result<(), GuardError> {
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: as above.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers are valid; the handler is an extern "C" function with the
         // SA_SIGINFO signature that only does async-signal-safe work (atomics, mmap(2),
         // sigaction(2), raise(3), or the previous handler).
-        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         let rc = unsafe {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(libc::SIGBUS, &action, &mut previous)
         };
         if rc != 0 {
-            result = Err(GuardError::Install(std::io::Error::last_os_error()));
-            return;
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL));
         }
         let _ = PREVIOUS.set(previous);
+        Ok(())
     });
-    result
+    outcome.map_err(|errno| GuardError::Install(std::io::Error::from_raw_os_error(errno)))
 }
 
 /// The registered window holding `addr`, if any.
