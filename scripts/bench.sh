@@ -33,13 +33,17 @@
 #                  same command line, right before xblade in every repetition (prev,
 #                  current, prev, current, ...); the report puts the two side by side
 #   --kinds KINDS  only these target kinds in the tmpfs, disk and jumbo groups
-#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,ceiling-ram,fio,
-#                  fio-contended; default all). ceiling and ceiling-ram are the tmpfs and
-#                  jumbo groups' ceilings: xblade-responder answering at once with zeros
-#                  (no data moved), and the same answering from a populated RAM image of
-#                  the tmpfs image's size (xblade-responder --ram --populate: the data
-#                  copied from memory of its own, as any target that serves an image
-#                  must). E.g. --kinds xblade-prev,xblade for a regression check
+#                  (comma-separated: vblade,xblade-prev,xblade,ceiling,ceiling-ram,
+#                  ceiling-xdp,fio,fio-contended; default all). ceiling and ceiling-ram
+#                  are the tmpfs and jumbo groups' ceilings: xblade-responder (AF_PACKET)
+#                  answering at once with zeros (no data moved), and the same answering
+#                  from a populated RAM image of the tmpfs image's size
+#                  (xblade-responder --ram --populate: the data copied from memory of
+#                  its own, as any target that serves an image must). ceiling-xdp is
+#                  xblade itself with the null backend (null: of the image's size, same
+#                  command line): AF_XDP copy mode on veth with no storage work, the most
+#                  xblade's network path can do here (on veth the target's receive runs
+#                  on the generator's CPU, and AF_XDP's costs more than AF_PACKET's). E.g. --kinds xblade-prev,xblade for a regression check
 #                  alone. fio and fio-contended are the disk group's ceilings, run right
 #                  after the targets in every repetition: raw fio on CPU 1 (the target's)
 #                  with CPU 0 idle, and the same fio while CPU 0 carries a duty-cycled
@@ -98,7 +102,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
-COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
+COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,ceiling-xdp,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -125,7 +129,7 @@ for g in ${ONLY//,/ }; do
     case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
-    case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
+    case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|ceiling-xdp|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
 done
 if want disk && kind_wanted fio-contended && ! kind_wanted xblade; then
     die "--kinds fio-contended loads CPU 0 as busy as it was in the xblade run of the same case: add xblade to --kinds"
@@ -521,7 +525,8 @@ XBLADE_ARGS=(--no-state --no-pin)
 # extra kinds add, in the same repetition (so a drift of the machine over time hits all
 # alike), the bound on every ratio over vblade: "ceiling" runs xblade-responder, which
 # answers at once from no storage (the load generator's own limit), "ceiling-ram" the same
-# answering from a populated RAM image as large as IMAGE (the data moved, nothing else); "fio" runs raw fio on
+# answering from a populated RAM image as large as IMAGE (the data moved, nothing else),
+# "ceiling-xdp" xblade with the null backend (its AF_XDP path alone); "fio" runs raw fio on
 # the image (the disk's own limit) with CPU 0 idle, "fio-contended" the same with CPU 0
 # busy, as the load generator keeps it during the targets' runs. --kinds leaves some out.
 cases_for() {
@@ -566,9 +571,12 @@ cases_for() {
                 ceiling-ram)
                     start_target "$OUT/runs/$group-ceiling-ram-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 \
                         --ram --populate --size-sectors $(( $(stat -c %s "$image") / 512 )) "$IF_T" ;;
+                ceiling-xdp)
+                    start_target "$OUT/runs/$group-ceiling-xdp-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" \
+                        "null:$(( $(stat -c %s "$image") / 1048576 ))M" ;;
             esac
-            # The instant responder stores nothing: no data to verify.
-            [ "$target" = ceiling ] || verify_pass "$group-$target-$rep"
+            # The instant responder and the null backend store nothing: no data to verify.
+            case $target in ceiling|ceiling-xdp) ;; *) verify_pass "$group-$target-$rep" ;; esac
             for qd in $qds; do
                 for op in read write; do
                     local rpct=100; [ $op = write ] && rpct=0
@@ -605,7 +613,7 @@ fi
 if want tmpfs; then
     log "tmpfs: vblade vs xblade, reads and writes at QD 1, 16, 64 (MTU 1500)"
     lab 1500 1
-    cases_for tmpfs "$SHM_IMG" "" "$QDS" "ceiling ceiling-ram"
+    cases_for tmpfs "$SHM_IMG" "" "$QDS" "ceiling ceiling-ram ceiling-xdp"
 fi
 
 if want qd1; then
@@ -660,7 +668,7 @@ fi
 if want jumbo; then
     log "MTU 9000: 17 sectors per frame"
     lab 9000 1
-    cases_for jumbo "$SHM_IMG" "" "16" "ceiling ceiling-ram"
+    cases_for jumbo "$SHM_IMG" "" "16" "ceiling ceiling-ram ceiling-xdp"
 fi
 
 if want queues; then

@@ -47,7 +47,7 @@ def load_runs(runs_dir, problems):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling-ram|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling-ram|ceiling-xdp|ceiling)-(\d+)$", name)
         if not m:
             continue
         metrics = fio_metrics(data) if m.group(2).startswith("fio") else bench_metrics(data)
@@ -315,7 +315,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7}.get(t, 8 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7, "ceiling-xdp": 8}.get(t, 9 if t != "default" else 0))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us", "cpu0_busy_frac")}
@@ -373,6 +373,24 @@ def main():
             r = pair["xblade"]["iops"] / pair["ceiling-ram"]["iops"]
             pair["ratio_xblade_ceiling_ram"] = r
             lines.append(f"{'':28} {'xblade/ceiling-ram':17} {r:>29.2f}x")
+        # xblade's own network path with no storage work (the null backend): what is left
+        # between the two responders and xblade is AF_XDP copy mode on veth, not storage.
+        if "xblade" in pair and "ceiling-xdp" in pair and pair["ceiling-xdp"]["iops"]:
+            r = pair["xblade"]["iops"] / pair["ceiling-xdp"]["iops"]
+            pair["ratio_xblade_ceiling_xdp"] = r
+            lines.append(f"{'':28} {'xblade/ceiling-xdp':17} {r:>29.2f}x")
+            if "ceiling" in pair and pair["ceiling"]["iops"]:
+                r = pair["ceiling-xdp"]["iops"] / pair["ceiling"]["iops"]
+                pair["ratio_ceiling_xdp_ceiling"] = r
+                lines.append(f"{'':28} {'ceiling-xdp/ceiling':19} {r:>27.2f}x  (AF_XDP copy mode vs AF_PACKET on veth)")
+        # The load generator's CPU per request: when CPU 0 is saturated, it bounds the rate,
+        # and on veth it includes the target's receive (XDP and the UMEM copy, or AF_PACKET's).
+        gen = [(t, pair[t]) for t in ("xblade", "ceiling", "ceiling-ram", "ceiling-xdp")
+               if t in pair and pair[t].get("cpu0_busy_frac") is not None and pair[t]["iops"]]
+        if len(gen) > 1:
+            per_req = ", ".join(f"{t} {1e6 * row['cpu0_busy_frac'] / row['iops']:.2f}" for t, row in gen)
+            pair["cpu0_us_per_req"] = {t: 1e6 * row["cpu0_busy_frac"] / row["iops"] for t, row in gen}
+            lines.append(f"{'':28} CPU 0 (generator) us/req: {per_req}")
         if case.startswith("ablation") and "default" in pair:
             base = pair["default"]["iops"]
             for target, row in pair.items():

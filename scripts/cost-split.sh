@@ -16,6 +16,8 @@
 #                   work, so no userspace sample is idle polling) (default: default,event)
 #   --xblade PATH   the xblade binary (default target/release/xblade of this tree)
 #   --bench PATH    the xblade-bench binary (default target/release/xblade-bench)
+#   --keep-perf     keep every run's perf.data (for perf annotate / perf report); they are
+#                   large, so by default they are removed once classified
 #   --out DIR       where the logs go (default results/cost-split-DATE); the binaries are
 #                   copied into DIR/bin first, so a rebuild during the run changes nothing
 #
@@ -43,7 +45,7 @@ source "$REPO/scripts/lib.sh"
 
 QDS=64 OPS=read,write DURATION=5 WARMUP=1 REPEAT=3 VARIANTS=default,event OUT=""
 XBLADE="$REPO/target/release/xblade" BENCH="$REPO/target/release/xblade-bench"
-GEN_SPIN_US=50 FREQ=4999
+GEN_SPIN_US=50 FREQ=4999 KEEP_PERF=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --qd) QDS=$2; shift ;;
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --xblade) XBLADE=$2; shift ;;
         --bench) BENCH=$2; shift ;;
         --out) OUT=$2; shift ;;
+        --keep-perf) KEEP_PERF=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -149,7 +152,8 @@ json.dump({"case": case, "rep": int(rep), "perf_seconds": float(perf_s), "settin
 PY
     python3 "$REPO/scripts/cost_split.py" run "$base.perf.txt" "$base.bench.json" "$base.syscalls.txt" \
         "$base.meta.json" "$base.split.json" | tee -a "$OUT/runs.txt"
-    rm -f "$base.perf.data" "$base.perf.txt"
+    rm -f "$base.perf.txt"
+    [ "$KEEP_PERF" -eq 1 ] || rm -f "$base.perf.data"
 }
 
 {
