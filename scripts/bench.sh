@@ -62,6 +62,12 @@
 #                  CPU 0 to itself, so its wake-ups stay out of every target's latency.
 #                  The same for every target; the queues group, where generators share
 #                  the CPUs with xblade's workers, always uses 0
+#   --disk-gen-spin-us US  the same for the disk group and the disk ablations only
+#                  (default: --gen-spin-us). With the default, the generator sleeps
+#                  between the disk's completions and its wake-ups lengthen every round
+#                  trip (the report's "outside" column); e.g. 100000 keeps it polling while
+#                  its requests are on the disk: CPU 0 is then fully busy, which slows the
+#                  disk too, and fio-contended is loaded to match
 #   --scrape-metrics  in the tmpfs, disk and jumbo groups, also run target kind
 #                  xblade-scraped right after xblade in every repetition: the same binary and
 #                  command line plus --metrics-listen 127.0.0.1:0, with curl fetching
@@ -102,6 +108,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
+DISK_GEN_SPIN_US=""
 COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,ceiling-xdp,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
@@ -112,6 +119,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --gen-spin-us) GEN_SPIN_US=$2; shift ;;
+        --disk-gen-spin-us) DISK_GEN_SPIN_US=$2; shift ;;
         --compare-bin) COMPARE_BIN=$2; shift ;;
         --kinds) KINDS=$2; shift ;;
         --qds) QDS=$2; shift ;;
@@ -123,6 +131,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 need_root "bench.sh"
+DISK_GEN_SPIN_US=${DISK_GEN_SPIN_US:-$GEN_SPIN_US}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 kind_wanted() { [[ ",$KINDS," == *",$1,"* ]]; }
 for g in ${ONLY//,/ }; do
@@ -601,7 +610,7 @@ cat >"$OUT/settings.json" <<JSON
  "fio_contended_load": "fio on CPU 1 while CPU 0 runs a duty-cycled busy loop (100 us bursts) at the busy fraction CPU 0 had in the xblade run of the same case and repetition, warm-up included",
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
  "xblade_help": $(python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))' < <("$XBLADE" --help 2>&1)),
- "generator_spin_us": $GEN_SPIN_US,
+ "generator_spin_us": $GEN_SPIN_US, "disk_generator_spin_us": $DISK_GEN_SPIN_US,
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
 
@@ -648,7 +657,10 @@ if want disk; then
     log "disk: vblade -d vs xblade (O_DIRECT) on $DISK_DIR, and raw fio as the ceiling (CPU 0 idle, and busy)"
     dd if=/dev/zero of="$DISK_IMG" bs=1M count=1024 oflag=direct status=none
     lab 1500 1
+    # The generator polls for the disk's completions instead of sleeping (--disk-gen-spin-us).
+    GEN_SPIN_US_DEFAULT=$GEN_SPIN_US GEN_SPIN_US=$DISK_GEN_SPIN_US
     cases_for disk "$DISK_IMG" "-d" "$QDS" "fio fio-contended"
+    GEN_SPIN_US=$GEN_SPIN_US_DEFAULT
 fi
 
 if want null; then
@@ -753,6 +765,7 @@ fi
 if want ablation && want disk; then
     log "ablations on the disk image (io_uring path): QD 64 reads"
     lab 1500 1
+    GEN_SPIN_US_DEFAULT=$GEN_SPIN_US GEN_SPIN_US=$DISK_GEN_SPIN_US
     for rep in $(seq "$REPEAT"); do
         for v in "default:" "event-mode:--spin-us 0" "no-fixed:--tune-no-fixed" "no-defer-taskrun:--tune-no-defer-taskrun" "no-merge:--tune-no-merge"; do
             name=${v%%:*} flags=${v#*:}
@@ -763,6 +776,7 @@ if want ablation && want disk; then
             stop_target
         done
     done
+    GEN_SPIN_US=$GEN_SPIN_US_DEFAULT
 fi
 
 if want exports; then

@@ -233,7 +233,13 @@ def split_table(summary, runs):
     """xblade's own latency split (target_split of its runs: RX ring to TX ring end to end,
     the disk's part from submission to completion, xblade's part the rest), medians over
     the repetitions; the last columns are xblade's part over the end-to-end time (p50 and
-    mean). Only cases whose every xblade run has disk requests."""
+    mean). Only cases whose every xblade run has disk requests.
+
+    Then, from the generator's side: the closed loop keeps QD requests out, so its mean
+    round trip is QD / IOPS (Little's law); "outside" is that minus xblade's RX-to-TX mean
+    (the veth hops and the generator, its wake-ups included), and "disk holds" the disk's
+    mean time over the round trip: the share of the QD the disk actually has, which bounds
+    the IOPS against fio's at the full QD."""
     cases = sorted((c for (c, t), reps in runs.items() if t == "xblade"
                     and all(r.get("split") and r["split"]["disk"]["count"] for r in reps)), key=case_key)
     if not cases:
@@ -241,7 +247,7 @@ def split_table(summary, runs):
     lines = ["", "xblade's own latency split (end to end = RX ring to TX ring; disk = submission to "
                  "completion; xblade = the rest), medians of the repetitions",
              f"{'case':20} {'e2e p50/p99 us':>16} {'disk p50/p99 us':>16} {'xblade p50/p99 us':>18} "
-             f"{'xblade/e2e p50':>15} {'xblade/e2e mean':>16}"]
+             f"{'xblade/e2e p50':>15} {'xblade/e2e mean':>16} {'round trip us':>14} {'outside us':>11} {'disk holds':>11}"]
     lines.append("-" * len(lines[-1]))
     for case in cases:
         reps = [r["split"] for r in runs[(case, "xblade")]]
@@ -249,10 +255,18 @@ def split_table(summary, runs):
              for part in ("end_to_end", "disk", "xblade")}
         p50_share = med([r["xblade"]["p50_ns"] / r["end_to_end"]["p50_ns"] for r in reps if r["end_to_end"]["p50_ns"]])
         mean_share = med([r["xblade"]["mean_ns"] / r["end_to_end"]["mean_ns"] for r in reps if r["end_to_end"]["mean_ns"]])
-        summary[case]["xblade"]["split"] = {**m, "xblade_share_p50": p50_share, "xblade_share_mean": mean_share}
+        qd = int(re.search(r"-qd(\d+)$", case).group(1))
+        loops = [(qd / r["iops"] * 1e6, r["split"]) for r in runs[(case, "xblade")] if r["iops"]]
+        round_trip = med([rt for rt, _ in loops])
+        outside = med([rt - sp["end_to_end"]["mean_ns"] / 1e3 for rt, sp in loops])
+        disk_holds = med([sp["disk"]["mean_ns"] / 1e3 / rt for rt, sp in loops])
+        summary[case]["xblade"]["split"] = {**m, "xblade_share_p50": p50_share, "xblade_share_mean": mean_share,
+                                            "round_trip_mean_us": round_trip, "outside_mean_us": outside,
+                                            "disk_share_of_qd": disk_holds}
         pair = lambda part: f"{fmt(m[part]['p50_ns'])} / {fmt(m[part]['p99_ns'])}"
         lines.append(f"{case:20} {pair('end_to_end'):>16} {pair('disk'):>16} {pair('xblade'):>18} "
-                     f"{fmt(p50_share and p50_share * 100) + ' %':>15} {fmt(mean_share and mean_share * 100) + ' %':>16}")
+                     f"{fmt(p50_share and p50_share * 100) + ' %':>15} {fmt(mean_share and mean_share * 100) + ' %':>16} "
+                     f"{fmt(round_trip):>14} {fmt(outside):>11} {fmt(disk_holds and disk_holds * 100) + ' %':>11}")
     return lines
 
 
