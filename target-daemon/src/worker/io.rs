@@ -278,11 +278,11 @@ impl Worker {
                 }
             }
             // The null backend: no disk, no split.
-            self.finish_io(flight, true, None);
+            self.finish_io(&flight, true, None);
             return;
         };
         if io.kind != IoKind::Flush && self.exports.get(export).mapping().is_some() {
-            self.transfer_mapped(flight);
+            self.transfer_mapped(&flight);
             return;
         }
         if !self.choose_vector(&mut flight, io_mode) {
@@ -457,7 +457,7 @@ impl Worker {
     /// The mapped engine: copies a planned read or write between its frames and the
     /// export's mapped window, and answers it. When the window turns out poisoned (the file
     /// lost pages under it), the request fails and the export falls back to preadv/pwritev.
-    fn transfer_mapped(&mut self, flight: InFlight) {
+    fn transfer_mapped(&mut self, flight: &InFlight) {
         let export = self.exports.get(flight.export);
         let Some(window) = export.mapping() else {
             debug_assert!(false, "start_io checked the mapping");
@@ -520,7 +520,7 @@ impl Worker {
         self.in_flight_count -= 1;
         let disk_ns = Some(completed_ns.saturating_sub(flight.submitted_ns));
         if flight.member_count > 0 {
-            self.complete_merged(flight, result, disk_ns);
+            self.complete_merged(&flight, result, disk_ns);
             return;
         }
         let io = flight.io;
@@ -556,12 +556,12 @@ impl Worker {
             }
             self.counters.add(|c| &c.bounced, 1);
         }
-        self.finish_io(flight, done, disk_ns);
+        self.finish_io(&flight, done, disk_ns);
     }
 
     /// A merged I/O finished: each member succeeded if the transfer covered its range; each
     /// spent the leader's `disk_ns` on the disk.
-    fn complete_merged(&mut self, leader: InFlight, result: i32, disk_ns: Option<u64>) {
+    fn complete_merged(&mut self, leader: &InFlight, result: i32, disk_ns: Option<u64>) {
         let transferred = u64::try_from(result).unwrap_or(0);
         let mut covered_end = u64::from(leader.io.len_bytes);
         let members = leader.members;
@@ -586,7 +586,7 @@ impl Worker {
             covered_end += u64::from(member.io.len_bytes);
             let done = transferred >= covered_end;
             failed += u64::from(!done);
-            self.finish_io(member, done, disk_ns);
+            self.finish_io(&member, done, disk_ns);
         }
         if failed > 0 {
             // Counted per request, like the ATA errors the initiators see.
@@ -600,7 +600,7 @@ impl Worker {
 
     /// Builds and queues the reply of a finished I/O, and releases the frames it held.
     /// `disk_ns`: submission to completion, for I/O that went to the disk.
-    fn finish_io(&mut self, flight: InFlight, done: bool, disk_ns: Option<u64>) {
+    fn finish_io(&mut self, flight: &InFlight, done: bool, disk_ns: Option<u64>) {
         if flight.bounce != Bounce::None {
             self.frames.push_bounce(flight.bounce_slot);
         }
