@@ -54,9 +54,10 @@
 #   --qds LIST     queue depths of the tmpfs and disk groups (default 1,16,64)
 #   --export-counts LIST  exports group: numbers of exports (default 1,8,64). One xblade
 #                  process from a generated --config file (pin = false, frames 4096, one
-#                  64 MiB tmpfs image per export); the generator spreads the same total QD
-#                  (16 and 64) round robin over them, with the same total span (64 MiB / N
-#                  per export, allocated), so only the number of exports changes
+#                  tmpfs image of 64 MiB / N per export, allocated, so every export is
+#                  mapped); the generator spreads the same total QD (16 and 64) round
+#                  robin over them, over all of each image (64 MiB in all), so only the
+#                  number of exports changes
 #   --gen-spin-us US  the load generator polls its receive ring this long after the last
 #                  reply before it sleeps in ppoll (default 50; 0 sleeps at once). It has
 #                  CPU 0 to itself, so its wake-ups stay out of every target's latency.
@@ -781,25 +782,18 @@ fi
 
 if want exports; then
     # The same total load over 1, 8 and 64 exports of one xblade process on one interface
-    # (one veth link, one RX queue, so one worker and one UMEM for all exports). Every
-    # export has its own 64 MiB tmpfs image; the generator uses 64 MiB / N of each (so the
-    # data touched is 64 MiB in every case, allocated beforehand) and sends each new
-    # request to the next export in turn.
+    # (one veth link, one RX queue, so one worker and one UMEM for all exports). With N
+    # exports, each has a tmpfs image of its own of 64 MiB / N, fully allocated (so the
+    # data is 64 MiB in every case, and every export gets the same engine: auto maps a
+    # memory-backed file only when it has no holes); the generator spans the whole of
+    # each and sends each new request to the next export in turn.
     EXPORT_TOTAL_SECTORS=$(( 64 * 2048 ))
-    max_count=0
-    for n in $EXPORT_COUNTS; do [ "$n" -gt "$max_count" ] && max_count=$n; done
     log "exports: tmpfs, $EXPORT_COUNTS exports in one process, QD 16 and 64 in all (MTU 1500)"
-    for ((i = 0; i < max_count; i++)); do
-        img="$EXPORT_IMG_PREFIX$i.img"
-        truncate -s 64M "$img"
-        # Allocate the largest span any case uses on this image.
-        span=0
-        for n in $EXPORT_COUNTS; do
+    for n in $EXPORT_COUNTS; do
+        for ((i = 0; i < n; i++)); do
             # shellcheck disable=SC2017 # the generator's span is EXPORT_TOTAL_SECTORS / n
-            s=$(( EXPORT_TOTAL_SECTORS / n * 512 ))
-            [ "$i" -lt "$n" ] && [ "$s" -gt "$span" ] && span=$s
+            fallocate -l $(( EXPORT_TOTAL_SECTORS / n * 512 )) "$EXPORT_IMG_PREFIX$n-$i.img"
         done
-        fallocate -l "$span" "$img"
     done
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
@@ -811,7 +805,7 @@ if want exports; then
                 printf 'pin = false\nframes = 4096\nbatch = 64\nbusy_poll = false\n'
                 for ((i = 0; i < n; i++)); do
                     printf '\n[[export]]\nshelf = 1\nslot = %d\nfile = "%s"\ninterfaces = ["%s"]\n' \
-                        "$i" "$EXPORT_IMG_PREFIX$i.img" "$IF_T"
+                        "$i" "$EXPORT_IMG_PREFIX$n-$i.img" "$IF_T"
                 done
             } >"$dir/xblade.toml"
             start_target "$OUT/runs/exports$n-xblade-$rep.log" 1 "$XBLADE" --config "$dir/xblade.toml"
