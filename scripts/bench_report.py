@@ -255,11 +255,13 @@ def split_table(summary, runs):
              for part in ("end_to_end", "disk", "xblade")}
         p50_share = med([r["xblade"]["p50_ns"] / r["end_to_end"]["p50_ns"] for r in reps if r["end_to_end"]["p50_ns"]])
         mean_share = med([r["xblade"]["mean_ns"] / r["end_to_end"]["mean_ns"] for r in reps if r["end_to_end"]["mean_ns"]])
-        qd = int(re.search(r"-qd(\d+)$", case).group(1))
-        loops = [(qd / r["iops"] * 1e6, r["split"]) for r in runs[(case, "xblade")] if r["iops"]]
-        round_trip = med([rt for rt, _ in loops])
-        outside = med([rt - sp["end_to_end"]["mean_ns"] / 1e3 for rt, sp in loops])
-        disk_holds = med([sp["disk"]["mean_ns"] / 1e3 / rt for rt, sp in loops])
+        # A case without one QD in its name (none has a split today) gets no round trip.
+        qd_match = re.search(r"-qd(\d+)$", case)
+        qd = int(qd_match.group(1)) if qd_match else 0
+        loops = [(qd / r["iops"] * 1e6, r["split"]) for r in runs[(case, "xblade")] if r["iops"] and qd]
+        round_trip = med([rt for rt, _ in loops]) if loops else None
+        outside = med([rt - sp["end_to_end"]["mean_ns"] / 1e3 for rt, sp in loops]) if loops else None
+        disk_holds = med([sp["disk"]["mean_ns"] / 1e3 / rt for rt, sp in loops]) if loops else None
         summary[case]["xblade"]["split"] = {**m, "xblade_share_p50": p50_share, "xblade_share_mean": mean_share,
                                             "round_trip_mean_us": round_trip, "outside_mean_us": outside,
                                             "disk_share_of_qd": disk_holds}
@@ -329,7 +331,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: {"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7, "ceiling-xdp": 8}.get(t, 9 if t != "default" else 0))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: ({"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7, "ceiling-xdp": 8}.get(t, 9 if t != "default" else 0), t))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us", "cpu0_busy_frac")}
