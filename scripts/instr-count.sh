@@ -102,6 +102,9 @@ for op in ${OPS//,/ }; do
     kill -KILL "$VG_PID" 2>/dev/null || true
     wait "$VG_PID" 2>/dev/null || true
     VG_PID=""
+    # This op's lab goes now: the next op makes one with names of its own.
+    ip netns del "$NS_T" 2>/dev/null || true
+    ip netns del "$NS_C" 2>/dev/null || true
     dump=$(ls "$OUT/$op.callgrind".* 2>/dev/null | tail -n 1)
     [ -s "$dump" ] || die "$op: callgrind wrote no dump"
     callgrind_annotate --auto=no "$dump" >"$OUT/$op.annotate.txt" 2>/dev/null
