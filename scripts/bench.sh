@@ -200,26 +200,16 @@ trap 'exit 143' TERM
 
 # make_lab MTU RXQUEUES
 make_lab() {
-    ip netns del "$NS_T" 2>/dev/null || true
-    ip netns del "$NS_C" 2>/dev/null || true
-    ip netns add "$NS_T"
-    ip netns add "$NS_C"
+    veth_lab "$NS_T" "$NS_C" "$IF_T" "$IF_C" "$1" "$2"
     # Loopback, for the metrics endpoint (--scrape-metrics).
     ip -n "$NS_T" link set lo up
-    ip link add "$IF_T" numrxqueues "$2" numtxqueues "$2" netns "$NS_T" type veth \
-        peer name "$IF_C" numrxqueues "$2" numtxqueues "$2" netns "$NS_C"
-    for side in "$NS_T $IF_T" "$NS_C $IF_C"; do
-        # shellcheck disable=SC2086 # two words: namespace, interface
-        set -- $side
-        ip -n "$1" link set "$2" mtu "$MTU_NOW" up
-    done
     # XPS on the client: a frame sent from CPU n leaves on TX queue n (veth delivers it
     # on the peer's RX queue n).
     if [ "$RXQ_NOW" -ge 2 ]; then
         ip netns exec "$NS_C" sh -c "echo 1 > /sys/class/net/$IF_C/queues/tx-0/xps_cpus; echo 2 > /sys/class/net/$IF_C/queues/tx-1/xps_cpus"
     fi
 }
-lab() { MTU_NOW=$1 RXQ_NOW=$2; make_lab "$1" "$2"; }
+lab() { RXQ_NOW=$2; make_lab "$1" "$2"; }
 
 stop_target() {
     if [ -n "$SCRAPER_PID" ]; then

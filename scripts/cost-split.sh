@@ -90,17 +90,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The lab: as bench.sh's make_lab with one queue, MTU 1500.
-make_lab() {
-    ip netns del "$NS_T" 2>/dev/null || true
-    ip netns del "$NS_C" 2>/dev/null || true
-    ip netns add "$NS_T"
-    ip netns add "$NS_C"
-    ip link add "$IF_T" numrxqueues 1 numtxqueues 1 netns "$NS_T" type veth \
-        peer name "$IF_C" numrxqueues 1 numtxqueues 1 netns "$NS_C"
-    ip -n "$NS_T" link set "$IF_T" mtu 1500 up
-    ip -n "$NS_C" link set "$IF_C" mtu 1500 up
-}
+# The lab: as bench.sh's, with one queue, MTU 1500.
+make_lab() { veth_lab "$NS_T" "$NS_C" "$IF_T" "$IF_C" 1500 1; }
 
 start_xblade() {
     local log=$1

@@ -52,8 +52,9 @@ done
 [ ${#XBLADE_OPTS[@]} -gt 0 ] || XBLADE_OPTS=(--spin-us 0)
 need_root "instr-count.sh"
 for b in "$XBLADE" "$BENCH"; do [ -x "$b" ] || die "$b: not an executable (build with cargo build --release -p xblade -p xblade-bench, or pass --xblade/--bench)"; done
-command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
-    || die "valgrind not found (apt-get install valgrind)"
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+    die "valgrind not found (apt-get install valgrind)"
+fi
 for op in ${OPS//,/ }; do case $op in read|write) ;; *) die "unknown op $op (read, write)" ;; esac; done
 OUT=${OUT:-$REPO/results/instr-count-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -80,13 +81,7 @@ for op in ${OPS//,/ }; do
     rpct=100; [ "$op" = write ] && rpct=0
     # Names of its own for every op's lab.
     ID="xic$$${op:0:1}" NS_T="$ID-t" NS_C="$ID-c" IF_T="${ID}t" IF_C="${ID}c"
-    ip netns del "$NS_T" 2>/dev/null || true
-    ip netns del "$NS_C" 2>/dev/null || true
-    ip netns add "$NS_T"
-    ip netns add "$NS_C"
-    ip link add "$IF_T" netns "$NS_T" type veth peer name "$IF_C" netns "$NS_C"
-    ip -n "$NS_T" link set "$IF_T" up
-    ip -n "$NS_C" link set "$IF_C" up
+    veth_lab "$NS_T" "$NS_C" "$IF_T" "$IF_C" 1500 1
     log "$op: xblade under callgrind, QD $QD"
     ip netns exec "$NS_T" taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$op.callgrind" \
         --toggle-collect='xblade::worker::run' "$XBLADE" --no-state --no-pin "${XBLADE_OPTS[@]}" 1 0 "$IF_T" null:1G \
@@ -105,8 +100,10 @@ for op in ${OPS//,/ }; do
     # This op's lab goes now: the next op makes one with names of its own.
     ip netns del "$NS_T" 2>/dev/null || true
     ip netns del "$NS_C" 2>/dev/null || true
-    dump=$(ls "$OUT/$op.callgrind".* 2>/dev/null | tail -n 1)
-    [ -s "$dump" ] || die "$op: callgrind wrote no dump"
+    # One dump per `callgrind_control --dump`: OP.callgrind.1 (the file without a suffix
+    # is what valgrind writes at exit, which a killed valgrind never does).
+    dump="$OUT/$op.callgrind.1"
+    [ -s "$dump" ] || die "$op: callgrind wrote no dump ($dump)"
     callgrind_annotate --auto=no "$dump" >"$OUT/$op.annotate.txt" 2>/dev/null
     python3 - "$OUT/$op.annotate.txt" "$OUT/$op.bench.json" "$op" "$QD" <<'PY' | tee -a "$OUT/summary.txt"
 import json, re, sys

@@ -13,6 +13,22 @@ CARGO_DEB_VERSION=3.8.0
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# veth_lab NS_T NS_C IF_T IF_C MTU QUEUES: a fresh pair of network namespaces joined by
+# one veth pair (IF_T in NS_T, IF_C in NS_C) with QUEUES RX/TX queues per end, both ends up
+# at MTU. Namespaces of the same names left from before are removed first; removing the
+# namespaces removes the pair. The caller owns the names and their removal on exit.
+veth_lab() {
+    local ns_t=$1 ns_c=$2 if_t=$3 if_c=$4 mtu=$5 queues=$6
+    ip netns del "$ns_t" 2>/dev/null || true
+    ip netns del "$ns_c" 2>/dev/null || true
+    ip netns add "$ns_t"
+    ip netns add "$ns_c"
+    ip link add "$if_t" numrxqueues "$queues" numtxqueues "$queues" netns "$ns_t" type veth \
+        peer name "$if_c" numrxqueues "$queues" numtxqueues "$queues" netns "$ns_c"
+    ip -n "$ns_t" link set "$if_t" mtu "$mtu" up
+    ip -n "$ns_c" link set "$if_c" mtu "$mtu" up
+}
+
 need_root() {
     [ "$(id -u)" -eq 0 ] || die "$1 needs root (XDP, AF_XDP and network namespaces): run it with sudo"
 }
