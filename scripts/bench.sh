@@ -23,7 +23,13 @@
 #                  (default results/bench-DATE); a new or empty directory (a non-empty one
 #                  is refused: another run's results there would spoil this run's report)
 #   --only GROUPS  comma-separated subset of: tmpfs,qd1,disk,null,jumbo,queues,ablation,
-#                  exports,napi (default: all of them). napi: AF_XDP preferred busy polling
+#                  cpu,exports,napi (default: all of them). cpu: the CPU each target
+#                  spends per request when every one of them sleeps as soon as it has no
+#                  work: vblade (it always does), xblade --spin-us 0 (event mode) and the
+#                  zero-work responder --spin-us 0, tmpfs reads and writes at QD 16,
+#                  the three interleaved in every repetition; the responder's figure is
+#                  the least any target can spend here (the kernel's send and, on veth,
+#                  the initiator's receive run on the target's CPU). napi: AF_XDP preferred busy polling
 #                  (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
 #                  binary without it, at xblade's default wait (spin 50 us) and with
 #                  --busy-poll, tmpfs reads and writes at QD 1 and 16, the four
@@ -108,7 +114,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
 
-REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,exports,napi" GEN_SPIN_US=50
+REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,cpu,exports,napi" GEN_SPIN_US=50
 DISK_GEN_SPIN_US=""
 COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,ceiling-xdp,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
@@ -136,7 +142,7 @@ DISK_GEN_SPIN_US=${DISK_GEN_SPIN_US:-$GEN_SPIN_US}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 kind_wanted() { [[ ",$KINDS," == *",$1,"* ]]; }
 for g in ${ONLY//,/ }; do
-    case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
+    case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|cpu|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
     case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|ceiling-xdp|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
@@ -605,7 +611,7 @@ cat >"$OUT/settings.json" <<JSON
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
 
-if want tmpfs || want null || want jumbo || want queues || want ablation || want napi; then
+if want tmpfs || want null || want jumbo || want queues || want ablation || want cpu || want napi; then
     log "tmpfs image: 512 MiB, allocated"
     dd if=/dev/zero of="$SHM_IMG" bs=1M count=512 status=none
 fi
@@ -708,7 +714,7 @@ if want ablation; then
     log "ablations: xblade tmpfs reads and writes, QD 64 (and 16 for event mode), one mechanism switched off at a time"
     lab 1500 1
     variants=("default:" "batch1:--batch 1" "busypoll:--busy-poll" "event-mode:--spin-us 0" "no-need-wakeup:--tune-no-need-wakeup"
-              "uring-engine:--io-engine uring" "no-merge:--tune-no-merge" "unpinned:UNPINNED")
+              "uring-engine:--io-engine uring" "no-merge:--tune-no-merge" "no-fill-cap:--tune-no-fill-cap" "unpinned:UNPINNED")
     for rep in $(seq "$REPEAT"); do
         for v in "${variants[@]}"; do
             name=${v%%:*} flags=${v#*:}
@@ -725,6 +731,29 @@ if want ablation; then
                 run_bench "ablation-read-qd16-$name-$rep" xblade 16 100
                 run_bench "ablation-write-qd16-$name-$rep" xblade 16 0
             fi
+            stop_target
+        done
+    done
+fi
+
+if want cpu; then
+    # Issue #10's CPU goal (xblade in event mode at QD 16: at most 0.4x vblade's CPU per
+    # request) and its floor: the responder, which answers from a hot buffer with no
+    # storage work, also sleeping as soon as it has nothing to do (--spin-us 0). Every
+    # target's reply is sent by the kernel on the target's CPU, and on veth that send runs
+    # the initiator's receive too, so no target can spend less than the responder does.
+    log "cpu: vblade, xblade --spin-us 0 and the responder --spin-us 0, tmpfs, QD 16"
+    lab 1500 1
+    for rep in $(seq "$REPEAT"); do
+        for target in vblade xblade ceiling; do
+            case $target in
+                vblade) start_target "$OUT/runs/cpu-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG" ;;
+                xblade) start_target "$OUT/runs/cpu-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --spin-us 0 1 0 "$IF_T" "$SHM_IMG" ;;
+                ceiling) start_target "$OUT/runs/cpu-ceiling-$rep.log" 1 "$RESPONDER" --spin-us 0 --shelf 1 --slot 0 "$IF_T" ;;
+            esac
+            [ "$target" = ceiling ] || verify_pass "cpu-$target-$rep"
+            run_bench "cpu-read-qd16-$target-$rep" "$target" 16 100
+            run_bench "cpu-write-qd16-$target-$rep" "$target" 16 0
             stop_target
         done
     done

@@ -7,7 +7,9 @@ this one side by side; with --scrape-metrics, xblade with /metrics scraped every
 (xblade-scraped) and without, side by side. On the disk, two ceilings: raw fio with CPU 0
 idle (fio) and with CPU 0 as busy as the load generator kept it in xblade's run of the same
 case (fio-contended, the fair one: this VM's disk is slower while the other vCPU runs); the
-table's CPU0 column is CPU 0's busy fraction during each run, to compare them.
+table's CPU0 column is CPU 0's busy fraction during each run, to compare them. With a cpu
+group, the CPU per request of vblade, xblade in event mode and the zero-work responder in
+event mode at QD 16, with their ratios (the responder's against vblade's is the floor).
 
     python3 scripts/bench_report.py RESULTS_DIR
 
@@ -276,6 +278,31 @@ def split_table(summary, runs):
 VBLADE_BUFFERS = 16
 
 
+def cpu_table(summary, runs):
+    """The cpu group: CPU per request at QD 16 with every target sleeping when idle, and the
+    ratios against vblade, the responder's being the floor any target has on this link."""
+    lines = []
+    for op in ("read", "write"):
+        case = f"cpu-{op}-qd16"
+        pair = summary.get(case, {})
+        if not all(t in pair and pair[t]["cpu_us"] for t in ("vblade", "xblade", "ceiling")):
+            continue
+        if not lines:
+            lines += ["", "CPU per request at QD 16, every target sleeping as soon as it has no work "
+                      "(cpu group; median [min..max] us of the target's utime + stime):",
+                      f"{'case':16} {'vblade':>20} {'xblade event':>20} {'responder':>20} "
+                      f"{'xblade/vblade':>14} {'resp./vblade':>13} {'xblade/resp.':>13}"]
+        cells = []
+        for t in ("vblade", "xblade", "ceiling"):
+            values = [r["cpu_us"] for r in runs[(case, t)] if r["cpu_us"] is not None]
+            cells.append(f"{pair[t]['cpu_us']:.2f} [{min(values):.2f}..{max(values):.2f}]")
+        v, x, c = (pair[t]["cpu_us"] for t in ("vblade", "xblade", "ceiling"))
+        pair["cpu_ratio"] = {"xblade_vblade": x / v, "ceiling_vblade": c / v, "xblade_ceiling": x / c}
+        lines.append(f"{case:16} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20} "
+                     f"{x / v:>13.2f}x {c / v:>12.2f}x {x / c:>12.2f}x")
+    return lines
+
+
 def check(out, runs, problems):
     """Every expected run has a JSON, no run has errors, every case has all repetitions."""
     expected_file = out / "runs" / "expected.txt"
@@ -424,7 +451,7 @@ def main():
               "same run, interleaved per repetition",
         labels=("plain", "scraped", "scr/plain", "plain/scr"), key="ratio_scraped_plain")
     for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped,
-                  split_table(summary, runs)):
+                  split_table(summary, runs), cpu_table(summary, runs)):
         if extra:
             print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

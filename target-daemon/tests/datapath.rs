@@ -749,3 +749,88 @@ fn user_errors_get_one_clear_line_and_a_nonzero_exit() {
     assert!(line.contains("already has an XDP program"), "{line}");
     assert!(daemon.terminate(Duration::from_secs(10)).status.success());
 }
+
+/// The fill ring's depth cap (worker/fill_depth.rs): with the worker stopped, the kernel
+/// receives only as many frames as the worker left it for reception (512 to begin with;
+/// the rest of a burst is dropped), and a backlog that large doubles what it gets next time.
+#[test]
+fn a_burst_while_the_worker_is_stopped_raises_the_fill_depth() {
+    use aoe_proto::ata::{opcode, AtaHeader, AFLAG_EXTENDED};
+    use aoe_proto::{Header, Mac};
+    require_root!();
+    const START_DEPTH: usize = 512;
+    const BURST: u32 = 1600;
+    let lab = Lab::new("burst", LabOptions::with_rx_queues(1)).expect("lab");
+    let dir = TempDir::new("burst");
+    let image = dir.image("disk.img", IMAGE_BYTES);
+    let daemon = Daemon::start(&lab, &dir, &image, &["--no-pin"]);
+    let sock = common::RawSocket::open_in_client(&lab, lab.client_if(), 64 << 20);
+    let target = Mac(lab.target_mac());
+    let mut tag = 0u32;
+    let mut burst_answered = |daemon: &Daemon| -> usize {
+        let first_tag = tag;
+        daemon.signal(libc::SIGSTOP);
+        // kill(2) returns before the threads have stopped: wait until every one has.
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+                .expect("the daemon's threads")
+                .filter_map(Result::ok)
+                .all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                        stat.rsplit(')').next().is_some_and(|s| {
+                            s.trim_start().starts_with('t') || s.trim_start().starts_with('T')
+                        })
+                    })
+                })
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), stopped),
+            "the daemon stopped"
+        );
+        for i in 0..BURST {
+            let read = AtaHeader {
+                aflags: AFLAG_EXTENDED,
+                sector_count: 1,
+                cmd_status: opcode::READ_SECTORS_EXT,
+                lba_bytes: AtaHeader::lba_bytes_for(u64::from(i), true),
+                ..AtaHeader::default()
+            };
+            let header = common::request_header(target, sock.mac, 0, tag);
+            sock.send(&common::ata_frame(&header, &read, &[]));
+            tag += 1;
+        }
+        daemon.signal(libc::SIGCONT);
+        let mut buf = vec![0u8; 2048];
+        let mut answered = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while let Some(len) = sock.recv_until(&mut buf, deadline) {
+            let Ok(reply) = Header::parse(&buf[..len]) else {
+                continue;
+            };
+            if reply.flags & aoe_proto::FLAG_RESPONSE != 0 && (first_tag..tag).contains(&reply.tag)
+            {
+                assert_eq!(reply.flags & aoe_proto::FLAG_ERROR, 0, "an error reply");
+                answered.insert(reply.tag);
+            }
+        }
+        answered.len()
+    };
+    let first = burst_answered(&daemon);
+    let second = burst_answered(&daemon);
+    let log = daemon.log();
+    assert!(daemon.terminate(Duration::from_secs(10)).status.success());
+    eprintln!("burst of {BURST} while stopped: {first} answered, then {second}");
+    for line in log.lines().filter(|l| l.contains("fill_depth")) {
+        eprintln!("{line}");
+    }
+    assert_eq!(
+        first, START_DEPTH,
+        "the kernel had the start depth of frames for reception"
+    );
+    assert!(
+        log.contains("fill_depth=1024"),
+        "grew after the first burst: {log}"
+    );
+    assert_eq!(second, 2 * START_DEPTH, "then twice as many");
+    assert!(log.contains("fill_depth=2048"), "and grew again: {log}");
+}

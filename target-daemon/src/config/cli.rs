@@ -122,7 +122,9 @@ pub struct Cli {
     pub xdp_mode: XdpAttachMode,
 
     /// UMEM frames per RX queue (a power of two, 64-32768). Each is 4 KiB: the default
-    /// pins 16 MiB per queue for the NIC and the disk.
+    /// pins 16 MiB per queue for the NIC and the disk. The kernel gets 512 of them for
+    /// reception at first (the most recently used: they stay in the CPU's caches), twice as
+    /// many each time a burst fills three quarters of that, up to all of them.
     #[arg(long, default_value_t = file::DEFAULT_FRAMES, value_parser = parse_frames)]
     pub frames: u32,
 
@@ -216,6 +218,10 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub tune_no_defer_taskrun: bool,
 
+    /// Tuning experiments (hidden): every free RX frame on the fill ring (no depth cap).
+    #[arg(long, hide = true)]
+    pub tune_no_fill_cap: bool,
+
     /// Run as this user (and its groups) once set up: after the XDP programs are attached
     /// and every socket, ring and file is open, xblade drops every capability and allows
     /// itself only the system calls it still needs (docs/PRIVILEGES.md). A reload can then
@@ -249,7 +255,7 @@ A minimal configuration file:
   interfaces = [\"eth1\", \"eth2\"]";
 
 /// The arguments `--config` excludes: the export and interface ones, which the file carries.
-const CONFIG_CONFLICTS: [&str; 28] = [
+const CONFIG_CONFLICTS: [&str; 29] = [
     "shelf",
     "slot",
     "iface",
@@ -278,6 +284,7 @@ const CONFIG_CONFLICTS: [&str; 28] = [
     "tune_no_fixed",
     "tune_no_merge",
     "tune_no_defer_taskrun",
+    "tune_no_fill_cap",
 ];
 
 impl Cli {
@@ -374,6 +381,7 @@ impl Cli {
                 defer_taskrun: !self.tune_no_defer_taskrun,
                 fixed: !self.tune_no_fixed,
                 merge: !self.tune_no_merge,
+                fill_cap: !self.tune_no_fill_cap,
             },
         };
         Ok(ServeConfig {
@@ -535,6 +543,7 @@ mod tests {
             &["--tune-no-fixed"],
             &["--tune-no-merge"],
             &["--tune-no-defer-taskrun"],
+            &["--tune-no-fill-cap"],
         ];
         for option in options {
             let mut args = vec!["--config", "x.toml"];
@@ -641,6 +650,7 @@ mod tests {
                         defer_taskrun: true,
                         fixed: false,
                         merge: false,
+                        fill_cap: true,
                     },
                 },
             )]

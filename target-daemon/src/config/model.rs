@@ -70,6 +70,9 @@ pub struct TuningFlags {
     pub defer_taskrun: bool,
     pub fixed: bool,
     pub merge: bool,
+    /// Keep only part of the RX frames on the fill ring, the most recently used first (see
+    /// `FramePool::fill`); off: every free RX frame goes on the fill ring.
+    pub fill_cap: bool,
 }
 
 impl Default for TuningFlags {
@@ -79,6 +82,7 @@ impl Default for TuningFlags {
             defer_taskrun: true,
             fixed: true,
             merge: true,
+            fill_cap: true,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! A worker's frames: addressing inside its buffer region (UMEM frames first, then the
 //! bounce buffers, a small pool of slots used only when O_DIRECT alignment forces a copy),
 //! and the pool that owns them: which frames the kernel holds (the ownership ledger), the
-//! spare frames, the free bounce slots, and the frames waiting to go back to the fill ring.
+//! spare frames, the free bounce slots, and the frames waiting to go back to the fill ring
+//! (as many as the fill depth allows: [`super::fill_depth`]).
 
 use crate::xsk::{FillRing, UmemConfig, UmemRegion, XDP_PACKET_HEADROOM};
 
+use super::fill_depth::FillDepth;
 use super::Geometry;
 
 /// The worker's view of its [`UmemRegion`].
@@ -141,18 +143,27 @@ pub(super) struct FramePool {
     /// Which frames the kernel holds (fill, RX, TX or completion ring) rather than the
     /// worker.
     with_kernel: Vec<bool>,
-    /// Frames to give back to the fill ring (chunk addresses).
+    /// Free RX frames, to give back to the fill ring (chunk addresses): a stack, the most
+    /// recently freed (the warmest in the cache) on top.
     recycle: Vec<u64>,
+    /// How many RX frames the kernel may hold for reception.
+    fill_depth: FillDepth,
+    /// RX frames the kernel holds for reception: handed over on the fill ring and not yet
+    /// back on the RX ring.
+    rx_with_kernel: u32,
 }
 
 impl FramePool {
     /// Every frame starts with the worker: the RX frames waiting to be recycled into the
-    /// fill ring, the others spare. Nothing is allocated after this.
-    pub fn new(map: FrameMap, geometry: Geometry, bounce_slots: u32) -> FramePool {
+    /// fill ring (frame 0 on top), the others spare. Nothing is allocated after this.
+    /// `fill_cap`: keep only part of the RX frames on the fill ring ([`super::fill_depth`]).
+    pub fn new(map: FrameMap, geometry: Geometry, bounce_slots: u32, fill_cap: bool) -> FramePool {
         let frame_count = geometry.frame_count;
         let rx_frames = geometry.rx_frames();
         FramePool {
-            recycle: (0..rx_frames).map(|i| map.chunk_addr(i)).collect(),
+            fill_depth: FillDepth::new(rx_frames, fill_cap),
+            rx_with_kernel: 0,
+            recycle: (0..rx_frames).rev().map(|i| map.chunk_addr(i)).collect(),
             map,
             rx_frames,
             spare: (rx_frames..frame_count).collect(),
@@ -223,19 +234,39 @@ impl FramePool {
         self.bounce_free.push(slot);
     }
 
-    /// Writes the recycled frames into the fill ring (as many as it takes; the rest wait
-    /// for the next turn) and hands them to the kernel. Returns how many it skipped because
-    /// they were recycled twice (anomalies, to be counted).
+    /// The fill depth: most RX frames the kernel holds for reception at once.
+    pub fn fill_depth(&self) -> u32 {
+        self.fill_depth.depth()
+    }
+
+    /// `n` descriptors came back on the RX ring: frames the kernel no longer holds for
+    /// reception.
+    pub fn received(&mut self, n: u32) {
+        self.rx_with_kernel = self.rx_with_kernel.saturating_sub(n);
+    }
+
+    /// `waiting` descriptors wait on the RX ring (the worker is behind): may raise the fill
+    /// depth ([`FillDepth::rx_backlog`]). Returns the new depth if it grew.
+    pub fn rx_backlog(&mut self, waiting: u32) -> Option<u32> {
+        self.fill_depth.rx_backlog(waiting)
+    }
+
+    /// Hands recycled frames to the kernel on the fill ring, the most recently freed first,
+    /// until it holds the fill depth for reception; the rest wait for a later turn. Returns
+    /// how many it skipped because they were recycled twice (anomalies, to be counted).
     pub fn fill(&mut self, fill: &mut FillRing) -> u64 {
-        if self.recycle.is_empty() {
+        let held = u32::try_from(self.recycle.len()).unwrap_or(u32::MAX);
+        let give = self.fill_depth.refill(self.rx_with_kernel, held);
+        if give == 0 {
             return 0;
         }
-        // The fill ring holds as many entries as there are frames, so it always has room
-        // for the frames the worker holds.
-        let reserved = fill.reserve(self.recycle.len() as u32);
+        // The fill ring holds as many entries as there are frames, so it has room for every
+        // frame the worker holds.
+        let reserved = fill.reserve(give);
+        let start = self.recycle.len() - reserved as usize;
         let mut written = 0;
         let mut twice = 0;
-        for &addr in &self.recycle[..reserved as usize] {
+        for &addr in self.recycle[start..].iter().rev() {
             let index = (addr / u64::from(self.map.frame_size())) as usize;
             if std::mem::replace(&mut self.with_kernel[index], true) {
                 twice += 1;
@@ -245,7 +276,8 @@ impl FramePool {
             written += 1;
         }
         fill.submit(written);
-        self.recycle.drain(..reserved as usize);
+        self.rx_with_kernel += written;
+        self.recycle.truncate(start);
         twice
     }
 }

@@ -49,6 +49,7 @@
 
 mod exports;
 mod fanout;
+mod fill_depth;
 mod frames;
 mod geometry;
 mod io;
@@ -338,7 +339,13 @@ impl Worker {
         };
         let slots = Geometry::bounce_slots(frame_count);
         let map = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
-        let frames = FramePool::new(map, geometry, slots);
+        let frames = FramePool::new(map, geometry, slots, tuning.fill_cap);
+        debug!(
+            queue_id,
+            rx_frames = geometry.rx_frames(),
+            fill_depth = frames.fill_depth(),
+            "frame pool ready"
+        );
         let empty = libc::xdp_desc {
             addr: 0,
             len: 0,
@@ -679,9 +686,20 @@ impl Worker {
         if n == 0 {
             return false;
         }
+        // A full batch: more may wait behind it; a backlog near the fill depth raises it.
+        if n == self.batch {
+            if let Some(depth) = self.frames.rx_backlog(rx.waiting()) {
+                info!(
+                    queue_id = self.queue_id,
+                    fill_depth = depth,
+                    "the RX ring backed up to near the fill depth: the kernel now gets up to {depth} frames for reception"
+                );
+            }
+        }
         self.rx_descs.clear();
         self.rx_descs.extend((0..n).map(|i| rx.desc(i)));
         rx.release(n);
+        self.frames.received(n);
         self.counters.add(|c| &c.rx_frames, u64::from(n));
         let now_ns = self.now_ns();
         for i in 0..n as usize {

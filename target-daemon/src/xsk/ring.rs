@@ -266,6 +266,14 @@ impl<T: Copy> ConsumerRing<T> {
         self.peeked
     }
 
+    /// Entries waiting on the ring, those of the current peek included, by the kernel's
+    /// `producer` read now.
+    pub fn waiting(&mut self) -> u32 {
+        // Acquire: as in `peek` (the entries counted may be read next).
+        self.prod = self.raw.producer().load(Ordering::Acquire);
+        self.prod.wrapping_sub(self.cons)
+    }
+
     /// Entry `i` (`0 <= i < peeked`) of the last `peek`. An index outside it is a caller bug: it
     /// is masked into the ring (memory stays safe) but the value is meaningless.
     pub fn get(&self, i: u32) -> T {
@@ -483,6 +491,21 @@ mod tests {
         assert_eq!(r.peek(2), 2);
         // ...a larger peek re-reads it.
         assert_eq!(r.peek(8), 4);
+    }
+
+    #[test]
+    fn waiting_counts_what_the_producer_says_now() {
+        let start = u32::MAX - 2;
+        let mut t = TestRing::new(start);
+        let mut r = consumer(&mut t);
+        t.set_producer(start.wrapping_add(5));
+        assert_eq!(r.peek(2), 2);
+        t.set_producer(start.wrapping_add(9));
+        // The peek's cached producer said 5; the ring holds 9 (the peeked 2 included).
+        assert_eq!(r.waiting(), 9);
+        // The peek is intact: releasing it leaves 7.
+        r.release(2);
+        assert_eq!(r.waiting(), 7);
     }
 
     #[test]
