@@ -26,10 +26,12 @@
 #                  cpu,exports,napi (default: all of them). cpu: the CPU each target
 #                  spends per request when every one of them sleeps as soon as it has no
 #                  work: vblade (it always does), xblade --spin-us 0 (event mode) and the
-#                  zero-work responder --spin-us 0, tmpfs reads and writes at QD 16,
-#                  the three interleaved in every repetition; the responder's figure is
-#                  the least any target can spend here (the kernel's send and, on veth,
-#                  the initiator's receive run on the target's CPU). napi: AF_XDP preferred busy polling
+#                  zero-work responder --spin-us 0, answering with zeros (ceiling) and
+#                  from a populated RAM copy of the image (ceiling-ram), tmpfs reads and
+#                  writes at QD 16, the four interleaved in every repetition; the
+#                  responders' figures are the least any target can spend here (the
+#                  kernel's send and, on veth, the initiator's receive run on the
+#                  target's CPU; ceiling-ram also moves the data). napi: AF_XDP preferred busy polling
 #                  (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
 #                  binary without it, at xblade's default wait (spin 50 us) and with
 #                  --busy-poll, tmpfs reads and writes at QD 1 and 16, the four
@@ -742,14 +744,16 @@ if want cpu; then
     # storage work, also sleeping as soon as it has nothing to do (--spin-us 0). Every
     # target's reply is sent by the kernel on the target's CPU, and on veth that send runs
     # the initiator's receive too, so no target can spend less than the responder does.
-    log "cpu: vblade, xblade --spin-us 0 and the responder --spin-us 0, tmpfs, QD 16"
+    log "cpu: vblade, xblade --spin-us 0 and the responders --spin-us 0, tmpfs, QD 16"
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
-        for target in vblade xblade ceiling; do
+        for target in vblade xblade ceiling ceiling-ram; do
             case $target in
                 vblade) start_target "$OUT/runs/cpu-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG" ;;
                 xblade) start_target "$OUT/runs/cpu-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --spin-us 0 1 0 "$IF_T" "$SHM_IMG" ;;
                 ceiling) start_target "$OUT/runs/cpu-ceiling-$rep.log" 1 "$RESPONDER" --spin-us 0 --shelf 1 --slot 0 "$IF_T" ;;
+                ceiling-ram) start_target "$OUT/runs/cpu-ceiling-ram-$rep.log" 1 "$RESPONDER" --spin-us 0 --shelf 1 --slot 0 \
+                    --ram --populate --size-sectors $(( $(stat -c %s "$SHM_IMG") / 512 )) "$IF_T" ;;
             esac
             [ "$target" = ceiling ] || verify_pass "cpu-$target-$rep"
             run_bench "cpu-read-qd16-$target-$rep" "$target" 16 100
