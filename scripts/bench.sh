@@ -8,7 +8,8 @@
 # completes more slowly while the other vCPU runs) and the load generator against
 # xblade-responder, which answers at once from no storage (for the tmpfs and MTU 9000
 # cases); the null backend, 1 vs 2 queues, what each fast-path mechanism buys
-# (ablations), the same load spread over many exports of one process (exports), and the
+# (ablations), the CPU per request of every target sleeping when idle (cpu), the same
+# load spread over many exports of one process (exports), and the
 # previous build side by side with this one (--compare-bin).
 #
 #   sudo ./scripts/bench.sh [--quick] [--repeat N] [--duration S] [--out DIR] [--only GROUPS]
@@ -31,8 +32,8 @@
 #                  writes at QD 16, the four interleaved in every repetition; the
 #                  responders' figures are the least any target can spend here (the
 #                  kernel's send and, on veth, the initiator's receive run on the
-#                  target's CPU; ceiling-ram also moves the data). napi: AF_XDP preferred busy polling
-#                  (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
+#                  target's CPU; ceiling-ram also moves the data). napi: AF_XDP
+#                  preferred busy polling (--napi-busy-poll-us 20 --napi-busy-poll-budget 64) against the same
 #                  binary without it, at xblade's default wait (spin 50 us) and with
 #                  --busy-poll, tmpfs reads and writes at QD 1 and 16, the four
 #                  configurations interleaved in every repetition
