@@ -763,7 +763,16 @@ fn a_burst_while_the_worker_is_stopped_raises_the_fill_depth() {
     let lab = Lab::new("burst", LabOptions::with_rx_queues(1)).expect("lab");
     let dir = TempDir::new("burst");
     let image = dir.image("disk.img", IMAGE_BYTES);
-    let daemon = Daemon::start(&lab, &dir, &image, &["--no-pin"]);
+    let control = dir.0.join("control.sock");
+    let control_arg = control.to_str().expect("utf-8 path");
+    let daemon = Daemon::start(&lab, &dir, &image, &["--no-pin", "--control", control_arg]);
+    // The gauge in `xbladectl stats` (and /metrics) follows the depth.
+    let fill_depth = || {
+        let (status, stats) = common::xbladectl_json(&lab, &control, "stats");
+        assert!(status.success(), "{stats}");
+        stats["queues"][0]["fill_depth_frames"].as_u64()
+    };
+    assert_eq!(fill_depth(), Some(START_DEPTH as u64), "the start depth");
     let sock = common::RawSocket::open_in_client(&lab, lab.client_if(), 64 << 20);
     let target = Mac(lab.target_mac());
     let mut tag = 0u32;
@@ -817,6 +826,7 @@ fn a_burst_while_the_worker_is_stopped_raises_the_fill_depth() {
     };
     let first = burst_answered(&daemon);
     let second = burst_answered(&daemon);
+    let depth_after = fill_depth();
     let log = daemon.log();
     assert!(daemon.terminate(Duration::from_secs(10)).status.success());
     eprintln!("burst of {BURST} while stopped: {first} answered, then {second}");
@@ -833,4 +843,9 @@ fn a_burst_while_the_worker_is_stopped_raises_the_fill_depth() {
     );
     assert_eq!(second, 2 * START_DEPTH, "then twice as many");
     assert!(log.contains("fill_depth=2048"), "and grew again: {log}");
+    assert_eq!(
+        depth_after,
+        Some(4 * START_DEPTH as u64),
+        "the stats say so"
+    );
 }

@@ -54,7 +54,7 @@
 //!  "xblade_latency":{"count":2000,"p50_ns":4095,"p99_ns":8191,...}}],
 //!  "queues":[{"interface":"eth1","queue":0,"rx_frames":2013,"tx_frames":2012,
 //!  "bounced":0,"merged":0,"dropped_malformed":1,...,"busy_ns":1200000,
-//!  "idle_ns":3598800000000,"xsk":{"rx_dropped":0,...}}],
+//!  "idle_ns":3598800000000,"fill_depth_frames":512,"xsk":{"rx_dropped":0,...}}],
 //!  "interfaces":[{"name":"eth1","xdp_redirect":2013,"xdp_pass_not_aoe":40,...}]}
 //! ```
 //!
@@ -338,6 +338,9 @@ pub struct QueueStats {
     /// Time the worker spent working and waiting for events, in ns.
     pub busy_ns: u64,
     pub idle_ns: u64,
+    /// The most RX frames the kernel may hold for reception now (the fill depth: 512 at
+    /// start, doubled by each RX backlog of three quarters of it, up to every RX frame).
+    pub fill_depth_frames: u64,
     /// The socket's `XDP_STATISTICS` (`struct xdp_statistics`, `getsockopt(SOL_XDP)`).
     pub xsk: XskStats,
 }
@@ -650,6 +653,7 @@ pub(crate) mod tests {
                 dropped_malformed: 1,
                 busy_ns: 1_200_000,
                 idle_ns: 3_598_800_000_000,
+                fill_depth_frames: 512,
                 xsk: XskStats {
                     rx_ring_full: 5,
                     ..XskStats::default()

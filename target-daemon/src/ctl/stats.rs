@@ -200,6 +200,7 @@ fn queue_rows(queues: &[QueueStats]) -> String {
         "TX_RING_EMPTY",
         "RX_INVALID",
         "TX_INVALID",
+        "FILL-DEPTH",
     ])];
     rows.extend(queues.iter().map(|q| {
         vec![
@@ -210,6 +211,7 @@ fn queue_rows(queues: &[QueueStats]) -> String {
             q.xsk.tx_ring_empty_descs.to_string(),
             q.xsk.rx_invalid_descs.to_string(),
             q.xsk.tx_invalid_descs.to_string(),
+            q.fill_depth_frames.to_string(),
         ]
     }));
     out.push_str(&number_table(&rows));
@@ -312,8 +314,8 @@ mod tests {
              QUEUE   RX-FRAMES  TX-FRAMES  MALFORMED  NOT-FOR-US  RESPONSE  MISMATCH  NO-BUFFER  MASKED  BOUNCED  MERGED  BUSY\n\
              eth1:0       2013       2012          1           0         0         0          0       0        0       0  0.0%\n\
              \n\
-             QUEUE   XSK:RX_DROPPED  RX_RING_FULL  RX_FILL_RING_EMPTY  TX_RING_EMPTY  RX_INVALID  TX_INVALID\n\
-             eth1:0               0             5                   0              0           0           0\n\
+             QUEUE   XSK:RX_DROPPED  RX_RING_FULL  RX_FILL_RING_EMPTY  TX_RING_EMPTY  RX_INVALID  TX_INVALID  FILL-DEPTH\n\
+             eth1:0               0             5                   0              0           0           0         512\n\
              \n\
              INTERFACE  XDP:REDIRECT  PASS:NOT-AOE  PASS:RESPONSE  PASS:OTHER  PASS:NO-SOCKET  DROP:ACL  DROP:MALFORMED\n\
              eth1               2013            40              0           0               0         0               0\n"

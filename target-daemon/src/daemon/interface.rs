@@ -330,6 +330,7 @@ impl RunningInterface {
                     dropped_masked: c.dropped_masked,
                     busy_ns: c.busy_ns,
                     idle_ns: c.idle_ns,
+                    fill_depth_frames: w.counters.fill_depth(),
                     xsk,
                 }
             })

@@ -26,6 +26,7 @@
 //! | `xblade_queue_requests_total` | counter | `interface`, `queue`, `kind` = `bounced`, `merged` |
 //! | `xblade_worker_drops_total` | counter | `interface`, `queue`, `reason` |
 //! | `xblade_worker_seconds_total` | counter | `interface`, `queue`, `state` = `busy`, `idle` |
+//! | `xblade_queue_fill_depth_frames` | gauge | `interface`, `queue` |
 //!
 //! A family with no sample (no export yet, no interface up) is left out, as Prometheus
 //! client libraries do.
@@ -337,6 +338,22 @@ fn interface_families(stats: &StatsReply) -> Vec<MetricFamily> {
                 "state",
             ),
         ),
+        family(
+            "xblade_queue_fill_depth_frames",
+            "The most RX frames the kernel may hold for reception (the worker's fill depth).",
+            MetricType::GAUGE,
+            stats
+                .queues
+                .iter()
+                .map(|q| {
+                    let queue = q.queue.to_string();
+                    gauge(
+                        &[("interface", &q.interface), ("queue", &queue)],
+                        q.fill_depth_frames as f64,
+                    )
+                })
+                .collect(),
+        ),
     ]
 }
 
@@ -515,6 +532,7 @@ mod tests {
                 dropped_masked: 9,
                 busy_ns: 1_500_000_000,
                 idle_ns: 250_000,
+                fill_depth_frames: 1024,
                 xsk: XskStats {
                     rx_dropped: 11,
                     rx_invalid_descs: 12,
@@ -679,6 +697,9 @@ xblade_worker_drops_total{interface="eth\"1\\",queue="0",reason="masked"} 9
 # TYPE xblade_worker_seconds_total counter
 xblade_worker_seconds_total{interface="eth\"1\\",queue="0",state="busy"} 1.5
 xblade_worker_seconds_total{interface="eth\"1\\",queue="0",state="idle"} 0.00025
+# HELP xblade_queue_fill_depth_frames The most RX frames the kernel may hold for reception (the worker's fill depth).
+# TYPE xblade_queue_fill_depth_frames gauge
+xblade_queue_fill_depth_frames{interface="eth\"1\\",queue="0"} 1024
 "#;
 
     #[test]
@@ -813,6 +834,7 @@ xblade_worker_seconds_total{interface="eth\"1\\",queue="0",state="idle"} 0.00025
             "xblade_queue_requests_total",
             "xblade_worker_drops_total",
             "xblade_worker_seconds_total",
+            "xblade_queue_fill_depth_frames",
         ] {
             assert!(scrape.docs.contains_key(family), "{family}");
         }

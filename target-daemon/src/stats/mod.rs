@@ -57,6 +57,9 @@ pub struct WorkerCounters {
     /// an event, in ns.
     pub busy_ns: AtomicU64,
     pub idle_ns: AtomicU64,
+    /// A gauge, not a counter (so not in [`CounterSnapshot`]): the most RX frames the
+    /// kernel may hold for reception (the worker's fill depth, `worker/fill_depth.rs`).
+    pub fill_depth_frames: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -68,6 +71,16 @@ impl WorkerCounters {
     /// locked read-modify-write.
     pub fn add(&self, field: impl Fn(&Self) -> &AtomicU64, by: u64) {
         bump(field(self), by);
+    }
+
+    /// Sets the fill depth gauge.
+    pub fn set_fill_depth(&self, frames: u32) {
+        self.fill_depth_frames
+            .store(u64::from(frames), Ordering::Relaxed);
+    }
+
+    pub fn fill_depth(&self) -> u64 {
+        self.fill_depth_frames.load(Ordering::Relaxed)
     }
 
     pub fn count_drop(&self, reason: DropReason) {

@@ -408,6 +408,7 @@ impl Worker {
         if setup.announce {
             worker.fanouts.push_announce_all();
         }
+        worker.counters.set_fill_depth(worker.frames.fill_depth());
         worker.refill()?;
         worker.run_fanouts();
         worker.transmit()?;
@@ -689,6 +690,7 @@ impl Worker {
         // A full batch: more may wait behind it; a backlog near the fill depth raises it.
         if n == self.batch {
             if let Some(depth) = self.frames.rx_backlog(rx.waiting()) {
+                self.counters.set_fill_depth(depth);
                 info!(
                     queue_id = self.queue_id,
                     fill_depth = depth,
