@@ -336,6 +336,16 @@ start_target() {
     die "target did not come up: $*"
 }
 
+# start_ram_responder LOGFILE IMAGE [OPTION...]: the ceiling-ram target on CPU 1, the
+# responder answering from a populated RAM image of IMAGE's size (options go before the
+# interface, e.g. --spin-us 0).
+start_ram_responder() {
+    local log=$1 image=$2
+    shift 2
+    start_target "$log" 1 "$RESPONDER" "$@" --shelf 1 --slot 0 \
+        --ram --populate --size-sectors $(( $(stat -c %s "$image") / 512 )) "$IF_T"
+}
+
 # start_scraper BASE: fetches http://ADDR/metrics of the running xblade (the address it
 # logged) once a second, from the target namespace on CPU 0, until stop_target; BASE.scrapes
 # holds the count of successful scrapes so far.
@@ -578,8 +588,7 @@ cases_for() {
                 ceiling)
                     start_target "$OUT/runs/$group-ceiling-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 "$IF_T" ;;
                 ceiling-ram)
-                    start_target "$OUT/runs/$group-ceiling-ram-$rep.log" 1 "$RESPONDER" --shelf 1 --slot 0 \
-                        --ram --populate --size-sectors $(( $(stat -c %s "$image") / 512 )) "$IF_T" ;;
+                    start_ram_responder "$OUT/runs/$group-ceiling-ram-$rep.log" "$image" ;;
                 ceiling-xdp)
                     start_target "$OUT/runs/$group-ceiling-xdp-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" 1 0 "$IF_T" \
                         "null:$(( $(stat -c %s "$image") / 1048576 ))M" ;;
@@ -753,8 +762,7 @@ if want cpu; then
                 vblade) start_target "$OUT/runs/cpu-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG" ;;
                 xblade) start_target "$OUT/runs/cpu-xblade-$rep.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --spin-us 0 1 0 "$IF_T" "$SHM_IMG" ;;
                 ceiling) start_target "$OUT/runs/cpu-ceiling-$rep.log" 1 "$RESPONDER" --spin-us 0 --shelf 1 --slot 0 "$IF_T" ;;
-                ceiling-ram) start_target "$OUT/runs/cpu-ceiling-ram-$rep.log" 1 "$RESPONDER" --spin-us 0 --shelf 1 --slot 0 \
-                    --ram --populate --size-sectors $(( $(stat -c %s "$SHM_IMG") / 512 )) "$IF_T" ;;
+                ceiling-ram) start_ram_responder "$OUT/runs/cpu-ceiling-ram-$rep.log" "$SHM_IMG" --spin-us 0 ;;
             esac
             [ "$target" = ceiling ] || verify_pass "cpu-$target-$rep"
             run_bench "cpu-read-qd16-$target-$rep" "$target" 16 100
