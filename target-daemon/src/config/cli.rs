@@ -222,6 +222,11 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub tune_no_fill_cap: bool,
 
+    /// Tuning experiments (hidden): the null backend zero-fills a read's whole data area,
+    /// even the bytes known to be zero already.
+    #[arg(long, hide = true)]
+    pub tune_no_zero_skip: bool,
+
     /// Run as this user (and its groups) once set up: after the XDP programs are attached
     /// and every socket, ring and file is open, xblade drops every capability and allows
     /// itself only the system calls it still needs (docs/PRIVILEGES.md). A reload can then
@@ -255,7 +260,7 @@ A minimal configuration file:
   interfaces = [\"eth1\", \"eth2\"]";
 
 /// The arguments `--config` excludes: the export and interface ones, which the file carries.
-const CONFIG_CONFLICTS: [&str; 29] = [
+const CONFIG_CONFLICTS: [&str; 30] = [
     "shelf",
     "slot",
     "iface",
@@ -285,6 +290,7 @@ const CONFIG_CONFLICTS: [&str; 29] = [
     "tune_no_merge",
     "tune_no_defer_taskrun",
     "tune_no_fill_cap",
+    "tune_no_zero_skip",
 ];
 
 impl Cli {
@@ -382,6 +388,7 @@ impl Cli {
                 fixed: !self.tune_no_fixed,
                 merge: !self.tune_no_merge,
                 fill_cap: !self.tune_no_fill_cap,
+                zero_skip: !self.tune_no_zero_skip,
             },
         };
         Ok(ServeConfig {
@@ -651,6 +658,7 @@ mod tests {
                         fixed: false,
                         merge: false,
                         fill_cap: true,
+                        zero_skip: true,
                     },
                 },
             )]

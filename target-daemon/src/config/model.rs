@@ -73,6 +73,9 @@ pub struct TuningFlags {
     /// Keep only part of the RX frames on the fill ring, the most recently used first (see
     /// `FramePool::fill`); off: every free RX frame goes on the fill ring.
     pub fill_cap: bool,
+    /// The null backend writes only the zeros a read's frame does not hold already
+    /// (`worker::known_zero`); off: it zero-fills the whole data area.
+    pub zero_skip: bool,
 }
 
 impl Default for TuningFlags {
@@ -83,6 +86,7 @@ impl Default for TuningFlags {
             fixed: true,
             merge: true,
             fill_cap: true,
+            zero_skip: true,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::config::InterfaceConfig;
 use crate::control::{InterfaceStats, QueueStats, XskStats};
 use crate::eventfd::EventFd;
 use crate::netdev::Netdev;
-use crate::stats::{LatencyHistogram, StatsRegistry, WorkerCounters};
+use crate::stats::{StatsRegistry, WorkerCounters};
 use crate::worker::{
     self, ChangeSender, Geometry, WorkerCommand, WorkerError, WorkerReport, WorkerSetup,
 };
@@ -51,7 +51,6 @@ struct WorkerHandle {
 
 /// What is left of an interface's workers once they stopped.
 pub(super) struct Stopped {
-    pub latency: LatencyHistogram,
     /// (interface, queue id, counters) of each worker.
     pub counters: Vec<(String, u32, Arc<WorkerCounters>)>,
     pub error: Option<WorkerError>,
@@ -360,7 +359,6 @@ impl RunningInterface {
             worker.command_fd.signal();
         }
         let mut stopped = Stopped {
-            latency: LatencyHistogram::new(),
             counters: Vec::new(),
             error: None,
         };
@@ -375,7 +373,6 @@ impl RunningInterface {
             };
             match handle.join() {
                 Ok(Ok(report)) => {
-                    stopped.latency.merge(&report.latency);
                     warn_on_drops(&self.netdev.name, &report);
                 }
                 Ok(Err(e)) => stopped.error = Some(e),

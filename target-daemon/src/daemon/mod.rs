@@ -34,7 +34,7 @@ use crate::metrics::{self, MetricsError, MetricsServer};
 use crate::netdev::{Netdev, NetdevError};
 use crate::persist::PersistError;
 use crate::privilege::{Account, PrivilegeError, UserError};
-use crate::stats::{CounterSnapshot, LatencyHistogram, StatsRegistry, Summary, WorkerCounters};
+use crate::stats::{CounterSnapshot, StatsRegistry, Summary, WorkerCounters};
 use crate::systemd::{Notification, Notifier};
 use crate::worker::{ChangeSender, WorkerError, FRAME_SIZE};
 use crate::xdp::{XdpCounters, XdpError};
@@ -156,7 +156,6 @@ impl From<UserError> for DaemonError {
 
 #[derive(Default)]
 struct Retired {
-    latency: LatencyHistogram,
     counters: Vec<(String, u32, Arc<WorkerCounters>)>,
     xdp: XdpCounters,
 }
@@ -301,12 +300,7 @@ impl Daemon {
         if let Ok(c) = running.xdp_counters() {
             add_xdp_counters(&mut self.retired.xdp, &c);
         }
-        let Stopped {
-            latency,
-            counters,
-            error,
-        } = running.stop();
-        self.retired.latency.merge(&latency);
+        let Stopped { counters, error } = running.stop();
         self.retired.counters.extend(counters);
         if let Some(e) = error {
             warn!(iface = %name, "worker ended with an error: {e}");
@@ -580,11 +574,12 @@ impl Daemon {
             .iter()
             .map(|(iface, q, c)| (iface.clone(), *q, c.snapshot().requests()))
             .collect();
+        let served = self.stats.served_latency();
         let summary = Summary {
             counters: self.total_counters(),
             per_queue: &per_queue,
-            latency: &self.retired.latency,
-            split: &self.stats.disk_split(),
+            latency: &served.latency,
+            split: &served.split,
             elapsed_s: self.started.elapsed().as_secs_f64(),
         };
         println!("{summary}");

@@ -11,12 +11,10 @@ mod registry;
 
 pub use export::{ExportCounters, ExportSnapshot};
 pub use histogram::{quantile_of, AtomicHistogram, HistogramSnapshot};
-pub use registry::{DiskSplit, StatsRegistry};
+pub use registry::{DiskSplit, ServedLatency, StatsRegistry};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use hdrhistogram::Histogram;
 
 use crate::target::{DropReason, ReplyKind};
 
@@ -243,65 +241,14 @@ impl CounterSnapshot {
     }
 }
 
-/// Service latency (frame taken off the RX ring to reply posted on the TX ring), in ns.
-pub struct LatencyHistogram {
-    histogram: Histogram<u64>,
-}
-
-/// Highest latency the histogram resolves; above it values are clamped (60 s).
-const MAX_LATENCY_NS: u64 = 60_000_000_000;
-
-impl LatencyHistogram {
-    /// Allocates the histogram once (3 significant digits, 1 ns .. 60 s): recording never
-    /// allocates.
-    pub fn new() -> LatencyHistogram {
-        let histogram = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-            .expect("constant histogram bounds are valid");
-        LatencyHistogram { histogram }
-    }
-
-    pub fn record(&mut self, latency_ns: u64) {
-        // Within bounds after the clamp: saturating_record cannot fail.
-        self.histogram
-            .saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
-    }
-
-    pub fn merge(&mut self, other: &LatencyHistogram) {
-        // Same bounds on both sides: adding cannot fail.
-        let _ = self.histogram.add(&other.histogram);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.histogram.len()
-    }
-
-    pub fn quantile_ns(&self, quantile: f64) -> u64 {
-        self.histogram.value_at_quantile(quantile)
-    }
-
-    pub fn max_ns(&self) -> u64 {
-        self.histogram.max()
-    }
-}
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for LatencyHistogram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LatencyHistogram({} samples)", self.count())
-    }
-}
-
 /// The exit summary: totals and latency percentiles.
 pub struct Summary<'a> {
     pub counters: CounterSnapshot,
     /// Requests served by each RX queue's worker: (interface, queue id, requests).
     pub per_queue: &'a [(String, u32, u64)],
-    pub latency: &'a LatencyHistogram,
+    /// RX ring to TX ring, of every answered request (the exports' histograms summed:
+    /// bucket bounds, at most 12.5 % above the exact value).
+    pub latency: &'a HistogramSnapshot,
     /// The disk's part and xblade's of the disk requests.
     pub split: &'a DiskSplit,
     pub elapsed_s: f64,
@@ -362,7 +309,7 @@ impl fmt::Display for Summary<'_> {
                 us(0.5),
                 us(0.99),
                 us(0.999),
-                self.latency.max_ns() as f64 / 1000.0,
+                self.latency.max_ns as f64 / 1000.0,
                 self.latency.count()
             )?;
         }
@@ -450,31 +397,41 @@ mod tests {
     }
 
     #[test]
-    fn histogram_percentiles() {
-        let mut h = LatencyHistogram::new();
-        for ns in 1..=1000u64 {
-            h.record(ns * 1000);
+    fn the_summary_prints_the_served_latency() {
+        let h = AtomicHistogram::default();
+        for us in 1..=1000u64 {
+            h.record(us * 1000);
         }
-        h.record(u64::MAX);
-        let p50 = h.quantile_ns(0.5);
-        assert!((499_000..=502_000).contains(&p50), "{p50}");
-        assert!(h.max_ns() >= MAX_LATENCY_NS);
-        let mut g = LatencyHistogram::new();
-        g.merge(&h);
-        assert_eq!(g.count(), 1001);
+        let latency = h.snapshot();
         let text = Summary {
             counters: CounterSnapshot::default(),
             per_queue: &[("eth0".into(), 0, 5), ("eth0".into(), 1, 7)],
-            latency: &g,
+            latency: &latency,
             split: &DiskSplit::default(),
             elapsed_s: 1.0,
         }
         .to_string();
-        assert!(text.contains("p99.9"), "{text}");
+        // Bucket bounds: the 500th sample (500 µs) lies in [491.5, 524.3) µs, the 990th
+        // in [983.0, 1048.6) µs; p99.9 and max are the largest sample.
+        assert!(
+            text.contains(
+                "latency  p50 524.3 us, p99 1000.0 us, p99.9 1000.0 us, max 1000.0 us (1000 samples)"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("\n  split    no disk requests"), "{text}");
         assert!(
             text.contains("eth0 q0: 5 requests; eth0 q1: 7 requests;"),
             "{text}"
         );
+        let empty = Summary {
+            counters: CounterSnapshot::default(),
+            per_queue: &[],
+            latency: &HistogramSnapshot::default(),
+            split: &DiskSplit::default(),
+            elapsed_s: 1.0,
+        }
+        .to_string();
+        assert!(empty.contains("latency  no samples"));
     }
 }

@@ -23,6 +23,13 @@ struct ExportEntry {
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
     exports: BTreeMap<ExportKey, ExportEntry>,
+    /// Blocks of exports a reload removed or replaced that a worker may still write: the
+    /// last replies of a retiring export record their latency after it left the registry.
+    /// Folded into `retired` once the registry holds the last reference (the worker
+    /// reused the slot, or stopped), so their number stays bounded by the workers' slots.
+    retiring: Vec<Arc<ExportCounters>>,
+    /// The latency of every export no longer registered, for the exit summary.
+    retired: ServedLatency,
 }
 
 impl StatsRegistry {
@@ -41,14 +48,33 @@ impl StatsRegistry {
         let entry = self.exports.entry(key).or_default();
         if entry.generation != generation {
             entry.generation = generation;
-            entry.blocks.clear();
+            self.retiring
+                .extend(std::mem::take(&mut entry.blocks).into_values());
         }
-        Arc::clone(entry.blocks.entry((iface.to_owned(), queue)).or_default())
+        let block = Arc::clone(entry.blocks.entry((iface.to_owned(), queue)).or_default());
+        self.sweep();
+        block
     }
 
-    /// Forgets an export that is no longer served (a reload removed it).
+    /// Forgets an export that is no longer served (a reload removed it); its latency stays
+    /// in the exit summary's.
     pub fn remove(&mut self, key: ExportKey) {
-        self.exports.remove(&key);
+        if let Some(entry) = self.exports.remove(&key) {
+            self.retiring.extend(entry.blocks.into_values());
+        }
+        self.sweep();
+    }
+
+    /// Folds the retiring blocks no worker holds any more into `retired`.
+    fn sweep(&mut self) {
+        let retired = &mut self.retired;
+        self.retiring.retain(|block| {
+            let held = Arc::strong_count(block) > 1;
+            if !held {
+                retired.add(block);
+            }
+            held
+        });
     }
 
     /// `key`'s counters summed over its workers, and its generation; zeros before any
@@ -64,15 +90,32 @@ impl StatsRegistry {
         (entry.generation, total)
     }
 
-    /// The disk's part and xblade's of every disk request, summed over every export still
-    /// registered (an export a reload removed or replaced took its counts with it).
-    pub fn disk_split(&self) -> DiskSplit {
-        let mut split = DiskSplit::default();
-        for block in self.exports.values().flat_map(|e| e.blocks.values()) {
-            split.disk.merge(&block.disk_latency.snapshot());
-            split.xblade.merge(&block.xblade_latency.snapshot());
+    /// The latency of every request answered since start-up, of every export that was
+    /// ever served (removed and replaced versions included): for the exit summary.
+    pub fn served_latency(&self) -> ServedLatency {
+        let mut total = self.retired.clone();
+        let registered = self.exports.values().flat_map(|e| e.blocks.values());
+        for block in registered.chain(&self.retiring) {
+            total.add(block);
         }
-        split
+        total
+    }
+}
+
+/// Latency histograms summed over counter blocks (see [`ExportCounters::latency`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServedLatency {
+    /// RX ring to TX ring, of every answered request.
+    pub latency: HistogramSnapshot,
+    /// The disk requests' latency in two parts: the disk's own, and xblade's.
+    pub split: DiskSplit,
+}
+
+impl ServedLatency {
+    fn add(&mut self, block: &ExportCounters) {
+        self.latency.merge(&block.latency.snapshot());
+        self.split.disk.merge(&block.disk_latency.snapshot());
+        self.split.xblade.merge(&block.xblade_latency.snapshot());
     }
 }
 
@@ -99,7 +142,7 @@ mod tests {
         q0.disk_latency.record(100_000);
         q1.disk_latency.record(200_000);
         q1.xblade_latency.record(5_000);
-        let split = r.disk_split();
+        let split = r.served_latency().split;
         assert_eq!((split.disk.count(), split.disk.max_ns), (2, 200_000));
         assert_eq!((split.xblade.count(), split.xblade.sum_ns), (1, 5_000));
         // The same worker again (re-attached): the same block.
@@ -110,5 +153,33 @@ mod tests {
         assert_eq!(r.read(key), (8, ExportSnapshot::default()));
         r.remove(key);
         assert_eq!(r.read(key).0, 0);
+    }
+
+    #[test]
+    fn the_summary_keeps_the_latency_of_removed_and_replaced_exports() {
+        let mut r = StatsRegistry::default();
+        let (a, b) = (ExportKey::new(1, 0), ExportKey::new(1, 1));
+        let a7 = r.counters_for(a, 7, "eth0", 0);
+        a7.latency.record(10_000);
+        // Replaced by generation 8: the old block still counts, and so does what its
+        // worker records into it while the old version's last replies go out.
+        let a8 = r.counters_for(a, 8, "eth0", 0);
+        a8.latency.record(20_000);
+        a7.latency.record(30_000);
+        let b1 = r.counters_for(b, 1, "eth0", 0);
+        b1.latency.record(40_000);
+        r.remove(b);
+        b1.latency.record(50_000);
+        let total = r.served_latency();
+        assert_eq!((total.latency.count(), total.latency.max_ns), (5, 50_000));
+        // Once the workers let go, the blocks are folded and freed; nothing is lost.
+        drop((a7, b1));
+        r.remove(ExportKey::new(9, 9));
+        assert!(r.retiring.is_empty());
+        assert_eq!(r.served_latency(), total);
+        drop(a8);
+        r.remove(a);
+        assert_eq!(r.served_latency(), total);
+        assert!(r.retiring.is_empty());
     }
 }

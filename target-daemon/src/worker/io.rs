@@ -104,6 +104,10 @@ impl Worker {
                 || (io.kind == IoKind::Read
                     && io.reply_len as usize <= self.frames.map.room_after(head.addr)));
         let e = self.exports.get(export);
+        if e.io_mode != IoMode::Null {
+            // The disk, a mapped copy or a bounce buffer writes into the frame.
+            self.known_zero.written(index);
+        }
         // A mapped transfer is a memcpy: merging would save nothing.
         let mergeable = e.io_mode != IoMode::Null && e.mapping().is_none();
         if self.merge && single_frame && mergeable && io.kind != IoKind::Flush {
@@ -272,10 +276,7 @@ impl Worker {
         self.exports.io_started(export);
         let Some(file) = file.filter(|_| io_mode != IoMode::Null) else {
             if io.kind == IoKind::Read {
-                for piece in flight.pieces() {
-                    // SAFETY: each piece lies in a frame this request owns (planned above).
-                    unsafe { std::ptr::write_bytes(piece.iov_base.cast::<u8>(), 0, piece.iov_len) };
-                }
+                self.zero_fill_read(index, &flight);
             }
             // The null backend: no disk, no split.
             self.finish_io(&flight, true, None);
@@ -325,6 +326,30 @@ impl Worker {
                 self.ring
                     .push_transfer(file, write, vector, count as u32, offset, user_data);
             },
+        }
+    }
+
+    /// The null backend's read: the data area reads zero. Only the bytes of the head frame
+    /// not known to be zero are written (`KnownZero`); the spare frames' pieces in full.
+    fn zero_fill_read(&mut self, index: u32, flight: &InFlight) {
+        let pieces = flight.pieces();
+        let Some((head, spares)) = pieces.split_first() else {
+            return;
+        };
+        let offset = self.frames.map.offset_in_frame(flight.packet_addr) as usize
+            + flight.io.data_offset as usize;
+        let (from, to) = self.known_zero.zero_fill(index, offset, head.iov_len);
+        assert!(
+            to <= self.frames.map.frame_size() as usize,
+            "zero fill past the frame"
+        );
+        // SAFETY: the head piece starts at `offset` in frame `index`, which this request
+        // owns (planned above); `from..to` starts there and ends at most at the frame's
+        // end (`KnownZero` never reports beyond it).
+        unsafe { std::ptr::write_bytes(head.iov_base.cast::<u8>(), 0, to - from) };
+        for piece in spares {
+            // SAFETY: each piece lies in a spare frame this request owns (planned above).
+            unsafe { std::ptr::write_bytes(piece.iov_base.cast::<u8>(), 0, piece.iov_len) };
         }
     }
 

@@ -53,6 +53,7 @@ mod fill_depth;
 mod frames;
 mod geometry;
 mod io;
+mod known_zero;
 mod plan;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -66,7 +67,7 @@ use tracing::{debug, info, warn};
 use xblade_target::{DropReason, ExportKey, Route};
 
 use crate::config::TuningFlags;
-use crate::stats::{LatencyHistogram, WorkerCounters};
+use crate::stats::WorkerCounters;
 use crate::target::{Action, Received, StateChange};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics};
@@ -77,6 +78,7 @@ use fanout::{FanOuts, Step};
 use frames::{Anomaly, FrameMap, FramePool};
 pub use geometry::{Geometry, FRAME_HEADROOM, FRAME_SIZE};
 use io::{InFlight, Mergeable};
+use known_zero::KnownZero;
 
 /// user_data of the one-shot poll on the XSK socket, armed only before the worker sleeps.
 const USER_DATA_XSK_POLL: u64 = u64::MAX;
@@ -98,6 +100,9 @@ const TX_RETRY_WAIT_NS: u32 = 50_000;
 const IN_FLIGHT_SPIN_FACTOR: u64 = 20;
 /// Most descriptors one packet may span, received or sent.
 pub const MAX_FRAGS: usize = 4;
+/// How many RX descriptors ahead of the one being handled the worker prefetches the
+/// frame's first cache line (the Ethernet, AoE and ATA headers: 36 bytes).
+const PREFETCH_AHEAD: usize = 4;
 /// Most requests merged into one disk operation.
 pub const MAX_MERGE: usize = 8;
 /// A worker that stays awake (spinning or busy-polling) adds its busy time to its counters
@@ -190,7 +195,6 @@ pub struct WorkerSetup {
 #[derive(Debug)]
 pub struct WorkerReport {
     pub queue_id: u32,
-    pub latency: LatencyHistogram,
     pub bind_mode: BindMode,
     pub xsk_statistics: Option<XskStatistics>,
 }
@@ -227,6 +231,8 @@ struct Worker {
     ring: Ring,
     /// Every frame and who holds it.
     frames: FramePool,
+    /// Which bytes of each RX frame are zero (for the null backend's reads).
+    known_zero: KnownZero,
     exports: Exports,
     fanouts: FanOuts,
     batch: u32,
@@ -253,7 +259,6 @@ struct Worker {
     xsk_poll_armed: bool,
     counters: Arc<WorkerCounters>,
     changes: ChangeSender,
-    latency: LatencyHistogram,
     epoch: Instant,
     /// When the worker last woke up (or last added its busy time to the counters).
     busy_since_ns: u64,
@@ -306,7 +311,6 @@ pub fn run(
     let xsk_statistics = worker.socket.statistics().ok();
     result.map(|()| WorkerReport {
         queue_id,
-        latency: std::mem::take(&mut worker.latency),
         bind_mode: worker.socket.bind_mode(),
         xsk_statistics,
     })
@@ -340,6 +344,11 @@ impl Worker {
         let slots = Geometry::bounce_slots(frame_count);
         let map = FrameMap::new(setup.umem, &setup.umem_config, setup.bounce_len, slots);
         let frames = FramePool::new(map, geometry, slots, tuning.fill_cap);
+        let known_zero = KnownZero::new(
+            geometry.rx_frames(),
+            setup.umem_config.frame_size,
+            tuning.zero_skip,
+        );
         debug!(
             queue_id,
             rx_frames = geometry.rx_frames(),
@@ -357,6 +366,7 @@ impl Worker {
             socket: setup.socket,
             ring,
             frames,
+            known_zero,
             exports: Exports::new(),
             fanouts: FanOuts::new(),
             batch: setup.batch.min(MAX_BATCH),
@@ -372,7 +382,6 @@ impl Worker {
             xsk_poll_armed: false,
             counters: setup.counters,
             changes: setup.changes,
-            latency: LatencyHistogram::new(),
             epoch: Instant::now(),
             busy_since_ns: 0,
             in_flight: vec![None; frame_count as usize],
@@ -704,7 +713,15 @@ impl Worker {
         self.frames.received(n);
         self.counters.add(|c| &c.rx_frames, u64::from(n));
         let now_ns = self.now_ns();
+        // The kernel wrote these frames on another CPU: start loading the headers of the
+        // next few while the current one is handled.
+        for desc in self.rx_descs.iter().take(PREFETCH_AHEAD) {
+            self.frames.map.prefetch(desc.addr);
+        }
         for i in 0..n as usize {
+            if let Some(ahead) = self.rx_descs.get(i + PREFETCH_AHEAD) {
+                self.frames.map.prefetch(ahead.addr);
+            }
             self.receive_desc(self.rx_descs[i], now_ns);
         }
         self.flush_merge_batch();
@@ -715,6 +732,10 @@ impl Worker {
     fn receive_desc(&mut self, desc: libc::xdp_desc, now_ns: u64) {
         if !self.take_from_kernel(desc.addr) {
             return;
+        }
+        if let Some(index) = self.frames.map.index_of(desc.addr) {
+            let offset = self.frames.map.offset_in_frame(desc.addr) as usize;
+            self.known_zero.received(index, offset, desc.len as usize);
         }
         let chain = &mut self.rx_chain;
         if chain.len < MAX_FRAGS {
@@ -795,6 +816,7 @@ impl Worker {
                 self.recycle_extras(extras);
             }
             (Action::Reply { len, kind, change }, Ok(slot)) => {
+                self.known_zero.written(index);
                 self.counters.count_reply(kind);
                 let export = self.exports.get(slot);
                 export.stats.count_reply(kind);
@@ -875,7 +897,6 @@ impl Worker {
             self.frames.hand_to_kernel(pending.desc.addr);
             if let Some(request) = pending.request {
                 let latency_ns = now_ns.saturating_sub(request.started_ns);
-                self.latency.record(latency_ns);
                 if let Some(stats) = self.exports.stats_of(request.export) {
                     stats.latency.record(latency_ns);
                     if let Some(disk_ns) = request.disk_ns {
