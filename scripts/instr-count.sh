@@ -83,12 +83,24 @@ for op in ${OPS//,/ }; do
     ID="xic$$${op:0:1}" NS_T="$ID-t" NS_C="$ID-c" IF_T="${ID}t" IF_C="${ID}c"
     veth_lab "$NS_T" "$NS_C" "$IF_T" "$IF_C" 1500 1
     log "$op: xblade under callgrind, QD $QD"
-    ip netns exec "$NS_T" taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$op.callgrind" \
-        --toggle-collect='xblade::worker::run' "$XBLADE" --no-state --no-pin "${XBLADE_OPTS[@]}" 1 0 "$IF_T" null:1G \
-        >"$OUT/$op.xblade.log" 2>&1 &
-    VG_PID=$!
     # Valgrind's start-up (reading the debug info) takes seconds, sometimes tens of them.
-    for _ in $(seq 240); do grep -q exporting "$OUT/$op.xblade.log" && break; sleep 0.5; done
+    # It can also hang for good: valgrind 3.19 keeps its lock on the guest's threads while
+    # one sleeps in io_uring_enter, so a worker that goes to sleep (event mode, nothing
+    # to do yet) before the main thread has finished setting up stops the main thread
+    # (seen: main waiting on valgrind's pipe lock, the worker in io_cqring_wait, no
+    # "exporting" line). Such a start is killed and made again, up to 3 times.
+    for attempt in 1 2 3; do
+        ip netns exec "$NS_T" taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$op.callgrind" \
+            --toggle-collect='xblade::worker::run' "$XBLADE" --no-state --no-pin "${XBLADE_OPTS[@]}" 1 0 "$IF_T" null:1G \
+            >"$OUT/$op.xblade.log" 2>&1 &
+        VG_PID=$!
+        for _ in $(seq 90); do grep -q exporting "$OUT/$op.xblade.log" && break; sleep 0.5; done
+        grep -q exporting "$OUT/$op.xblade.log" && break
+        log "$op: xblade did not come up under valgrind in 45 s (attempt $attempt; the start-up hang above): again"
+        kill -KILL "$VG_PID" 2>/dev/null || true
+        wait "$VG_PID" 2>/dev/null || true
+        VG_PID=""
+    done
     grep -q exporting "$OUT/$op.xblade.log" || die "xblade did not come up under valgrind (see $OUT/$op.xblade.log)"
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 --queue-depth "$QD" \
         --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" --quiet --json "$OUT/$op.bench.json" \
