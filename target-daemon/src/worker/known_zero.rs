@@ -3,8 +3,8 @@
 //!
 //! A null read used to `memset` its whole data area (1 KiB at MTU 1500): 16 cache lines
 //! written per request into a frame last touched one fill-ring cycle ago, the largest
-//! part of what a read cost more than a write in the cost split (PERFORMANCE.md, "The
-//! null backend's zero fill"). After that fill, the data area is zero; the next time
+//! part of what a read cost more than a write in the cost split (PERFORMANCE.md,
+//! "Per-request cuts"). After that fill, the data area is zero; the next time
 //! the frame comes back on the RX ring the kernel has written only the new request (tens
 //! of bytes) into it. So each frame keeps a watermark, `zero_from`: every byte from there
 //! to the frame's end is zero. It is
