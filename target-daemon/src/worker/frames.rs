@@ -210,12 +210,12 @@ impl FramePool {
     }
 
     /// The frame of `addr`, just returned by the kernel on the RX or completion ring, is the
-    /// worker's again. An anomaly means the descriptor must be ignored.
-    pub fn take_from_kernel(&mut self, addr: u64) -> Result<(), Anomaly> {
+    /// worker's again; returns its index. An anomaly means the descriptor must be ignored.
+    pub fn take_from_kernel(&mut self, addr: u64) -> Result<u32, Anomaly> {
         match self.map.index_of(addr) {
             Some(index) if self.with_kernel[index as usize] => {
                 self.with_kernel[index as usize] = false;
-                Ok(())
+                Ok(index)
             }
             _ => Err(Anomaly::NotWithKernel { addr }),
         }

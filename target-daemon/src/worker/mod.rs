@@ -730,13 +730,11 @@ impl Worker {
 
     /// Adds one descriptor to the packet being received; handles the packet when it ends.
     fn receive_desc(&mut self, desc: libc::xdp_desc, now_ns: u64) {
-        if !self.take_from_kernel(desc.addr) {
+        let Some(index) = self.take_from_kernel(desc.addr) else {
             return;
-        }
-        if let Some(index) = self.frames.map.index_of(desc.addr) {
-            let offset = self.frames.map.offset_in_frame(desc.addr) as usize;
-            self.known_zero.received(index, offset, desc.len as usize);
-        }
+        };
+        let offset = self.frames.map.offset_in_frame(desc.addr) as usize;
+        self.known_zero.received(index, offset, desc.len as usize);
         let chain = &mut self.rx_chain;
         if chain.len < MAX_FRAGS {
             chain.descs[chain.len] = desc;
@@ -851,14 +849,14 @@ impl Worker {
     }
 
     /// Marks the frame of `addr`, just returned by the kernel on the RX or completion ring,
-    /// as this worker's. False (counted) when the kernel did not hold it, or it is outside
-    /// the UMEM: the descriptor must then be ignored.
-    fn take_from_kernel(&mut self, addr: u64) -> bool {
+    /// as this worker's, and returns its index. `None` (counted) when the kernel did not
+    /// hold it, or it is outside the UMEM: the descriptor must then be ignored.
+    fn take_from_kernel(&mut self, addr: u64) -> Option<u32> {
         match self.frames.take_from_kernel(addr) {
-            Ok(()) => true,
+            Ok(index) => Some(index),
             Err(anomaly) => {
                 self.frame_anomaly(anomaly);
-                false
+                None
             }
         }
     }
@@ -947,7 +945,7 @@ impl Worker {
         comp.release(n);
         for i in 0..n as usize {
             let addr = self.comp_addrs[i];
-            if self.take_from_kernel(addr) {
+            if self.take_from_kernel(addr).is_some() {
                 self.release_frame(addr);
             }
         }
