@@ -193,7 +193,7 @@ impl Worker {
         }
         leader.vector_count = run.len();
         if sync_fd.is_some() {
-            leader.submitted_ns = self.now_ns();
+            leader.submitted_ns = self.clock.now_ns();
         }
         leader.member_count = run.len() - 1;
         let kind = leader.io.kind;
@@ -209,7 +209,7 @@ impl Worker {
         if let Some(fd) = sync_fd {
             // SAFETY: as below; the call returns before anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, kind, vector, run.len(), offset) };
-            let completed_ns = self.now_ns();
+            let completed_ns = self.clock.now_ns();
             self.complete_io(leader_index, result, completed_ns);
             return true;
         }
@@ -297,7 +297,7 @@ impl Worker {
             return;
         }
         if sync_fd.is_some() {
-            flight.submitted_ns = self.now_ns();
+            flight.submitted_ns = self.clock.now_ns();
         }
         let slot = &mut self.in_flight[index as usize];
         debug_assert!(slot.is_none(), "frame {index} already has I/O in flight");
@@ -310,7 +310,7 @@ impl Worker {
             // SAFETY: as for the io_uring operations below; the call returns before
             // anything else touches the buffers.
             let result = unsafe { sync_transfer(fd, io.kind, vector, count, offset) };
-            let completed_ns = self.now_ns();
+            let completed_ns = self.clock.now_ns();
             self.complete_io(index, result, completed_ns);
             return;
         }
@@ -490,7 +490,7 @@ impl Worker {
             return;
         };
         let io = flight.io;
-        let submitted_ns = self.now_ns();
+        let submitted_ns = self.clock.now_ns();
         // SAFETY: the pieces lie in frames this request owns (planned by plan_read or
         // plan_write), which nothing else touches until its reply is queued below.
         let done = unsafe {
@@ -499,7 +499,7 @@ impl Worker {
                 _ => window.write_from(io.offset_bytes, flight.pieces()),
             }
         };
-        let disk_ns = self.now_ns().saturating_sub(submitted_ns);
+        let disk_ns = self.clock.now_ns().saturating_sub(submitted_ns);
         if !done {
             self.counters.add(|c| &c.io_errors, 1);
             if window.poisoned() {
@@ -519,7 +519,7 @@ impl Worker {
         if self.unstamped.is_empty() {
             return;
         }
-        let now_ns = self.now_ns();
+        let now_ns = self.clock.now_ns();
         for &index in &self.unstamped {
             if let Some(flight) = &mut self.in_flight[index as usize] {
                 flight.submitted_ns = now_ns;

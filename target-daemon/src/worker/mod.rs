@@ -47,6 +47,7 @@
 //! tmpfs and disk groups, QD16) shows no resolvable change in CPU per request
 //! (docs/PERFORMANCE.md, "Where a disk request's time goes").
 
+mod clock;
 mod exports;
 mod fanout;
 mod fill_depth;
@@ -72,6 +73,7 @@ use crate::target::{Action, Received, StateChange};
 use crate::uring::{Completion, Ring, UringError};
 use crate::xsk::{BindMode, Kick, UmemConfig, UmemRegion, XskError, XskSocket, XskStatistics};
 
+use clock::PassClock;
 use exports::{Exports, StatsTag};
 pub use exports::{ServedExport, MAX_EXPORT_SLOTS};
 use fanout::{FanOuts, Step};
@@ -259,7 +261,7 @@ struct Worker {
     xsk_poll_armed: bool,
     counters: Arc<WorkerCounters>,
     changes: ChangeSender,
-    epoch: Instant,
+    clock: PassClock,
     /// When the worker last woke up (or last added its busy time to the counters).
     busy_since_ns: u64,
     /// In-flight disk I/O by head frame index; `None` for frames not waiting on the disk.
@@ -382,7 +384,7 @@ impl Worker {
             xsk_poll_armed: false,
             counters: setup.counters,
             changes: setup.changes,
-            epoch: Instant::now(),
+            clock: PassClock::new(),
             busy_since_ns: 0,
             in_flight: vec![None; frame_count as usize],
             in_flight_count: 0,
@@ -514,10 +516,6 @@ impl Worker {
         sent
     }
 
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-
     fn serve(&mut self) -> Result<(), WorkerError> {
         self.ring
             .push_poll_multishot(self.command_fd, libc::POLLIN as u32, USER_DATA_COMMAND);
@@ -566,8 +564,9 @@ impl Worker {
                 }
             }
             // Draining or not, the waits below end: in-flight I/O completes on the ring,
-            // and outstanding transmissions are re-kicked every TX_RETRY_WAIT_NS.
-            let now_ns = self.now_ns();
+            // and outstanding transmissions are re-kicked every TX_RETRY_WAIT_NS. The spin
+            // window and the busy time need only about now: a reading of this pass serves.
+            let now_ns = self.clock.recent_ns();
             if progressed {
                 self.last_activity_ns = now_ns;
             }
@@ -585,6 +584,7 @@ impl Worker {
             let spinning = now_ns.saturating_sub(self.last_activity_ns) < spin_ns;
             if progressed || self.busy_poll || spinning {
                 self.submit()?;
+                self.clock.next_pass();
             } else if self.tx_outstanding > 0 {
                 // Transmitted frames come back on the completion ring without a wake-up
                 // of their own, and a congested device (ENOBUFS) leaves descriptors on the
@@ -618,11 +618,12 @@ impl Worker {
     }
 
     /// [`Worker::wait`], counting the time before it (read at `now_ns`) as busy and the
-    /// wait itself as idle: one clock read per wake-up.
+    /// wait itself as idle: one clock read per wake-up, which also serves the pass that
+    /// the wake-up begins.
     fn sleep(&mut self, now_ns: u64, timeout_ns: Option<u32>) -> Result<(), WorkerError> {
         self.count_busy_until(now_ns);
         let result = self.wait(timeout_ns);
-        let woke_ns = self.now_ns();
+        let woke_ns = self.clock.now_ns();
         self.counters
             .add(|c| &c.idle_ns, woke_ns.saturating_sub(now_ns));
         self.busy_since_ns = woke_ns;
@@ -681,7 +682,7 @@ impl Worker {
                     self.take_commands()?;
                 }
                 index => {
-                    let at_ns = *completed_ns.get_or_insert_with(|| self.now_ns());
+                    let at_ns = *completed_ns.get_or_insert_with(|| self.clock.now_ns());
                     self.complete_io(index as u32, c.result, at_ns);
                 }
             }
@@ -712,7 +713,9 @@ impl Worker {
         rx.release(n);
         self.frames.received(n);
         self.counters.add(|c| &c.rx_frames, u64::from(n));
-        let now_ns = self.now_ns();
+        // The latency's start: the pass's reading (on waking, or at a completion reaped
+        // just before) is no later than the worker's first sight of these frames.
+        let now_ns = self.clock.recent_ns();
         // The kernel wrote these frames on another CPU: start loading the headers of the
         // next few while the current one is handled.
         for desc in self.rx_descs.iter().take(PREFETCH_AHEAD) {
@@ -885,7 +888,7 @@ impl Worker {
         if pending == 0 {
             return Ok(false);
         }
-        let now_ns = self.now_ns();
+        let now_ns = self.clock.now_ns();
         let tx = self.socket.tx();
         // The TX ring holds as many entries as there are frames, so it always has room for
         // the frames this worker holds; should it not, the rest wait for the next turn.
