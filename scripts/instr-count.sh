@@ -27,6 +27,9 @@
 # functions that execute the most of them (exclusive counts; inlined code counts in its
 # caller). Valgrind slows xblade down about tenfold, so its batches are larger than at
 # full speed: per-batch work (a system call, a clock read) is spread over more requests.
+# It also prints the worker's loop passes (calls of Worker::refill, once per pass) and the
+# requests per pass: runs at two queue depths separate the per-request instructions from
+# the per-pass ones (docs/PERFORMANCE.md, "Per request and per pass").
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -117,9 +120,9 @@ for op in ${OPS//,/ }; do
     dump="$OUT/$op.callgrind.1"
     [ -s "$dump" ] || die "$op: callgrind wrote no dump ($dump)"
     callgrind_annotate --auto=no "$dump" >"$OUT/$op.annotate.txt" 2>/dev/null
-    python3 - "$OUT/$op.annotate.txt" "$OUT/$op.bench.json" "$op" "$QD" <<'PY' | tee -a "$OUT/summary.txt"
+    python3 - "$OUT/$op.annotate.txt" "$OUT/$op.bench.json" "$op" "$QD" "$dump" <<'PY' | tee -a "$OUT/summary.txt"
 import json, re, sys
-annotate, bench, op, qd = sys.argv[1:]
+annotate, bench, op, qd, dump = sys.argv[1:]
 report = json.load(open(bench))
 requests = report["io"]["frames_received"]
 errors = sum(v for v in report["errors"].values())
@@ -141,6 +144,21 @@ if total is None or not requests:
     sys.exit(f"{op}: no totals in {annotate} or no requests in {bench}")
 print(f"## {op}, QD {qd}: {requests} requests (generator replies, warm-up included), {errors} generator errors")
 print(f"instructions per request: {total / requests:.0f}  (worker thread, userspace; {total} in all)")
+# Loop passes: calls of Worker::refill, which every pass of the worker's loop makes once
+# (read from the dump's call records: "cfn=(id) name" names a callee, "calls=N" counts).
+names, passes, callee = {}, 0, None
+for line in open(dump, errors="replace"):
+    m = re.match(r"^c?fn=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+    if m:
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        callee = names.get(m.group(1)) if line.startswith("cfn=") else None
+        continue
+    m = re.match(r"^calls=(\d+) ", line)
+    if m and callee is not None and callee.endswith("Worker::refill"):
+        passes += int(m.group(1))
+if passes:
+    print(f"loop passes: {passes}, requests per pass {requests / passes:.2f} (per-pass work is spread over these)")
 merged = {}
 for count, fn in rows:
     merged[fn] = merged.get(fn, 0) + count
