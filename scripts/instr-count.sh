@@ -29,7 +29,7 @@
 # full speed: per-batch work (a system call, a clock read) is spread over more requests.
 # It also prints the worker's loop passes (calls of Worker::refill, once per pass) and the
 # requests per pass: runs at two queue depths separate the per-request instructions from
-# the per-pass ones (docs/PERFORMANCE.md, "Per request and per pass").
+# the per-pass ones (scripts/pass_fit.py; docs/PERFORMANCE.md, "Per request and per pass").
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
