@@ -43,7 +43,7 @@
 #                  current, prev, current, ...); the report puts the two side by side
 #   --kinds KINDS  only these target kinds in the tmpfs, disk and jumbo groups
 #                  (comma-separated: vblade,xblade-prev,xblade,ceiling,ceiling-ram,
-#                  ceiling-xdp,fio,fio-contended; default all). ceiling and ceiling-ram
+#                  ceiling-xdp,fio,fio-contended,fio-net; default all). ceiling and ceiling-ram
 #                  are the tmpfs and jumbo groups' ceilings: xblade-responder (AF_PACKET)
 #                  answering at once with zeros (no data moved), and the same answering
 #                  from a populated RAM image of the tmpfs image's size
@@ -59,7 +59,17 @@
 #                  busy loop, for fio's whole run, at the busy fraction CPU 0 had during
 #                  the xblade run of the same case and repetition (so fio-contended needs
 #                  xblade). Every run records CPU 0's busy fraction (cpu0_busy_frac, from
-#                  /proc/stat) and the table shows it (CPU0), so the two can be compared
+#                  /proc/stat) and the table shows it (CPU0), so the two can be compared.
+#                  fio-net: the same fio while the link carries the traffic of xblade's
+#                  run of the same case and repetition, without the disk: the generator
+#                  (CPU 0, QD 64, --max-iops at xblade's IOPS, reads or writes as the case)
+#                  against xblade --spin-us 0 on the null backend, on CPU 1 with fio, as
+#                  xblade's own CPU carries the network work next to its disk I/O (needs
+#                  xblade too). The report gives the rate the traffic reached; below
+#                  xblade's, the disk had less to contend with than in xblade's run. Every
+#                  disk-group run also records what the block layer counted over it
+#                  (/sys/class/block/DEV/stat: requests, their time, the time-weighted
+#                  queue), and the report shows the disk's mean time and depth per run
 #   --qds LIST     queue depths of the tmpfs and disk groups (default 1,16,64)
 #   --export-counts LIST  exports group: numbers of exports (default 1,8,64). One xblade
 #                  process from a generated --config file (pin = false, frames 4096, one
@@ -119,7 +129,7 @@ source "$REPO/scripts/lib.sh"
 
 REPEAT=3 DURATION=5 WARMUP=1 OUT="" ONLY="tmpfs,qd1,disk,null,jumbo,queues,ablation,cpu,exports,napi" GEN_SPIN_US=50
 DISK_GEN_SPIN_US=""
-COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,ceiling-xdp,fio,fio-contended" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
+COMPARE_BIN="" KINDS="vblade,xblade-prev,xblade,ceiling,ceiling-ram,ceiling-xdp,fio,fio-contended,fio-net" QDS="1,16,64" EXPORT_COUNTS="1,8,64"
 SCRAPE_METRICS=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -148,10 +158,13 @@ for g in ${ONLY//,/ }; do
     case $g in tmpfs|qd1|disk|null|jumbo|queues|ablation|cpu|exports|napi) ;; *) die "unknown group $g (see --help)" ;; esac
 done
 for k in ${KINDS//,/ }; do
-    case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|ceiling-xdp|fio|fio-contended) ;; *) die "unknown target kind $k (see --help)" ;; esac
+    case $k in vblade|xblade-prev|xblade|ceiling|ceiling-ram|ceiling-xdp|fio|fio-contended|fio-net) ;; *) die "unknown target kind $k (see --help)" ;; esac
 done
 if want disk && kind_wanted fio-contended && ! kind_wanted xblade; then
     die "--kinds fio-contended loads CPU 0 as busy as it was in the xblade run of the same case: add xblade to --kinds"
+fi
+if want disk && kind_wanted fio-net && ! kind_wanted xblade; then
+    die "--kinds fio-net runs the network traffic of the xblade run of the same case: add xblade to --kinds"
 fi
 # Results of another run in the same directory would make the report refuse this run's
 # table (their runs are not in this run's expected.txt, or add repetitions): refuse now.
@@ -238,6 +251,29 @@ stop_target() {
 # out of the sum, the kernel already counts them in user and nice.
 cpu0_jiffies() {
     awk '$1 == "cpu0" { total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; print total - $5 - $6, total }' /proc/stat
+}
+
+# block_reading: "SECONDS FIELDS..." of the disk image's block device now (its
+# /sys/class/block/DEV/stat, as Documentation/block/stat.rst names them: reads, read merges,
+# read sectors, read ticks ms, writes, ..., in flight, io_ticks ms, time_in_queue ms), or
+# nothing outside the disk group (BLOCK_STAT empty).
+BLOCK_STAT=""
+block_reading() {
+    [ -n "$BLOCK_STAT" ] || return 0
+    echo "$(date +%s.%N) $(cat "$BLOCK_STAT")"
+}
+
+# block_layer_json BEFORE AFTER: what the block layer counted between two block_reading
+# results, as JSON (null without them): the seconds, the requests completed and their
+# summed time (reads and writes), and time_in_queue (the time-weighted number of requests
+# in flight: over the seconds, the disk's mean depth).
+block_layer_json() {
+    if [ -z "$1" ] || [ -z "$2" ]; then echo null; return 0; fi
+    awk -v before="$1" -v after="$2" 'BEGIN {
+        nb = split(before, b); na = split(after, a)
+        if (nb < 12 || na < 12 || a[1] <= b[1]) { print "null"; exit }
+        printf "{\"seconds\": %.3f, \"requests\": %d, \"ticks_ms\": %d, \"time_in_queue_ms\": %d}\n",
+            a[1] - b[1], (a[2] - b[2]) + (a[6] - b[6]), (a[5] - b[5]) + (a[9] - b[9]), a[12] - b[12] }'
 }
 
 # cpu0_busy_frac BEFORE AFTER: CPU 0's busy fraction between two cpu0_jiffies readings
@@ -445,21 +481,24 @@ PY
 run_bench() {
     local name=$1 kind=$2 qd=$3 rpct=$4
     shift 4
-    local json="$OUT/runs/$name.json" rc=0 scrapes_before split_before=null split_after=null cpu0_before cpu0_busy
+    local json="$OUT/runs/$name.json" rc=0 scrapes_before split_before=null split_after=null cpu0_before cpu0_busy block_before block_layer
     echo "$name" >>"$OUT/runs/expected.txt"
     scrapes_before=$(scrapes)
     [ -n "$TARGET_CONTROL" ] && split_before=$(target_stats)
     cpu0_before=$(cpu0_jiffies)
+    block_before=$(block_reading)
     ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
         --queue-depth "$qd" --read-pct "$rpct" --warmup-s "$WARMUP" --duration-s "$DURATION" \
         --spin-us "$GEN_SPIN_US" --target-pid "$TARGET_PID" --quiet --json "$json" "$@" \
         >/dev/null 2>"$OUT/runs/$name.err" || rc=$?
     cpu0_busy=$(cpu0_busy_frac "$cpu0_before" "$(cpu0_jiffies)") || die "$name: cannot measure CPU 0's busy fraction"
+    block_layer=$(block_layer_json "$block_before" "$(block_reading)")
     [ "$rc" -eq 0 ] || die "$name: xblade-bench exited $rc ($(tail -n 3 "$OUT/runs/$name.err" | tr '\n' ' ')); stopping, no table is made from a failed run"
     [ -s "$json" ] || die "$name: xblade-bench wrote no JSON ($json)"
     [ -n "$TARGET_CONTROL" ] && split_after=$(target_stats)
     python3 - "$json" "$kind" "$(target_mem "$TARGET_PID")" "$(target_reported "$TARGET_LOG" "$TARGET_PID")" \
-        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" "$split_before" "$split_after" "$cpu0_busy" <<'PY' || die "$name: cannot complete $json"
+        "$(( $(scrapes) - scrapes_before ))" "$WARMUP" "$DURATION" "$split_before" "$split_after" "$cpu0_busy" \
+        "$block_layer" <<'PY' || die "$name: cannot complete $json"
 import json, math, sys
 path, kind = sys.argv[1], sys.argv[2]
 report = json.load(open(path))
@@ -498,6 +537,7 @@ cpu["kind"] = kind
 report["target_mem"] = json.loads(sys.argv[3])
 report["target_reported"] = json.loads(sys.argv[4])
 report["cpu0_busy_frac"] = float(sys.argv[10])
+report["block_layer"] = json.loads(sys.argv[11])
 if kind == "xblade-scraped":
     scrapes, seconds = int(sys.argv[5]), int(sys.argv[6]) + int(sys.argv[7])
     report["metrics_scrapes"] = scrapes
@@ -512,22 +552,55 @@ PY
 # from before fio starts until it has ended, warm-up included. The JSON gets CPU 0's busy
 # fraction over fio's run (cpu0_busy_frac) and the load's target (cpu0_load_frac, or null).
 fio_run() {
-    local name=$1 rw=$2 qd=$3 bs=$4 load_frac=${5:-} json="$OUT/runs/$1.json" cpu0_before cpu0_busy
+    local name=$1 rw=$2 qd=$3 bs=$4 load_frac=${5:-} json="$OUT/runs/$1.json" cpu0_before cpu0_busy block_before block_layer
     echo "$name" >>"$OUT/runs/expected.txt"
     if [ -n "$load_frac" ]; then start_cpu0_load "$load_frac"; fi
     cpu0_before=$(cpu0_jiffies)
+    block_before=$(block_reading)
     taskset -c 1 fio --name=raw --filename="$DISK_IMG" --direct=1 --ioengine=io_uring \
         --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$DURATION" --ramp_time="$WARMUP" \
         --time_based --norandommap --randrepeat=0 --output-format=json \
         --output="$json" >/dev/null || die "$name: fio failed"
     cpu0_busy=$(cpu0_busy_frac "$cpu0_before" "$(cpu0_jiffies)") || die "$name: cannot measure CPU 0's busy fraction"
+    block_layer=$(block_layer_json "$block_before" "$(block_reading)")
     stop_cpu0_load
-    python3 - "$json" "$cpu0_busy" "${load_frac:-null}" <<'PY' || die "$name: cannot add cpu0_busy_frac to $json"
+    python3 - "$json" "$cpu0_busy" "${load_frac:-null}" "$block_layer" <<'PY' || die "$name: cannot add cpu0_busy_frac to $json"
 import json, sys
 path = sys.argv[1]
 report = json.load(open(path))
 report["cpu0_busy_frac"] = float(sys.argv[2])
 report["cpu0_load_frac"] = json.loads(sys.argv[3])
+report["block_layer"] = json.loads(sys.argv[4])
+json.dump(report, open(path, "w"), indent=1)
+PY
+}
+
+# fio_net_run NAME RW QD BS RATE READPCT IMAGE: fio_run while the link carries RATE
+# requests per second (READPCT reads) without the disk: xblade-bench on CPU 0 (QD 64,
+# --max-iops RATE) against xblade --spin-us 0 on the null backend (IMAGE's size) on CPU 1,
+# next to fio. The load starts 1 s before fio (its warm-up) and ends 1 s after; the JSON
+# gets its target and the rate it reached over fio's run (net_load).
+FIO_NET_QD=64
+fio_net_run() {
+    local name=$1 rw=$2 qd=$3 bs=$4 rate=$5 rpct=$6 image=$7 net="$OUT/runs/$1.net.json" gen rc=0
+    start_target "$OUT/runs/$name.net.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --spin-us 0 1 0 "$IF_T" \
+        "null:$(( $(stat -c %s "$image") / 1048576 ))M"
+    ip netns exec "$NS_C" taskset -c 0 "$BENCH" --iface "$IF_C" --shelf 1 --slot 0 \
+        --queue-depth "$FIO_NET_QD" --max-iops "$rate" --read-pct "$rpct" --warmup-s 1 \
+        --duration-s "$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN { print w + d + 1 }')" \
+        --quiet --json "$net" >/dev/null 2>"$OUT/runs/$name.net.err" &
+    gen=$!
+    sleep 1
+    fio_run "$name" "$rw" "$qd" "$bs"
+    wait "$gen" || rc=$?
+    stop_target
+    [ "$rc" -eq 0 ] || die "$name: the network load (xblade-bench) exited $rc ($(tail -n 3 "$OUT/runs/$name.net.err" | tr '\n' ' '))"
+    python3 - "$OUT/runs/$name.json" "$net" "$rate" "$FIO_NET_QD" <<'PY' || die "$name: cannot add net_load to its JSON"
+import json, sys
+path, net = sys.argv[1], json.load(open(sys.argv[2]))
+report = json.load(open(path))
+report["net_load"] = {"target_iops": float(sys.argv[3]), "queue_depth": int(sys.argv[4]),
+                      "achieved_iops": net["results"]["all"]["iops"]}
 json.dump(report, open(path, "w"), indent=1)
 PY
 }
@@ -558,6 +631,17 @@ cases_for() {
     for rep in $(seq "$REPEAT"); do
         for target in $kinds; do
             kind_wanted "${target%-scraped}" || continue
+            if [ "$target" = fio-net ]; then
+                for qd in $qds; do
+                    for op in read write; do
+                        local rate rpct=100; [ $op = write ] && rpct=0
+                        rate=$(python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["results"]["all"]["iops"]))' \
+                            "$OUT/runs/$group-$op-qd$qd-xblade-$rep.json") || die "no xblade IOPS for $group-$op-qd$qd-fio-net-$rep"
+                        fio_net_run "$group-$op-qd$qd-$target-$rep" "rand$op" "$qd" 1k "$rate" "$rpct" "$image"
+                    done
+                done
+                continue
+            fi
             if [ "$target" = fio ] || [ "$target" = fio-contended ]; then
                 for qd in $qds; do
                     for op in read write; do
@@ -617,6 +701,7 @@ cat >"$OUT/settings.json" <<JSON
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
  "fio_contended_load": "fio on CPU 1 while CPU 0 runs a duty-cycled busy loop (100 us bursts) at the busy fraction CPU 0 had in the xblade run of the same case and repetition, warm-up included",
+ "fio_net_load": "fio on CPU 1 while xblade-bench (CPU 0, QD $FIO_NET_QD, --max-iops at the IOPS of the xblade run of the same case and repetition) drives xblade --spin-us 0 on the null backend (CPU 1, next to fio)",
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
  "xblade_help": $(python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))' < <("$XBLADE" --help 2>&1)),
  "generator_spin_us": $GEN_SPIN_US, "disk_generator_spin_us": $DISK_GEN_SPIN_US,
@@ -668,7 +753,12 @@ if want disk; then
     lab 1500 1
     # The generator polls for the disk's completions instead of sleeping (--disk-gen-spin-us).
     GEN_SPIN_US_DEFAULT=$GEN_SPIN_US GEN_SPIN_US=$DISK_GEN_SPIN_US
-    cases_for disk "$DISK_IMG" "-d" "$QDS" "fio fio-contended"
+    # What the block layer counts for the image's device (a partition has its own stat).
+    disk_dev=$(findmnt -no SOURCE --target "$DISK_DIR" 2>/dev/null || true)
+    BLOCK_STAT="/sys/class/block/$(basename "${disk_dev:-none}")/stat"
+    [ -r "$BLOCK_STAT" ] || { log "no block device statistics for $DISK_DIR ($disk_dev): the disk table will lack them"; BLOCK_STAT=""; }
+    cases_for disk "$DISK_IMG" "-d" "$QDS" "fio fio-contended fio-net"
+    BLOCK_STAT=""
     GEN_SPIN_US=$GEN_SPIN_US_DEFAULT
 fi
 

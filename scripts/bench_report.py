@@ -49,7 +49,7 @@ def load_runs(runs_dir, problems):
             if m:
                 table[(m.group(1), m.group(2), m.group(3))].append(bench_metrics(data))
             continue
-        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio|ceiling-ram|ceiling-xdp|ceiling)-(\d+)$", name)
+        m = re.match(r"^(.+-qd\d+)-(vblade|xblade-prev|xblade-scraped|xblade|fio-contended|fio-net|fio|ceiling-ram|ceiling-xdp|ceiling)-(\d+)$", name)
         if not m:
             continue
         metrics = fio_metrics(data) if m.group(2).startswith("fio") else bench_metrics(data)
@@ -96,6 +96,8 @@ def bench_metrics(report):
         "p99_us": lat.get("p99_ns", 0) / 1e3,
         "p999_us": lat.get("p99_9_ns", 0) / 1e3,
         "cpu_us": (report.get("target_cpu") or {}).get("us_per_request"),
+        # What the disk's block layer counted over the run (bench.sh, disk group only).
+        "block_layer": report.get("block_layer"),
         # xblade's own latency split of the run (bench.sh: target_split), when it has one.
         "split": report.get("target_split"),
         "retransmits": errors.get("retransmits", 0),
@@ -126,6 +128,9 @@ def fio_metrics(report):
         "balance": None, "exports": None,
         # CPU 0's busy fraction while fio ran (bench.sh adds it; loaded or idle).
         "cpu0_busy_frac": report.get("cpu0_busy_frac"),
+        "block_layer": report.get("block_layer"),
+        # fio-net: the network traffic next to fio (its target rate and the rate reached).
+        "net_load": report.get("net_load"),
     }
 
 
@@ -274,6 +279,29 @@ def split_table(summary, runs):
     return lines
 
 
+def block_table(summary, runs):
+    """The disk as its block layer counted it over each run (bench.sh's block_layer, from
+    /sys/class/block/DEV/stat): requests per second, their mean time from the request's
+    start to its completion (the scheduler's queue and the device), and the mean number in
+    flight (time_in_queue over the seconds). Medians of the repetitions. Warm-up included,
+    and for the targets the verify pass's tail is not: the window is the generator's."""
+    rows = []
+    for (case, target), reps in sorted(runs.items(), key=lambda kv: (case_key(kv[0][0]), kv[0][1])):
+        blocks = [r.get("block_layer") for r in reps]
+        if not blocks or any(not b or not b["requests"] or b["seconds"] <= 0 for b in blocks):
+            continue
+        m = {"iops": med([b["requests"] / b["seconds"] for b in blocks]),
+             "mean_us": med([1e3 * b["ticks_ms"] / b["requests"] for b in blocks]),
+             "depth": med([b["time_in_queue_ms"] / 1e3 / b["seconds"] for b in blocks])}
+        summary.setdefault(case, {}).setdefault(target, {})["block_layer"] = m
+        rows.append(f"{case:20} {target:14} {m['iops']:>10.0f} {fmt(m['mean_us']):>9} {m['depth']:>7.1f}")
+    if not rows:
+        return []
+    head = f"{'case':20} {'target':14} {'req/s':>10} {'mean us':>9} {'depth':>7}"
+    return ["", "the disk as its block layer counted it (request start to completion), medians of the repetitions",
+            head, "-" * len(head)] + rows
+
+
 # Buffer count vblade advertises in its Query Config reply (Debian's vblade 25).
 VBLADE_BUFFERS = 16
 
@@ -326,6 +354,9 @@ def check(out, runs, problems):
     for (case, target), reps in sorted(runs.items()):
         if repeat is not None and len(reps) != repeat:
             problems.append(f"{case} {target}: {len(reps)} repetitions, expected {repeat}")
+        if target == "fio-net" and any(not r.get("net_load") for r in reps):
+            problems.append(f"{case} fio-net: a run without the network load's record (net_load): "
+                            "fio-net is fio next to that traffic; re-run with this bench.sh")
         if case in contended_cases and any(r["cpu0_busy_frac"] is None for r in reps):
             problems.append(f"{case} {target}: a run without CPU 0's busy fraction (cpu0_busy_frac), "
                             "which the fio-contended ceiling is compared by; re-run with this bench.sh")
@@ -361,7 +392,7 @@ def main():
     lines.append("-" * len(header))
     cases = sorted({case for case, _ in runs}, key=case_key)
     for case in cases:
-        targets = sorted({t for c, t in runs if c == case}, key=lambda t: ({"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "ceiling": 6, "ceiling-ram": 7, "ceiling-xdp": 8}.get(t, 9 if t != "default" else 0), t))
+        targets = sorted({t for c, t in runs if c == case}, key=lambda t: ({"vblade": 0, "xblade-prev": 1, "xblade": 2, "xblade-scraped": 3, "fio": 4, "fio-contended": 5, "fio-net": 5.5, "ceiling": 6, "ceiling-ram": 7, "ceiling-xdp": 8}.get(t, 9 if t != "default" else 0), t))
         for target in targets:
             reps = runs[(case, target)]
             row = {k: med([r[k] for r in reps]) for k in ("iops", "mb_s", "p50_us", "p99_us", "p999_us", "cpu_us", "cpu0_busy_frac")}
@@ -386,6 +417,16 @@ def main():
             pair["ratio_xblade_fio_contended"] = r
             busy = f"CPU 0 busy: xblade {pct(pair['xblade']['cpu0_busy_frac'])}, fio {pct(pair['fio-contended']['cpu0_busy_frac'])}"
             lines.append(f"{'':28} {'xblade/fio (contended)':22} {r:>24.2f}x  ({busy})")
+        # fio next to the network traffic of xblade's run (no disk behind it): the disk and
+        # the target's CPU contended as in xblade's run; the rate the traffic reached next
+        # to it (below xblade's IOPS, fio had less to contend with than xblade had).
+        if "xblade" in pair and "fio-net" in pair and pair["fio-net"]["iops"]:
+            r = pair["xblade"]["iops"] / pair["fio-net"]["iops"]
+            pair["ratio_xblade_fio_net"] = r
+            reached = med([(x.get("net_load") or {}).get("achieved_iops") for x in runs[(case, "fio-net")]])
+            pair["fio-net"]["net_load_achieved_iops"] = reached
+            lines.append(f"{'':28} {'xblade/fio (network)':22} {r:>24.2f}x  (traffic next to fio: "
+                         f"{fmt(reached)} req/s, xblade made {pair['xblade']['iops']:.0f})")
         if "xblade" in pair and "fio" in pair and pair["fio"]["iops"]:
             r = pair["xblade"]["iops"] / pair["fio"]["iops"]
             pair["ratio_xblade_fio"] = r
@@ -454,7 +495,7 @@ def main():
               "same run, interleaved per repetition",
         labels=("plain", "scraped", "scr/plain", "plain/scr"), key="ratio_scraped_plain")
     for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped,
-                  split_table(summary, runs), cpu_table(summary, runs)):
+                  split_table(summary, runs), block_table(summary, runs), cpu_table(summary, runs)):
         if extra:
             print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

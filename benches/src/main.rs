@@ -83,6 +83,14 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=MAX_QUEUE_DEPTH as i64))]
     queue_depth: u16,
 
+    /// At most this many new requests per second (0: no limit). The loop still keeps at
+    /// most --queue-depth in flight; a slot that frees up waits for its turn in the pace
+    /// (1 s / N apart, with a burst of at most 32 after a late turn). Retransmissions are
+    /// not paced. For a background load of a known rate, e.g. the network traffic a
+    /// disk-backed target carried, without the disk.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_iops: u64,
+
     /// Percentage of requests that are reads; the rest are writes.
     #[arg(long, value_name = "PCT", default_value_t = 100,
           value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -201,6 +209,11 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     } else {
         Err("must be more than 0 seconds".into())
     }
+}
+
+/// The pace of `--max-iops N`: 1 s / N between new requests, or none for 0.
+fn pace_interval(max_iops: u64) -> Option<Duration> {
+    (max_iops > 0).then(|| Duration::from_nanos((1_000_000_000 / max_iops).max(1)))
 }
 
 fn main() -> ExitCode {
@@ -383,6 +396,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         seed: cli.seed,
         progress: !cli.quiet && cli.warmup_s + cli.duration_s >= PROGRESS_MIN_S,
         spin: Duration::from_micros(cli.spin_us),
+        pace: pace_interval(cli.max_iops),
         target_pid: cli.target_pid,
     };
     let result = Engine::new(cfg, targets, rx, tx).run(&stop)?;
@@ -421,6 +435,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         rx_block_bytes: rx_cfg.block_size,
         rx_block_timeout_ms: cli.rx_block_timeout_ms,
         spin_us: cli.spin_us,
+        max_iops: cli.max_iops,
     };
     let seconds = result.measured.as_secs_f64();
     let Some(first) = target_reports.first() else {

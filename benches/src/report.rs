@@ -49,6 +49,8 @@ pub struct ConfigReport {
     pub rx_block_bytes: u32,
     pub rx_block_timeout_ms: u32,
     pub spin_us: u64,
+    /// New requests per second at most (0: no limit).
+    pub max_iops: u64,
 }
 
 /// Performance in the measured window.
@@ -316,11 +318,16 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "I/O      rx TPACKET_{:?} ring of {} KiB, tx {:?}, spin {} us",
+            "I/O      rx TPACKET_{:?} ring of {} KiB, tx {:?}, spin {} us{}",
             c.rx_ring,
             c.rx_ring_bytes / 1024,
             c.tx,
-            c.spin_us
+            c.spin_us,
+            if c.max_iops > 0 {
+                format!(", paced to at most {} new requests/s", c.max_iops)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(s);
         let _ = writeln!(
@@ -502,6 +509,7 @@ mod tests {
             rx_block_bytes: 65536,
             rx_block_timeout_ms: 1,
             spin_us: 0,
+            max_iops: 0,
         };
         Report::new(target, config, &stats, 2.0, (0.5, 0.25))
     }
