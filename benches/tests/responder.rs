@@ -184,6 +184,56 @@ fn the_bench_runs_verified_against_the_responder_binary() {
     drop(lab);
 }
 
+/// `--max-iops` holds the generator to its pace: 2000 new requests a second against a
+/// responder that could answer tens of thousands, and the report says so.
+#[test]
+fn the_bench_holds_the_pace_of_max_iops() {
+    if !xblade_lab::require_root() {
+        return;
+    }
+    let lab = Lab::new("bpace", LabOptions::default()).expect("lab");
+    let sectors = SECTORS.to_string();
+    let mut responder = Process::start(
+        &lab,
+        &[
+            "--shelf",
+            &SHELF.to_string(),
+            "--slot",
+            &SLOT.to_string(),
+            "--size-sectors",
+            &sectors,
+        ],
+    );
+    let (out, report) = run_bench(
+        &lab,
+        SHELF,
+        SLOT,
+        &[
+            "--queue-depth",
+            "16",
+            "--max-iops",
+            "2000",
+            "--warmup-s",
+            "0.2",
+            "--duration-s",
+            "1.5",
+            "--quiet",
+        ],
+    );
+    responder.terminate();
+    assert!(out.status.success(), "{}", describe(&out));
+    let report = report.expect("JSON report");
+    assert_eq!(report["config"]["max_iops"], 2000, "{report:#}");
+    let iops = report["results"]["all"]["iops"].as_f64().unwrap();
+    // At most the pace plus one burst of catch-up and the warm-up's requests finishing in
+    // the window (about 2030/s over 1.5 s); unpaced, this link answers 50k+ per second.
+    assert!(
+        (1500.0..=2100.0).contains(&iops),
+        "{iops} IOPS at --max-iops 2000: {report:#}"
+    );
+    drop(lab);
+}
+
 /// Runs the binary (here, without a namespace) and returns (status, stdout + stderr).
 fn run_responder(args: &[&str]) -> (ExitStatus, String) {
     let out = Command::new(RESPONDER)
