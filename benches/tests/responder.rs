@@ -27,7 +27,8 @@ struct Process {
 
 impl Process {
     fn start(lab: &Lab, args: &[&str]) -> Process {
-        let log = TempFile::path_in_tmp("responder.log");
+        // One log per lab: the tests of this file run in parallel.
+        let log = TempFile::path_in_tmp(&format!("responder-{}.log", lab.target_if()));
         let out = File::create(&log.0).expect("create responder log");
         let err = out.try_clone().expect("dup log");
         let child = lab
@@ -57,6 +58,21 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         p
+    }
+
+    /// [`Process::start`] exporting e`SHELF`.`SLOT` of `SECTORS`, with `extra` options.
+    fn start_export(lab: &Lab, extra: &[&str]) -> Process {
+        let (shelf, slot, sectors) = (SHELF.to_string(), SLOT.to_string(), SECTORS.to_string());
+        let mut args = vec![
+            "--shelf",
+            &shelf,
+            "--slot",
+            &slot,
+            "--size-sectors",
+            &sectors,
+        ];
+        args.extend_from_slice(extra);
+        Process::start(lab, &args)
     }
 
     fn log_text(&self) -> String {
@@ -104,21 +120,7 @@ fn the_bench_runs_verified_against_the_responder_binary() {
     }
     // Field order = drop order: the responder, then the lab.
     let lab = Lab::new("bresp", LabOptions::default()).expect("lab");
-    let sectors = SECTORS.to_string();
-    let mut responder = Process::start(
-        &lab,
-        &[
-            "--shelf",
-            &SHELF.to_string(),
-            "--slot",
-            &SLOT.to_string(),
-            "--size-sectors",
-            &sectors,
-            "--ram",
-            "--buffer-count",
-            "64",
-        ],
-    );
+    let mut responder = Process::start_export(&lab, &["--ram", "--buffer-count", "64"]);
     let started = responder.log_text();
     assert!(
         started.contains(&format!("exporting e{SHELF}.{SLOT} on {}", lab.target_if())),
@@ -192,18 +194,7 @@ fn the_bench_holds_the_pace_of_max_iops() {
         return;
     }
     let lab = Lab::new("bpace", LabOptions::default()).expect("lab");
-    let sectors = SECTORS.to_string();
-    let mut responder = Process::start(
-        &lab,
-        &[
-            "--shelf",
-            &SHELF.to_string(),
-            "--slot",
-            &SLOT.to_string(),
-            "--size-sectors",
-            &sectors,
-        ],
-    );
+    let mut responder = Process::start_export(&lab, &[]);
     let (out, report) = run_bench(
         &lab,
         SHELF,
