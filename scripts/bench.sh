@@ -584,7 +584,7 @@ PY
 # next to fio. The load starts 1 s before fio (its warm-up) and ends 1 s after; the JSON
 # gets its target and the rate it reached over fio's run (net_load). CPU 1 carries the
 # network work and fio, as xblade's CPU carries its network work and its disk I/O: fio got
-# 44-50 % of CPU 1 in the runs of 2026-12-03 (56-77 % in fio-contended), at about 10 us of
+# 42-50 % of CPU 1 in the runs of 2026-12-03 (56-77 % in fio-contended), at about 10 us of
 # CPU per I/O. So fio-net compares like with like (the same work on the same CPUs, the
 # disk under the same traffic); it is not an upper bound for a leaner disk client.
 FIO_NET_QD=64
