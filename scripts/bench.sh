@@ -100,7 +100,9 @@
 #
 # Environment: XBLADE_BENCH_DISK_DIR (default /var/tmp) holds the disk image,
 # XBLADE_BENCH_SHM_DIR (default /dev/shm) the tmpfs image (e.g. a tmpfs mounted
-# huge=within_size, whose mapping xblade's mmap engine then gets in 2 MiB pages).
+# huge=within_size, whose mapping xblade's mmap engine then gets in 2 MiB pages),
+# XBLADE_BENCH_STALLS_S (default 2) how long xblade-stalls measures the machine's own stalls
+# before each repetition of QD 1 cases (tmpfs, qd1 groups; the report's QD 1 stall table).
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, the generator's spin, CPU placement (target on CPU 1, load on CPU 0),
@@ -186,13 +188,14 @@ cargo_run build --release --locked -p xblade -p xblade-bench
 OUT=${OUT:-$REPO/results/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/runs" "$OUT/bin"
 # Copies: other work in the tree may rebuild target/release while this runs.
-for b in xblade xbladectl xblade-bench xblade-responder; do
+for b in xblade xbladectl xblade-bench xblade-responder xblade-stalls; do
     cp "$REPO/target/release/$b" "$OUT/bin/$b"
 done
 XBLADE="$OUT/bin/xblade"
 XBLADECTL="$OUT/bin/xbladectl"
 BENCH="$OUT/bin/xblade-bench"
 RESPONDER="$OUT/bin/xblade-responder"
+STALLS="$OUT/bin/xblade-stalls"
 XBLADE_PREV=""
 if [ -n "$COMPARE_BIN" ]; then
     cp "$COMPARE_BIN" "$OUT/bin/xblade-prev"
@@ -588,6 +591,7 @@ PY
 # CPU per I/O. So fio-net compares like with like (the same work on the same CPUs, the
 # disk under the same traffic); it is not an upper bound for a leaner disk client.
 FIO_NET_QD=64
+STALLS_S=${XBLADE_BENCH_STALLS_S:-2}
 fio_net_run() {
     local name=$1 rw=$2 qd=$3 bs=$4 rate=$5 rpct=$6 image=$7 net="$OUT/runs/$1.net.json" rc=0
     start_target "$OUT/runs/$name.net.log" 1 "$XBLADE" "${XBLADE_ARGS[@]}" --spin-us 0 1 0 "$IF_T" \
@@ -629,6 +633,17 @@ XBLADE_ARGS=(--no-state --no-pin)
 # "ceiling-xdp" xblade with the null backend (its AF_XDP path alone); "fio" runs raw fio on
 # the image (the disk's own limit) with CPU 0 idle, "fio-contended" the same with CPU 0
 # busy, as the load generator keeps it during the targets' runs. --kinds leaves some out.
+# The machine's own stalls, right before a repetition of QD 1 cases: xblade-stalls spins on
+# both CPUs (nothing else running) for STALLS_S seconds and counts the gaps in its clock
+# reads. At QD 1 each stall on the CPU holding the request delays it, so the report puts
+# these per second next to every target's delayed requests per second (delayed_ops).
+stalls_run() {
+    local name=$1
+    "$STALLS" --cpus 0,1 --duration-s "$STALLS_S" --json "$OUT/runs/stalls-$name.json" \
+        >"$OUT/runs/stalls-$name.txt" 2>&1 || die "xblade-stalls $name failed: $(tail -n 2 "$OUT/runs/stalls-$name.txt")"
+    log "stalls $name: $(grep -o 'stalls >= 10 us: [0-9]*/s' "$OUT/runs/stalls-$name.txt" | tr '\n' ' ')"
+}
+
 cases_for() {
     local group=$1 image=$2 vflags=$3 qds=$4 extra=${5:-}
     local kinds=vblade
@@ -637,6 +652,7 @@ cases_for() {
     [ "$SCRAPE_METRICS" = 1 ] && kinds="$kinds xblade-scraped"
     kinds="$kinds $extra"
     for rep in $(seq "$REPEAT"); do
+        if [[ " $qds " == *" 1 "* ]]; then stalls_run "$group-$rep"; fi
         for target in $kinds; do
             kind_wanted "${target%-scraped}" || continue
             if [ "$target" = fio-net ]; then
@@ -709,6 +725,7 @@ cat >"$OUT/settings.json" <<JSON
  "repeat": $REPEAT, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "placement": "target taskset CPU 1 (xblade --no-pin), load generator taskset CPU 0",
  "fio_contended_load": "fio on CPU 1 while CPU 0 runs a duty-cycled busy loop (100 us bursts) at the busy fraction CPU 0 had in the xblade run of the same case and repetition, warm-up included",
+ "stalls": "xblade-stalls --cpus 0,1 --duration-s $STALLS_S before each repetition of QD 1 cases, both CPUs otherwise idle: gaps of at least 10 us in back-to-back CLOCK_MONOTONIC reads, per second per CPU",
  "fio_net_load": "fio on CPU 1 while xblade-bench (CPU 0, QD $FIO_NET_QD, --max-iops at the IOPS of the xblade run of the same case and repetition) drives xblade --spin-us 0 on the null backend (CPU 1, next to fio)",
  "xblade": "$("$XBLADE" --version)", "vblade": "$(dpkg-query -W -f='${Version}' vblade)",
  "xblade_help": $(python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))' < <("$XBLADE" --help 2>&1)),
@@ -716,7 +733,7 @@ cat >"$OUT/settings.json" <<JSON
  "tmpfs_image": "$SHM_IMG", "disk_image": "$DISK_IMG"}
 JSON
 
-if want tmpfs || want null || want jumbo || want queues || want ablation || want cpu || want napi; then
+if want tmpfs || want qd1 || want null || want jumbo || want queues || want ablation || want cpu || want napi; then
     log "tmpfs image: 512 MiB, allocated"
     dd if=/dev/zero of="$SHM_IMG" bs=1M count=512 status=none
 fi
@@ -734,6 +751,7 @@ if want qd1; then
     log "latency at QD 1, tmpfs: vblade, xblade --busy-poll, xblade --spin-us 0 (event mode)"
     lab 1500 1
     for rep in $(seq "$REPEAT"); do
+        stalls_run "qd1-$rep"
         start_target "$OUT/runs/qd1-vblade-$rep.log" 1 vblade 1 0 "$IF_T" "$SHM_IMG"
         verify_pass "qd1-vblade-$rep"
         for op in read write; do

@@ -95,6 +95,12 @@ def bench_metrics(report):
         "p50_us": lat.get("p50_ns", 0) / 1e3,
         "p99_us": lat.get("p99_ns", 0) / 1e3,
         "p999_us": lat.get("p99_9_ns", 0) / 1e3,
+        # Requests slower than the median by more than 10 us, per second (xblade-bench's
+        # delayed_ops): at QD 1, the step the machine's stalls put in the tail.
+        "delayed_per_s": (lat["delayed_ops"] / report["results"]["seconds"]
+                          if "delayed_ops" in lat and report["results"].get("seconds") else None),
+        # The p99 of the other requests: the target's own tail with the stalls set aside.
+        "p99_undelayed_us": lat["p99_undelayed_ns"] / 1e3 if "p99_undelayed_ns" in lat else None,
         "cpu_us": (report.get("target_cpu") or {}).get("us_per_request"),
         # What the disk's block layer counted over the run (bench.sh, disk group only).
         "block_layer": report.get("block_layer"),
@@ -302,6 +308,86 @@ def block_table(summary, runs):
             head, "-" * len(head)] + rows
 
 
+def quantile_us(cdf, q):
+    """The latency at quantile q (a point of xblade-bench's cdf), in us, or None."""
+    for point_q, ns in cdf:
+        if abs(point_q - q) < 1e-9:
+            return ns / 1e3
+    return None
+
+
+def stalls_table(out, summary, runs):
+    """QD 1 and the machine's own stalls. xblade-stalls ran on both CPUs, idle otherwise,
+    before each repetition of the group's QD 1 cases (runs/stalls-GROUP-REP.json); each
+    stall of at least 10 us on the CPU that holds the request in flight delays it by that
+    much. Per target: requests per second delayed by more than 10 us past the median
+    (delayed_ops) and their share of all requests. When the share is above 1 %, the p99 is
+    inside the step the stalls make, whatever the target; the p97 is below it, and so is
+    the p99 of the requests that were not delayed (p99_undelayed). Where every target has
+    about the same delayed requests per second, near the stalls' rate, those are the
+    machine's; then the xblade/vblade ratio of the undelayed p99 is the targets' own."""
+    per_group = defaultdict(list)
+    for path in sorted((out / "runs").glob("stalls-*.json")):
+        m = re.match(r"^stalls-(.+)-(\d+)$", path.stem)
+        try:
+            cpus = json.loads(path.read_text())["cpus"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if m:
+            per_group[m.group(1)].append({c["cpu"]: c for c in cpus})
+    rows = []
+    for case in sorted(summary, key=case_key):
+        key = case_key(case)
+        if key[3] != 1:
+            continue
+        group = key[0] + (str(key[1]) if key[1] else "")
+        group = re.sub(r"(busypoll|event)$", "", group)
+        for target, row in summary[case].items():
+            if not isinstance(row, dict) or "iops" not in row:
+                continue
+            reps = runs.get((case, target), [])
+            delayed = med([r.get("delayed_per_s") for r in reps])
+            if delayed is None or not row["iops"]:
+                continue
+            share = delayed / row["iops"]
+            p97 = med([quantile_us(r["cdf"], 0.97) for r in reps])
+            undelayed = med([r.get("p99_undelayed_us") for r in reps])
+            row["delayed_per_s"] = delayed
+            row["delayed_share"] = share
+            row["p97_us"] = p97
+            row["p99_undelayed_us"] = undelayed
+            rows.append((group, f"{case:24} {target:12} {row['iops']:>9.0f} {fmt(row['p50_us']):>7} {fmt(p97):>7} "
+                                f"{fmt(row['p99_us']):>7} {delayed:>10.0f} {share * 100:>8.2f}% {fmt(undelayed):>14}"))
+        pair = summary[case]
+        if pair.get("xblade", {}).get("p99_undelayed_us") and pair.get("vblade", {}).get("p99_undelayed_us"):
+            r = pair["xblade"]["p99_undelayed_us"] / pair["vblade"]["p99_undelayed_us"]
+            pair["ratio_xblade_vblade"]["p99_undelayed"] = r
+            rows.append((group, f"{'':24} {'xblade/vblade':12} {'':9} {'':7} {'':7} "
+                                f"{fmt(pair['ratio_xblade_vblade']['p99'], 2) + 'x':>7} {'':10} {'':9} {r:>13.2f}x"))
+    if not rows:
+        return []
+    head = (f"{'case':24} {'target':12} {'IOPS':>9} {'p50 us':>7} {'p97 us':>7} {'p99 us':>7} "
+            f"{'delayed/s':>10} {'delayed':>9} {'p99 undelayed':>14}")
+    lines = ["", "QD 1 and the machine's stalls: requests delayed more than 10 us past the median "
+             "(per second, share of all; medians of the repetitions). Above 1 %, the p99 is in the "
+             "stalls' step whatever the target", head, "-" * len(head)]
+    lines += [line for _, line in rows]
+    for group in sorted({g for g, _ in rows}):
+        reps = per_group.get(group, [])
+        if not reps:
+            continue
+        cells = []
+        stalls = {}
+        for cpu in sorted({c for rep in reps for c in rep}):
+            values = [rep[cpu]["stalls_at_least_10us_per_s"] for rep in reps if cpu in rep]
+            lost = [rep[cpu]["lost_frac"] for rep in reps if cpu in rep]
+            stalls[str(cpu)] = {"stalls_at_least_10us_per_s": med(values), "lost_frac": med(lost)}
+            cells.append(f"CPU {cpu} {med(values):.0f}/s{spread(values)} (time lost {med(lost) * 100:.1f} %)")
+        summary.setdefault("stalls", {})[group] = stalls
+        lines.append(f"stalls >= 10 us, group {group}, measured idle before each repetition: " + "; ".join(cells))
+    return lines
+
+
 # Buffer count vblade advertises in its Query Config reply (Debian's vblade 25).
 VBLADE_BUFFERS = 16
 
@@ -495,7 +581,8 @@ def main():
               "same run, interleaved per repetition",
         labels=("plain", "scraped", "scr/plain", "plain/scr"), key="ratio_scraped_plain")
     for extra in (exports_table(summary, runs), compare_table(summary, runs), scraped,
-                  split_table(summary, runs), block_table(summary, runs), cpu_table(summary, runs)):
+                  split_table(summary, runs), block_table(summary, runs), cpu_table(summary, runs),
+                  stalls_table(out, summary, runs)):
         if extra:
             print("\n".join(extra))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -11,6 +11,9 @@
 //! [`responder`] is the other end for measuring the generator itself: a zero-work AoE
 //! responder that answers every request at once (binary `xblade-responder`, also used by the
 //! integration tests). It is not a storage target.
+//!
+//! [`stalls`] counts what the machine takes from a CPU unseen (binary `xblade-stalls`): the
+//! gaps in a loop that only reads the clock, the stalls that set the tail at queue depth 1.
 
 pub mod engine;
 pub mod exports;
@@ -18,6 +21,7 @@ pub mod packet;
 pub mod report;
 pub mod responder;
 pub mod rng;
+pub mod stalls;
 pub mod stats;
 pub mod verify;
 pub mod workload;

@@ -535,6 +535,12 @@ mod tests {
         assert_eq!(v["config"]["rx_ring"], "v2");
         assert!(v["results"]["read"]["latency"]["p99_ns"].as_u64().unwrap() >= 29_000);
         assert!(v["results"]["read"]["latency"]["p99_9_ns"].is_u64());
+        assert!(v["results"]["read"]["latency"]["delayed_ops"].is_u64());
+        assert!(v["results"]["read"]["latency"]["p99_undelayed_ns"].is_u64());
+        assert!(
+            v["results"]["seconds"].is_f64(),
+            "bench_report.py divides delayed_ops by it"
+        );
         assert!(v["results"]["all"]["iops"].is_f64());
         assert!(v["cpu"]["cores"].is_f64());
         assert!(v["io"]["turns"].is_u64(), "flattened counts");

@@ -261,21 +261,45 @@ pub struct LatencySummary {
     pub p99_ns: u64,
     pub p99_9_ns: u64,
     pub max_ns: u64,
+    /// Requests slower than the median by more than [`DELAYED_BY_NS`]: the step in the tail
+    /// that stalls of the machine itself put there (a vCPU that the host does not run for
+    /// 10 to 50 µs delays whatever request is in flight on it). At queue depth 1 these per
+    /// second, next to `xblade-stalls`' count of such stalls, tell the machine's tail from
+    /// the target's.
+    pub delayed_ops: u64,
+    /// The p99 of the requests not in `delayed_ops` (the value at quantile
+    /// 0.99 x (ops - delayed) / ops of all of them): the tail the target itself makes when
+    /// the machine's stalls are set aside. Only meaningful where the delayed requests per
+    /// second match the machine's stall rate for every target (bench.sh measures both).
+    pub p99_undelayed_ns: u64,
 }
+
+/// How much slower than the median a request must be to count in
+/// [`LatencySummary::delayed_ops`].
+pub const DELAYED_BY_NS: u64 = 10_000;
 
 /// The percentiles of `h`, or `None` when it is empty.
 pub fn latency_summary(h: &Histogram<u64>) -> Option<LatencySummary> {
     if h.is_empty() {
         return None;
     }
+    let p50_ns = h.value_at_quantile(0.5);
+    // The first value that counts as delayed, rounded up to the histogram's resolution
+    // so that the median's own bucket never counts.
+    let delayed_from_ns = h.lowest_equivalent(p50_ns.saturating_add(DELAYED_BY_NS));
+    let delayed_ops = h.len() - h.count_between(0, delayed_from_ns.saturating_sub(1));
+    // delayed_ops < len: the median's bucket never counts, and it holds at least one value.
+    let undelayed_share = (h.len() - delayed_ops) as f64 / h.len() as f64;
     Some(LatencySummary {
         min_ns: h.min(),
         mean_ns: h.mean(),
-        p50_ns: h.value_at_quantile(0.5),
+        p50_ns,
         p90_ns: h.value_at_quantile(0.9),
         p99_ns: h.value_at_quantile(0.99),
         p99_9_ns: h.value_at_quantile(0.999),
         max_ns: h.max(),
+        delayed_ops,
+        p99_undelayed_ns: h.value_at_quantile(0.99 * undelayed_share),
     })
 }
 
@@ -350,6 +374,35 @@ mod tests {
         assert!(near(l.p99_9_ns, 999_000), "{l:?}");
         assert!(near(l.max_ns, 1_000_000), "{l:?}");
         assert!((l.mean_ns - 500_500.0).abs() < 1_000.0, "{l:?}");
+        // Slower than 500 us + 10 us: 511..=1000 us, give or take the buckets' width; the
+        // p99 of the other 510 is near 505 us.
+        assert!(l.delayed_ops.abs_diff(490) <= 2, "{l:?}");
+        assert!(near(l.p99_undelayed_ns, 505_000), "{l:?}");
+    }
+
+    #[test]
+    fn delayed_ops_count_the_step_in_the_tail() {
+        let mut s = Stats::new();
+        // 985 requests near 7 us, 15 delayed by a 20 us stall: the step at p98.5.
+        for i in 0..985u64 {
+            s.record(Kind::Read, 7_000 + i % 50, 1024);
+        }
+        for _ in 0..15 {
+            s.record(Kind::Read, 27_000, 1024);
+        }
+        let l = op_summary(&s.read, 1.0).latency.unwrap();
+        assert_eq!(l.delayed_ops, 15, "{l:?}");
+        // p99 of all falls in the step; p99 of the 985 undelayed is near 7.049 us.
+        assert!(l.p99_ns >= 26_900, "{l:?}");
+        assert!((7_040..7_060).contains(&l.p99_undelayed_ns), "{l:?}");
+        // Just below the threshold does not count; just above does.
+        let mut s = Stats::new();
+        s.record(Kind::Write, 7_000, 512);
+        s.record(Kind::Write, 7_000, 512);
+        s.record(Kind::Write, 16_900, 512);
+        s.record(Kind::Write, 17_100, 512);
+        let l = op_summary(&s.write, 1.0).latency.unwrap();
+        assert_eq!(l.delayed_ops, 1, "{l:?}");
     }
 
     #[test]
