@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs::File;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{describe, run_bench, TempFile};
@@ -227,17 +227,7 @@ fn the_bench_holds_the_pace_of_max_iops() {
 
 /// Runs the binary (here, without a namespace) and returns (status, stdout + stderr).
 fn run_responder(args: &[&str]) -> (ExitStatus, String) {
-    let out = Command::new(RESPONDER)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xblade-responder");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status, text)
+    common::run_binary(RESPONDER, args)
 }
 
 #[test]

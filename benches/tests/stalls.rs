@@ -1,21 +1,12 @@
 //! The `xblade-stalls` binary as scripts/bench.sh runs it: its JSON, and its refusals.
 //! Needs no privileges and no network.
 
-use std::process::Command;
+mod common;
 
 const STALLS: &str = env!("CARGO_BIN_EXE_xblade-stalls");
 
 fn run_stalls(args: &[&str]) -> (std::process::ExitStatus, String) {
-    let out = Command::new(STALLS)
-        .args(args)
-        .output()
-        .expect("running xblade-stalls");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status, text)
+    common::run_binary(STALLS, args)
 }
 
 #[test]

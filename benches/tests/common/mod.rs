@@ -19,6 +19,22 @@ use xblade_lab::Lab;
 
 pub const BENCH: &str = env!("CARGO_BIN_EXE_xblade-bench");
 
+/// Runs one of the crate's binaries without a namespace, stdin closed, and returns its
+/// (status, stdout + stderr).
+pub fn run_binary(path: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {path}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
 /// A file removed on drop.
 pub struct TempFile(pub PathBuf);
 
