@@ -102,7 +102,8 @@
 # XBLADE_BENCH_SHM_DIR (default /dev/shm) the tmpfs image (e.g. a tmpfs mounted
 # huge=within_size, whose mapping xblade's mmap engine then gets in 2 MiB pages),
 # XBLADE_BENCH_STALLS_S (default 2) how long xblade-stalls measures the machine's own stalls
-# before each repetition of QD 1 cases (tmpfs, qd1 groups; the report's QD 1 stall table).
+# before each repetition of QD 1 cases (tmpfs, disk, qd1 groups; the report's QD 1 stall
+# table).
 #
 # Settings recorded with every number: queue depth, request size (sectors per frame at the
 # MTU), read/write, the generator's spin, CPU placement (target on CPU 1, load on CPU 0),
